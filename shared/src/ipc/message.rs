@@ -1,0 +1,114 @@
+//! The messages of the supervisor ↔ worker protocol, typed.
+//!
+//! Everything a worker needs to start (its tenant id, data key, configuration
+//! and sockets) arrives in one [`Bootstrap`] frame, never through argv or the
+//! environment, which other processes can read.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::{Number, TenantId};
+
+/// Length of a tenant data key: 256 bits, used as a raw SQLCipher key.
+pub const DATA_KEY_LEN: usize = 32;
+
+/// The transport a SIP message arrived on, or must leave by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// A raw SIP message relayed through the router, with where it came from (or,
+/// from the worker, where it must go). `conn` names the router's TCP
+/// connection; it is 0 for UDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipPacket {
+    pub transport: Transport,
+    pub conn: u64,
+    pub peer: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// What the supervisor tells a worker about itself, sent once at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub tenant_id: TenantId,
+    pub numbers: Vec<Number>,
+    /// Address written into Contact and SDP.
+    pub advertise: IpAddr,
+    /// The shared router's port, for the Contact of calls that came through it.
+    pub router_port: u16,
+    pub sip_port: u16,
+    pub http_port: u16,
+    /// The tenant's data directory; the worker's store lives here.
+    pub data_dir: PathBuf,
+    /// How long the agent lets a call ring before answering.
+    pub answer_delay_ms: u64,
+    /// The tenant's agent document (INTERFACES.md), as given by the admin.
+    pub agent: serde_json::Value,
+}
+
+/// The first frame a worker receives. Its sockets ride along as descriptors,
+/// in this order: SIP UDP, SIP TCP listener, HTTP TCP listener.
+#[derive(Debug)]
+pub struct Bootstrap {
+    pub data_key: [u8; DATA_KEY_LEN],
+    pub config: WorkerConfig,
+}
+
+impl Drop for Bootstrap {
+    fn drop(&mut self) {
+        self.data_key.zeroize();
+    }
+}
+
+/// Number of descriptors that travel with [`Bootstrap`].
+pub const BOOTSTRAP_FDS: usize = 3;
+
+/// A request from the supervisor that the worker acknowledges with
+/// [`FromWorker::Reply`] carrying the same `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Control {
+    pub seq: u64,
+    pub op: ControlOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlOp {
+    /// Store an API token's hash (never the token itself).
+    AddToken {
+        id: String,
+        name: String,
+        sha256_hex: String,
+        expires_at: Option<String>,
+    },
+    /// The tenant's numbers changed (admin `number add/remove`).
+    SetNumbers { numbers: Vec<Number> },
+}
+
+/// Supervisor → worker.
+#[derive(Debug)]
+pub enum ToWorker {
+    Bootstrap(Bootstrap),
+    Sip(SipPacket),
+    Control(Control),
+}
+
+/// The worker's start-up report: it serves SIP and HTTP from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub pid: u32,
+}
+
+/// Worker → supervisor. Everything here is untrusted input to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromWorker {
+    Ready(Ready),
+    Sip(SipPacket),
+    Reply { seq: u64, error: Option<String> },
+}

@@ -1,0 +1,21 @@
+//! SIP at the level both processes need it, without a full parser.
+//!
+//! The router reads only what it routes on (the Request-URI user, Call-ID,
+//! Via) with a zero-copy scan over the raw bytes; the worker's user agent
+//! builds on the same scan. Keeping this our own code is deliberate:
+//! rsip 0.4 loses the user part of `sip:first.last@example.com` and ignores
+//! compact header forms (see docs/sip-parser.md), and routing must not.
+//!
+//! - [`scan`]: start line, header lookup (compact forms, folding), body.
+//! - [`uri`]: the user part of `sip:`/`sips:`/`tel:` URIs.
+//! - [`via`]: the top Via, and where a response must go (RFC 3261 §18.2.2, RFC 3581).
+//! - [`reply`]: building a response that mirrors a request's headers.
+//! - [`framing`]: finding message boundaries in a TCP byte stream.
+
+pub mod framing;
+pub mod reply;
+pub mod scan;
+pub mod uri;
+pub mod via;
+
+pub use scan::{scan, ScanError, Scanned, StartLine};
