@@ -11,6 +11,7 @@ pub mod ipc;
 pub mod number;
 pub mod sip;
 pub mod tenant_id;
+pub mod time;
 
 pub use number::Number;
 pub use tenant_id::TenantId;

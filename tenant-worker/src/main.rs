@@ -1,1 +1,33 @@
-fn main() {}
+//! `bulkhead-worker`: one tenant's worker, started only by the supervisor.
+//!
+//! bootstrap (fd 3) → store (SQLCipher, this tenant's key) → runtime
+//! (SIP user agent on the router link and the trunk port, tenant HTTP API).
+//! The sandbox issue adds a hardening step (Landlock, seccomp) between store
+//! and runtime, before any thread starts and before untrusted input is read.
+
+#![deny(unsafe_code)]
+
+mod bootstrap;
+mod http;
+mod run;
+mod sip;
+mod store;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    match run::main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulkhead-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -18,4 +18,4 @@ pub mod scan;
 pub mod uri;
 pub mod via;
 
-pub use scan::{scan, ScanError, Scanned, StartLine};
+pub use scan::{scan, scan_head, ScanError, Scanned, StartLine};

@@ -93,6 +93,13 @@ pub fn scan(bytes: &[u8]) -> Result<Scanned<'_>, ScanError> {
     Ok(msg)
 }
 
+/// Scans only the start line and headers, whatever the body: enough to
+/// answer a message whose body is malformed with a 400.
+pub fn scan_head(bytes: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    let (start, head, body) = split(bytes)?;
+    Ok(Scanned { start, head, body })
+}
+
 /// Splits start line, header block and the bytes after the empty line.
 pub(crate) fn split(bytes: &[u8]) -> Result<(StartLine<'_>, &str, &[u8]), ScanError> {
     // RFC 3261 §7.5: ignore CRLFs before the start line.

@@ -1,0 +1,126 @@
+//! The admin API's request and response bodies: what the CLI sends over the
+//! admin socket and prints (INTERFACES.md, "JSON shapes").
+
+use bulkhead_shared::{Number, TenantId};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Limits;
+
+/// A tenant as described by `tenant add` or a tenant file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub id: TenantId,
+    #[serde(default)]
+    pub numbers: Vec<Number>,
+    pub sip_port: Option<u16>,
+    pub http_port: Option<u16>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// The agent document, stored and handed to the worker as given.
+    #[serde(default)]
+    pub agent: Option<serde_json::Value>,
+}
+
+/// `tenant show --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantView {
+    pub id: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub uid: u32,
+    pub sip_port: u16,
+    pub http_port: u16,
+    pub numbers: Vec<String>,
+    pub restarts: u32,
+    pub uptime_s: Option<u64>,
+    pub key_version: u32,
+    pub last_failure: Option<String>,
+}
+
+/// `tenant add --json`: the view plus the first token, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantAdded {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    pub token: String,
+}
+
+/// `tenant list --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantList {
+    pub tenants: Vec<TenantView>,
+}
+
+/// `tenant token` request.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub name: Option<String>,
+    /// Lifetime in seconds; absent means no expiry.
+    pub expires_in_s: Option<u64>,
+}
+
+/// `tenant token --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub expires_at: Option<String>,
+}
+
+/// `number add` request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberClaim {
+    pub tenant: TenantId,
+    pub number: Number,
+}
+
+/// `apply` request: the tenants of a tenant file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantSpec>,
+}
+
+/// `apply --json`: what changed; tokens only for created tenants.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub created: Vec<TenantAdded>,
+    pub updated: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// `status --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub sip_listen: String,
+    pub advertise: String,
+    pub tenants: usize,
+    pub running: usize,
+    pub router: RouterCounters,
+    pub workers: Vec<TenantView>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RouterCounters {
+    pub received: u64,
+    pub forwarded: u64,
+    pub rejected: u64,
+    pub dropped: u64,
+}
+
+/// Every admin API error: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,103 @@
+//! The `bulkhead` command line (INTERFACES.md). Parsing only: building the
+//! runtime objects happens in `commands`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bulkhead",
+    version,
+    about = "Per-tenant process isolation for multi-tenant AI voice platforms"
+)]
+pub struct Cli {
+    /// Admin socket of the supervisor.
+    #[arg(
+        long,
+        global = true,
+        env = "BULKHEAD_SOCKET",
+        default_value = "/run/bulkhead/admin.sock"
+    )]
+    pub socket: PathBuf,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the supervisor in the foreground.
+    Serve(ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Claim or release phone numbers.
+    #[command(subcommand)]
+    Number(NumberCmd),
+    /// Make the tenants of a TOML file exist as described.
+    Apply { file: PathBuf },
+    /// Supervisor health, router counters, per-worker state.
+    Status,
+    /// Start a supervisor with two example tenants and call each.
+    Demo {
+        /// Exit after the sample calls.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub sip_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant and start its worker; prints a first API token.
+    Add {
+        id: String,
+        #[arg(long = "number")]
+        numbers: Vec<String>,
+        #[arg(long)]
+        sip_port: Option<u16>,
+        #[arg(long)]
+        http_port: Option<u16>,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    /// Stop the worker and delete the tenant's data and numbers.
+    Remove {
+        id: String,
+        /// Destroy the key too: every copy of the data becomes unreadable.
+        #[arg(long)]
+        shred: bool,
+    },
+    /// Issue an API token (shown once).
+    Token {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime such as 30d, 12h, 15m or 3600s.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NumberCmd {
+    Add { id: String, number: String },
+    Remove { number: String },
+}

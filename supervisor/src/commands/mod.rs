@@ -1,0 +1,196 @@
+//! Carrying out a parsed command: admin-socket calls and output. Exit
+//! statuses (INTERFACES.md): 0 success, 1 the operation failed, 2 bad usage.
+
+mod client;
+pub mod demo;
+mod output;
+pub mod serve;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use bulkhead_shared::{Number, TenantId};
+use hyper::Method;
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Command, NumberCmd, TenantCmd};
+pub use client::call;
+
+/// A command's failure and the exit status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Usage(_) => ExitCode::from(2),
+            Self::Failed(_) => ExitCode::from(1),
+        }
+    }
+}
+
+fn usage<E: std::fmt::Display>(e: E) -> CommandError {
+    CommandError::Usage(e.to_string())
+}
+
+pub async fn run(cli: Cli) -> Result<(), CommandError> {
+    let socket = cli.socket.as_path();
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await.map_err(CommandError::Failed),
+        Command::Demo { once } => demo::run(once).await.map_err(CommandError::Failed),
+        Command::Tenant(cmd) => tenant(socket, cli.json, cmd).await,
+        Command::Number(cmd) => number(socket, cli.json, cmd).await,
+        Command::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
+            let req: crate::api::ApplyRequest = toml::from_str(&text)
+                .map_err(|e| usage(format!("invalid tenant file {}: {e}", file.display())))?;
+            let v = admin(
+                socket,
+                Method::POST,
+                "/v1/apply",
+                Some(serde_json::to_value(req).expect("serializable")),
+            )
+            .await?;
+            output::apply(&v, cli.json);
+            Ok(())
+        }
+        Command::Status => {
+            let v = admin(socket, Method::GET, "/v1/status", None).await?;
+            output::status(&v, cli.json);
+            Ok(())
+        }
+    }
+}
+
+async fn admin(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, CommandError> {
+    call(socket, method, path, body)
+        .await
+        .map_err(|e| CommandError::Failed(e.into()))
+}
+
+async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), CommandError> {
+    match cmd {
+        TenantCmd::Add {
+            id,
+            numbers,
+            sip_port,
+            http_port,
+        } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let numbers: Vec<Number> = numbers
+                .iter()
+                .map(|n| Number::parse(n))
+                .collect::<Result<_, _>>()
+                .map_err(usage)?;
+            let body =
+                json!({"id": id, "numbers": numbers, "sip_port": sip_port, "http_port": http_port});
+            let v = admin(socket, Method::POST, "/v1/tenants", Some(body)).await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::List => {
+            let v = admin(socket, Method::GET, "/v1/tenants", None).await?;
+            output::tenant_table(&v, as_json);
+        }
+        TenantCmd::Show { id } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let v = admin(socket, Method::GET, &format!("/v1/tenants/{id}"), None).await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::Remove { id, shred } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let v = admin(
+                socket,
+                Method::DELETE,
+                &format!("/v1/tenants/{id}?shred={shred}"),
+                None,
+            )
+            .await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::Token { id, name, expires } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let expires_in_s = expires
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(usage)?;
+            let body = json!({"name": name, "expires_in_s": expires_in_s});
+            let v = admin(
+                socket,
+                Method::POST,
+                &format!("/v1/tenants/{id}/tokens"),
+                Some(body),
+            )
+            .await?;
+            output::record(&v, as_json);
+        }
+    }
+    Ok(())
+}
+
+async fn number(socket: &Path, as_json: bool, cmd: NumberCmd) -> Result<(), CommandError> {
+    let v = match cmd {
+        NumberCmd::Add { id, number } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let number = Number::parse(&number).map_err(usage)?;
+            admin(
+                socket,
+                Method::POST,
+                "/v1/numbers",
+                Some(json!({"tenant": id, "number": number})),
+            )
+            .await?
+        }
+        NumberCmd::Remove { number } => {
+            let number = Number::parse(&number).map_err(usage)?;
+            admin(
+                socket,
+                Method::DELETE,
+                &format!("/v1/numbers/{}", number.as_str().replace('+', "%2B")),
+                None,
+            )
+            .await?
+        }
+    };
+    output::record(&v, as_json);
+    Ok(())
+}
+
+/// `30d`, `12h`, `15m`, `3600s` or plain seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid duration {s:?}: use a number with s, m, h or d (e.g. 30d)");
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86_400),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(30 * 86_400));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("42"), Ok(42));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

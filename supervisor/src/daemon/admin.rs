@@ -1,0 +1,222 @@
+//! The admin API: HTTP/JSON over a Unix socket (mode 0600). Only root or the
+//! supervisor's own uid may connect, checked with `SO_PEERCRED` on accept.
+
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bulkhead_shared::{Number, TenantId};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixListener;
+
+use super::{AdminError, Tenants};
+use crate::api::{
+    ApplyRequest, ApplyResult, ErrorBody, ErrorDetail, NumberClaim, RouterCounters, Status,
+    TenantList, TenantSpec, TokenRequest,
+};
+use crate::router::Router;
+
+/// Largest request body accepted (a tenant file of thousands of tenants fits).
+const MAX_BODY: usize = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub tenants: Arc<Tenants>,
+    pub router: Arc<Router>,
+}
+
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if path.exists() {
+        // A stale socket from a killed supervisor; a live one would answer.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another supervisor is serving {}", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("failed to bind admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, ctx: Ctx) {
+    let me = nix::unistd::geteuid().as_raw();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        match stream.peer_cred() {
+            Ok(c) if c.uid() == 0 || c.uid() == me => {}
+            _ => continue, // dropped: not an admin
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
+    match route(ctx, req).await {
+        Ok((status, body)) => json(status, body),
+        Err(e) => {
+            let (status, code) = match &e {
+                AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+                AdminError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+            };
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    code: code.into(),
+                    message: e.to_string(),
+                },
+            };
+            json(status, serde_json::to_value(body).expect("serializable"))
+        }
+    }
+}
+
+async fn route(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+) -> Result<(StatusCode, serde_json::Value), AdminError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let t = &ctx.tenants;
+    let ok = |v: serde_json::Value| Ok((StatusCode::OK, v));
+    match (&method, segs.as_slice()) {
+        (&Method::GET, ["v1", "status"]) => ok(to_value(status(ctx))),
+        (&Method::GET, ["v1", "tenants"]) => ok(to_value(TenantList { tenants: t.views() })),
+        (&Method::POST, ["v1", "tenants"]) => {
+            let spec: TenantSpec = body(req).await?;
+            Ok((StatusCode::CREATED, to_value(t.add(spec).await?)))
+        }
+        (&Method::GET, ["v1", "tenants", id]) => ok(to_value(t.view(&tenant_id(id)?)?)),
+        (&Method::DELETE, ["v1", "tenants", id]) => {
+            let shred = query.split('&').any(|p| p == "shred=true");
+            t.remove(&tenant_id(id)?, shred).await?;
+            ok(serde_json::json!({"removed": id, "shredded": shred}))
+        }
+        (&Method::POST, ["v1", "tenants", id, "tokens"]) => {
+            let id = tenant_id(id)?;
+            let r: TokenRequest = body(req).await?;
+            Ok((StatusCode::CREATED, to_value(t.issue_token(&id, r).await?)))
+        }
+        (&Method::POST, ["v1", "numbers"]) => {
+            let claim: NumberClaim = body(req).await?;
+            t.add_number(&claim.tenant, claim.number.clone()).await?;
+            ok(serde_json::json!({"tenant": claim.tenant, "number": claim.number}))
+        }
+        (&Method::DELETE, ["v1", "numbers", n]) => {
+            let number = Number::parse(n).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+            t.remove_number(&number).await?;
+            ok(serde_json::json!({"released": number}))
+        }
+        (&Method::POST, ["v1", "apply"]) => {
+            let r: ApplyRequest = body(req).await?;
+            ok(to_value(apply(t, r).await?))
+        }
+        _ => Err(AdminError::NotFound(format!(
+            "no admin endpoint {method} {path}"
+        ))),
+    }
+}
+
+/// Makes the tenants of a file exist as described; a tenant already present
+/// gets its numbers set to exactly the listed ones.
+async fn apply(t: &Arc<Tenants>, r: ApplyRequest) -> Result<ApplyResult, AdminError> {
+    let mut result = ApplyResult {
+        created: vec![],
+        updated: vec![],
+        unchanged: vec![],
+    };
+    for spec in r.tenants {
+        let id = spec.id.clone();
+        let Some(current) = t.numbers_of(&id) else {
+            result.created.push(t.add(spec).await?);
+            continue;
+        };
+        let mut changed = false;
+        for n in spec.numbers.iter().filter(|n| !current.contains(n)) {
+            t.add_number(&id, n.clone()).await?;
+            changed = true;
+        }
+        for n in current.iter().filter(|n| !spec.numbers.contains(n)) {
+            t.remove_number(n).await?;
+            changed = true;
+        }
+        if changed {
+            result.updated.push(id.to_string())
+        } else {
+            result.unchanged.push(id.to_string())
+        }
+    }
+    Ok(result)
+}
+
+fn status(ctx: &Ctx) -> Status {
+    let workers = ctx.tenants.views();
+    let c = &ctx.router.counters;
+    Status {
+        sip_listen: ctx.router.local.to_string(),
+        advertise: ctx.tenants.advertise.to_string(),
+        tenants: workers.len(),
+        running: workers.iter().filter(|w| w.state == "running").count(),
+        router: RouterCounters {
+            received: c.received.load(Ordering::Relaxed),
+            forwarded: c.forwarded.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+        },
+        workers,
+    }
+}
+
+fn tenant_id(s: &str) -> Result<TenantId, AdminError> {
+    TenantId::parse(s).map_err(|e| AdminError::BadRequest(e.to_string()))
+}
+
+async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AdminError> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| AdminError::BadRequest(format!("failed to read the request body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AdminError::BadRequest(format!("invalid request: {e}")))
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).expect("serializable")
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Resp {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(&v).expect("serializable"),
+        )))
+        .expect("valid response")
+}

@@ -1,0 +1,143 @@
+//! `bulkhead serve`: the supervisor daemon. [`run`] owns start-up in order —
+//! state dir, keystore, registry, worker binary, router, tenants, admin API —
+//! and runs until `shutdown` resolves, so tests and `demo` drive it in-process.
+
+mod admin;
+mod install;
+mod tenants;
+mod worker;
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::keystore::Keystore;
+use crate::registry::{Registry, RegistryError};
+use crate::router::Router;
+pub use tenants::Tenants;
+
+/// An admin operation's failure, classified for the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl AdminError {
+    fn from_registry(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NumberTaken { .. } | RegistryError::TenantExists(_) => {
+                Self::Conflict(e.to_string())
+            }
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
+/// What a running daemon exposes to an in-process caller (demo, tests).
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub router: Arc<Router>,
+    pub tenants: Arc<Tenants>,
+    pub admin_socket: PathBuf,
+}
+
+/// Starts the daemon and returns once the admin socket accepts connections;
+/// the returned future runs it until `shutdown` resolves.
+pub async fn start(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Running, tokio::task::JoinHandle<()>)> {
+    if !nix::unistd::geteuid().is_root() {
+        tracing::warn!("not running as root: workers keep the supervisor's uid; tenant uid separation is NOT enforced");
+    }
+    let state = &cfg.state_dir;
+    std::fs::create_dir_all(state)
+        .with_context(|| format!("failed to create state dir {}", state.display()))?;
+    // 0711: tenant uids may traverse to bin/ and their own tenants/<id>/, list nothing.
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o711))?;
+    std::fs::create_dir_all(&cfg.run_dir)
+        .with_context(|| format!("failed to create run dir {}", cfg.run_dir.display()))?;
+    let keystore = Keystore::open_or_create(&state.join("master.key"))?;
+    let registry = Registry::open(&state.join("registry.db"))?;
+    let worker_bin = install::worker_binary(&cfg)?;
+    let router = Router::start(cfg.sip_listen)
+        .await
+        .with_context(|| format!("failed to bind the SIP router on {}", cfg.sip_listen))?;
+    let advertise = advertise_address(&cfg);
+    tracing::info!(sip = %router.local, %advertise, "SIP router listening");
+    let tenants = Tenants::new(
+        cfg.clone(),
+        registry,
+        keystore,
+        router.clone(),
+        worker_bin,
+        advertise,
+    );
+    tenants.restore_all().await;
+    let admin_socket = cfg.admin_socket();
+    let listener = admin::bind(&admin_socket)?;
+    let running = Running {
+        router: router.clone(),
+        tenants: tenants.clone(),
+        admin_socket: admin_socket.clone(),
+    };
+    let status_ctx = admin::Ctx {
+        tenants: tenants.clone(),
+        router,
+    };
+    let handle = tokio::spawn(async move {
+        tokio::select! {
+            _ = admin::serve(listener, status_ctx) => {}
+            _ = shutdown => {}
+        }
+        tracing::info!("stopping workers");
+        tenants.stop_all().await;
+        let _ = std::fs::remove_file(&admin_socket);
+    });
+    tracing::info!(socket = %running.admin_socket.display(), "ready");
+    notify_systemd_ready();
+    Ok((running, handle))
+}
+
+/// The address for SDP and Contact (INTERFACES.md `advertise`).
+fn advertise_address(cfg: &Config) -> IpAddr {
+    if let Some(a) = cfg.advertise {
+        return a;
+    }
+    if !cfg.sip_listen.ip().is_unspecified() {
+        return cfg.sip_listen.ip();
+    }
+    nix::ifaddrs::getifaddrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            i.address
+                .and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+        })
+        .find(|ip| !ip.is_loopback())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// `READY=1` to `$NOTIFY_SOCKET` when systemd started us (Type=notify).
+fn notify_systemd_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let _ = sock.send_to(b"READY=1", PathBuf::from(path));
+}

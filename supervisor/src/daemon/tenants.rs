@@ -1,0 +1,583 @@
+//! The tenants the supervisor runs: registry rows joined with live state
+//! (sockets, worker process, link). Every admin operation lands here.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bulkhead_shared::ipc::message::ControlOp;
+use bulkhead_shared::ipc::{Link, WorkerConfig};
+use bulkhead_shared::{Number, TenantId};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::worker::{self, WorkerLink};
+use super::AdminError;
+use crate::api::{TenantAdded, TenantSpec, TenantView, TokenIssued, TokenRequest};
+use crate::config::Config;
+use crate::keystore::Keystore;
+use crate::ports::{self, TenantSockets};
+use crate::registry::{Registry, TenantRow};
+use crate::router::Router;
+use crate::spawn::{Spawner, WorkerSpec};
+use crate::tokens;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Running,
+    Failed,
+    Stopped,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Live {
+    row: TenantRow,
+    sockets: TenantSockets,
+    state: State,
+    pid: Option<u32>,
+    worker: Option<Arc<WorkerLink>>,
+    started: Option<Instant>,
+    restarts: u32,
+    last_failure: Option<String>,
+}
+
+/// Everything tenant-related the daemon owns.
+#[derive(Debug)]
+pub struct Tenants {
+    cfg: Config,
+    registry: Mutex<Registry>,
+    keystore: Keystore,
+    router: Arc<Router>,
+    spawner: Spawner,
+    worker_bin: PathBuf,
+    pub advertise: IpAddr,
+    is_root: bool,
+    live: Mutex<HashMap<TenantId, Live>>,
+}
+
+impl Tenants {
+    pub fn new(
+        cfg: Config,
+        registry: Registry,
+        keystore: Keystore,
+        router: Arc<Router>,
+        worker_bin: PathBuf,
+        advertise: IpAddr,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            registry: Mutex::new(registry),
+            keystore,
+            router,
+            spawner: Spawner::start(),
+            worker_bin,
+            advertise,
+            is_root: nix::unistd::geteuid().is_root(),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn data_dir(&self, id: &TenantId) -> PathBuf {
+        self.cfg.state_dir.join("tenants").join(id.as_str())
+    }
+
+    /// Brings back every registered tenant (at start-up).
+    pub async fn restore_all(self: &Arc<Self>) {
+        let rows = match self.registry.lock().expect("registry lock").all() {
+            Ok(rows) => rows,
+            Err(e) => {
+                return tracing::error!(error = %e, "failed to read the registry; no tenants restored")
+            }
+        };
+        for row in rows {
+            let id = row.id.clone();
+            let bound = ports::bind_tenant(
+                &self.cfg.tenant_bind,
+                Some(row.sip_port),
+                Some(row.http_port),
+                &self.cfg.tenant_sip_ports,
+                &self.cfg.tenant_http_ports,
+                &HashSet::new(),
+            );
+            let sockets = match bound {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(tenant = %id, error = %e, "cannot restore tenant");
+                    continue;
+                }
+            };
+            for n in &row.numbers {
+                self.router.set_number(n.clone(), id.clone());
+            }
+            self.insert_live(row, sockets);
+            if let Err(e) = self.start_worker(&id).await {
+                tracing::error!(tenant = %id, error = %e, "tenant restored but its worker failed to start");
+            }
+        }
+    }
+
+    fn insert_live(&self, row: TenantRow, sockets: TenantSockets) {
+        let live = Live {
+            row,
+            sockets,
+            state: State::Starting,
+            pid: None,
+            worker: None,
+            started: None,
+            restarts: 0,
+            last_failure: None,
+        };
+        self.live
+            .lock()
+            .expect("live lock")
+            .insert(live.row.id.clone(), live);
+    }
+
+    /// `tenant add`: registers, starts, waits until serving, issues a token.
+    pub async fn add(self: &Arc<Self>, spec: TenantSpec) -> Result<TenantAdded, AdminError> {
+        let id = spec.id.clone();
+        let (uid, taken) = {
+            let live = self.live.lock().expect("live lock");
+            if live.contains_key(&id) {
+                return Err(AdminError::Conflict(format!("tenant {id} already exists")));
+            }
+            let uids: HashSet<u32> = live.values().map(|l| l.row.uid).collect();
+            let uid = self
+                .cfg
+                .uid_range
+                .clone()
+                .find(|u| !uids.contains(u))
+                .ok_or_else(|| AdminError::Failed("the uid range is exhausted".into()))?;
+            let taken = live
+                .values()
+                .flat_map(|l| [l.row.sip_port, l.row.http_port])
+                .collect::<HashSet<_>>();
+            (uid, taken)
+        };
+        let sockets = ports::bind_tenant(
+            &self.cfg.tenant_bind,
+            spec.sip_port,
+            spec.http_port,
+            &self.cfg.tenant_sip_ports,
+            &self.cfg.tenant_http_ports,
+            &taken,
+        )
+        .map_err(|e| AdminError::Conflict(e.to_string()))?;
+        let (_key, wrapped_key) = self
+            .keystore
+            .new_data_key(&id)
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let row = TenantRow {
+            id: id.clone(),
+            uid,
+            sip_port: sockets.sip_udp.local_addr().map_err(io_err)?.port(),
+            http_port: sockets.http.local_addr().map_err(io_err)?.port(),
+            wrapped_key,
+            key_version: 1,
+            agent: spec
+                .agent
+                .as_ref()
+                .map_or_else(|| "{}".to_string(), |a| a.to_string()),
+            numbers: dedup(spec.numbers),
+        };
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .insert(&row)
+            .map_err(AdminError::from_registry)?;
+        self.make_data_dir(&id, uid).map_err(|e| {
+            AdminError::Failed(format!(
+                "failed to create the data directory of tenant {id}: {e}"
+            ))
+        })?;
+        for n in &row.numbers {
+            self.router.set_number(n.clone(), id.clone());
+        }
+        self.insert_live(row, sockets);
+        if let Err(e) = self.start_worker(&id).await {
+            // Leave nothing half-made behind.
+            let _ = self.remove(&id, true).await;
+            return Err(AdminError::Failed(format!(
+                "tenant {id} could not start: {e}"
+            )));
+        }
+        let issued = self
+            .issue_token(
+                &id,
+                TokenRequest {
+                    name: Some("initial".into()),
+                    expires_in_s: None,
+                },
+            )
+            .await?;
+        Ok(TenantAdded {
+            tenant: self.view(&id)?,
+            token: issued.token,
+        })
+    }
+
+    fn make_data_dir(&self, id: &TenantId, uid: u32) -> std::io::Result<()> {
+        let tenants = self.cfg.state_dir.join("tenants");
+        std::fs::create_dir_all(&tenants)?;
+        std::fs::set_permissions(&tenants, std::fs::Permissions::from_mode(0o711))?;
+        let dir = self.data_dir(id);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        if self.is_root {
+            chown(&dir, Some(uid), Some(uid))?;
+        }
+        Ok(())
+    }
+
+    /// Spawns the tenant's worker and waits until it serves.
+    async fn start_worker(self: &Arc<Self>, id: &TenantId) -> Result<(), String> {
+        let (row, sockets) = {
+            let live = self.live.lock().expect("live lock");
+            let l = live.get(id).ok_or("tenant vanished")?;
+            (
+                l.row.clone(),
+                l.sockets.try_clone().map_err(|e| e.to_string())?,
+            )
+        };
+        let result = self.spawn_and_attach(&row, &sockets).await;
+        let mut live = self.live.lock().expect("live lock");
+        let Some(l) = live.get_mut(id) else {
+            return Err("tenant removed during start".into());
+        };
+        match result {
+            Ok((pid, handle)) => {
+                l.state = State::Running;
+                l.pid = Some(pid);
+                l.started = Some(Instant::now());
+                self.router.set_worker(id, Some(handle.link.clone()));
+                l.worker = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                l.state = State::Failed;
+                l.last_failure = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    async fn spawn_and_attach(
+        self: &Arc<Self>,
+        row: &TenantRow,
+        sockets: &TenantSockets,
+    ) -> Result<(u32, Arc<WorkerLink>), String> {
+        self.make_data_dir(&row.id, row.uid)
+            .map_err(|e| format!("data directory: {e}"))?;
+        let key = self
+            .keystore
+            .unwrap(&row.id, &row.wrapped_key)
+            .map_err(|e| e.to_string())?;
+        let spec = WorkerSpec {
+            bin: self.worker_bin.clone(),
+            uid: row.uid,
+            gid: row.uid,
+            data_dir: self.data_dir(&row.id),
+            switch_user: self.is_root,
+        };
+        let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
+        let mut child = spawned.child;
+        let pid = child.id();
+        let link = Arc::new(Link::new(spawned.link).map_err(|e| e.to_string())?);
+        let config = WorkerConfig {
+            tenant_id: row.id.clone(),
+            numbers: row.numbers.clone(),
+            advertise: self.advertise,
+            router_port: self.router.local.port(),
+            sip_port: row.sip_port,
+            http_port: row.http_port,
+            data_dir: self.data_dir(&row.id),
+            answer_delay_ms: self.cfg.answer_delay_ms,
+            agent: serde_json::from_str(&row.agent).unwrap_or_default(),
+        };
+        if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {
+            let _ = child.kill();
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            return Err(format!("failed to send the bootstrap frame: {e}"));
+        }
+        let attached = worker::attach(link, self.router.clone()).await;
+        let (handle, closed) = match attached {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = child.kill();
+                let status = tokio::task::spawn_blocking(move || child.wait()).await;
+                return Err(format!("{e} (exit: {status:?})"));
+            }
+        };
+        let me = self.clone();
+        let id = row.id.clone();
+        tokio::spawn(async move {
+            let reason = closed.await.unwrap_or_else(|_| "link lost".into());
+            // Kill first: a worker that sent garbage may still be running.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let status = tokio::task::spawn_blocking(move || child.wait()).await;
+            me.on_exit(
+                &id,
+                pid,
+                format!("worker {reason}; {}", describe_status(status)),
+            );
+        });
+        Ok((pid, handle))
+    }
+
+    fn on_exit(&self, id: &TenantId, pid: u32, reason: String) {
+        let mut live = self.live.lock().expect("live lock");
+        let Some(l) = live.get_mut(id) else { return };
+        if l.pid != Some(pid) {
+            return;
+        }
+        self.router.set_worker(id, None);
+        l.worker = None;
+        l.pid = None;
+        l.started = None;
+        if l.state == State::Running {
+            tracing::warn!(tenant = %id, %reason, "worker exited; calls get 503 until it is restarted");
+            l.state = State::Failed;
+            l.last_failure = Some(reason);
+        } else {
+            l.state = State::Stopped;
+        }
+    }
+
+    /// Stops the worker (SIGTERM, then SIGKILL) and waits for it to exit.
+    async fn stop_worker(&self, id: &TenantId) {
+        let pid = {
+            let mut live = self.live.lock().expect("live lock");
+            let Some(l) = live.get_mut(id) else { return };
+            l.state = State::Stopped;
+            self.router.set_worker(id, None);
+            l.pid
+        };
+        let Some(pid) = pid else { return };
+        let pid = Pid::from_raw(pid as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        for _ in 0..50 {
+            if kill(pid, None).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self
+                .live
+                .lock()
+                .expect("live lock")
+                .get(id)
+                .is_none_or(|l| l.pid.is_none())
+            {
+                return;
+            }
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+
+    /// `tenant remove`: stops the worker, releases numbers and ports, deletes
+    /// the data. Without `shred` the wrapped key is kept in the registry.
+    pub async fn remove(&self, id: &TenantId, shred: bool) -> Result<(), AdminError> {
+        if !self.live.lock().expect("live lock").contains_key(id) {
+            return Err(AdminError::NotFound(format!("no tenant {id}")));
+        }
+        self.stop_worker(id).await;
+        let l = self.live.lock().expect("live lock").remove(id);
+        if let Some(l) = &l {
+            for n in &l.row.numbers {
+                self.router.remove_number(n);
+            }
+        }
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .remove(id, shred)
+            .map_err(AdminError::from_registry)?;
+        let dir = self.data_dir(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                AdminError::Failed(format!("failed to delete {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(())
+    }
+
+    pub async fn issue_token(
+        &self,
+        id: &TenantId,
+        req: TokenRequest,
+    ) -> Result<TokenIssued, AdminError> {
+        let worker = self.running_worker(id)?;
+        let issued = tokens::issue();
+        let expires_at = req.expires_in_s.map(|s| {
+            bulkhead_shared::time::rfc3339(std::time::SystemTime::now() + Duration::from_secs(s))
+        });
+        let name = req.name.unwrap_or_else(|| "token".into());
+        worker
+            .control(ControlOp::AddToken {
+                id: issued.id.clone(),
+                name: name.clone(),
+                sha256_hex: issued.sha256_hex,
+                expires_at: expires_at.clone(),
+            })
+            .await
+            .map_err(|e| {
+                AdminError::Failed(format!("tenant {id}: failed to store the token: {e}"))
+            })?;
+        Ok(TokenIssued {
+            id: issued.id,
+            name,
+            token: issued.token,
+            expires_at,
+        })
+    }
+
+    fn running_worker(&self, id: &TenantId) -> Result<Arc<WorkerLink>, AdminError> {
+        let live = self.live.lock().expect("live lock");
+        let l = live
+            .get(id)
+            .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
+        l.worker.clone().ok_or_else(|| {
+            AdminError::Failed(format!("tenant {id} is {}, not running", l.state.as_str()))
+        })
+    }
+
+    pub async fn add_number(&self, id: &TenantId, number: Number) -> Result<(), AdminError> {
+        if !self.live.lock().expect("live lock").contains_key(id) {
+            return Err(AdminError::NotFound(format!("no tenant {id}")));
+        }
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .add_number(id, &number)
+            .map_err(AdminError::from_registry)?;
+        self.router.set_number(number.clone(), id.clone());
+        self.update_numbers(id, |ns| {
+            if !ns.contains(&number) {
+                ns.push(number);
+            }
+        })
+        .await
+    }
+
+    pub async fn remove_number(&self, number: &Number) -> Result<(), AdminError> {
+        let owner = self
+            .registry
+            .lock()
+            .expect("registry lock")
+            .remove_number(number)
+            .map_err(AdminError::from_registry)?;
+        let owner = owner
+            .ok_or_else(|| AdminError::NotFound(format!("number {number} is not assigned")))?;
+        self.router.remove_number(number);
+        self.update_numbers(&owner, |ns| ns.retain(|n| n != number))
+            .await
+    }
+
+    async fn update_numbers(
+        &self,
+        id: &TenantId,
+        change: impl FnOnce(&mut Vec<Number>),
+    ) -> Result<(), AdminError> {
+        let (numbers, worker) = {
+            let mut live = self.live.lock().expect("live lock");
+            let l = live
+                .get_mut(id)
+                .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
+            change(&mut l.row.numbers);
+            (l.row.numbers.clone(), l.worker.clone())
+        };
+        if let Some(w) = worker {
+            w.control(ControlOp::SetNumbers { numbers })
+                .await
+                .map_err(|e| AdminError::Failed(format!("tenant {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn view(&self, id: &TenantId) -> Result<TenantView, AdminError> {
+        let live = self.live.lock().expect("live lock");
+        let l = live
+            .get(id)
+            .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
+        Ok(view_of(l))
+    }
+
+    pub fn views(&self) -> Vec<TenantView> {
+        let live = self.live.lock().expect("live lock");
+        let mut v: Vec<TenantView> = live.values().map(view_of).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn numbers_of(&self, id: &TenantId) -> Option<Vec<Number>> {
+        self.live
+            .lock()
+            .expect("live lock")
+            .get(id)
+            .map(|l| l.row.numbers.clone())
+    }
+
+    /// Stops every worker (supervisor shutdown).
+    pub async fn stop_all(&self) {
+        let ids: Vec<TenantId> = self
+            .live
+            .lock()
+            .expect("live lock")
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.stop_worker(&id).await;
+        }
+    }
+}
+
+fn view_of(l: &Live) -> TenantView {
+    TenantView {
+        id: l.row.id.to_string(),
+        state: l.state.as_str().into(),
+        pid: l.pid,
+        uid: l.row.uid,
+        sip_port: l.row.sip_port,
+        http_port: l.row.http_port,
+        numbers: l.row.numbers.iter().map(|n| n.to_string()).collect(),
+        restarts: l.restarts,
+        uptime_s: l.started.map(|s| s.elapsed().as_secs()),
+        key_version: l.row.key_version,
+        last_failure: l.last_failure.clone(),
+    }
+}
+
+fn dedup(mut numbers: Vec<Number>) -> Vec<Number> {
+    numbers.sort();
+    numbers.dedup();
+    numbers
+}
+
+fn io_err(e: std::io::Error) -> AdminError {
+    AdminError::Failed(e.to_string())
+}
+
+fn describe_status(
+    status: Result<std::io::Result<std::process::ExitStatus>, tokio::task::JoinError>,
+) -> String {
+    match status {
+        Ok(Ok(s)) => format!("exit status {s}"),
+        Ok(Err(e)) => format!("wait failed: {e}"),
+        Err(e) => format!("wait task failed: {e}"),
+    }
+}

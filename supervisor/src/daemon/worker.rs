@@ -1,0 +1,156 @@
+//! One worker's life from the supervisor's side: bootstrap it, read its
+//! frames (untrusted input, validated by the codec), relay its SIP, answer
+//! control replies, and notice when it exits.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulkhead_shared::ipc::codec::{encode_to_worker, MAX_FRAME};
+use bulkhead_shared::ipc::message::{Control, ControlOp};
+use bulkhead_shared::ipc::{Bootstrap, FromWorker, Link, ToWorker, WorkerConfig};
+use tokio::sync::oneshot;
+use zeroize::Zeroize;
+
+use crate::keystore::DataKey;
+use crate::ports::TenantSockets;
+use crate::router::Router;
+
+/// How long a worker may take from exec to `Ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a control request may wait for its reply.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>>;
+
+/// The supervisor's handle on a running worker's socketpair.
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub link: Arc<Link>,
+    pending: Pending,
+    next_seq: Mutex<u64>,
+}
+
+impl WorkerLink {
+    /// Sends a control request and waits for the worker's reply.
+    pub async fn control(&self, op: ControlOp) -> Result<(), String> {
+        let seq = {
+            let mut next = self.next_seq.lock().expect("seq lock");
+            *next += 1;
+            *next
+        };
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(seq, tx);
+        let sent = self
+            .link
+            .send_to_worker(&ToWorker::Control(Control { seq, op }))
+            .await;
+        if let Err(e) = sent {
+            self.pending.lock().expect("pending lock").remove(&seq);
+            return Err(format!("failed to reach the worker: {e}"));
+        }
+        match tokio::time::timeout(CONTROL_TIMEOUT, rx).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(err))) => Err(err),
+            Ok(Err(_)) => Err("the worker exited before replying".into()),
+            Err(_) => {
+                self.pending.lock().expect("pending lock").remove(&seq);
+                Err("the worker did not reply in time".into())
+            }
+        }
+    }
+}
+
+/// Sends the bootstrap frame (key, config, sockets). The frame buffer, which
+/// holds the key, is zeroized before returning.
+pub async fn bootstrap(
+    link: &Link,
+    key: DataKey,
+    config: WorkerConfig,
+    sockets: &TenantSockets,
+) -> std::io::Result<()> {
+    let boot = Bootstrap {
+        data_key: *key,
+        config,
+    };
+    drop(key);
+    let mut frame = Vec::with_capacity(1024);
+    encode_to_worker(&ToWorker::Bootstrap(boot), &mut frame).map_err(std::io::Error::other)?;
+    let fds = [
+        sockets.sip_udp.as_fd(),
+        sockets.sip_tcp.as_fd(),
+        sockets.http.as_fd(),
+    ];
+    let result = link.send_packet(&frame, &fds).await;
+    frame.zeroize();
+    result
+}
+
+/// Starts the task that reads `link` until the worker exits. Returns the
+/// worker's handle once it reported `Ready`, and a receiver that fires with
+/// the reason when the link closes.
+pub async fn attach(
+    link: Arc<Link>,
+    router: Arc<Router>,
+) -> Result<(Arc<WorkerLink>, oneshot::Receiver<String>), String> {
+    let pending: Pending = Default::default();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (closed_tx, closed_rx) = oneshot::channel();
+    let reader = tokio::spawn(read_frames(
+        link.clone(),
+        router,
+        pending.clone(),
+        ready_tx,
+        closed_tx,
+    ));
+    match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+        Ok(Ok(())) => Ok((
+            Arc::new(WorkerLink {
+                link,
+                pending,
+                next_seq: Mutex::new(0),
+            }),
+            closed_rx,
+        )),
+        Ok(Err(_)) => {
+            let reason = closed_rx.await.unwrap_or_else(|_| "exited".into());
+            Err(format!("worker exited before it was ready: {reason}"))
+        }
+        Err(_) => {
+            reader.abort();
+            Err(format!("worker was not ready within {READY_TIMEOUT:?}"))
+        }
+    }
+}
+
+async fn read_frames(
+    link: Arc<Link>,
+    router: Arc<Router>,
+    pending: Pending,
+    ready: oneshot::Sender<()>,
+    closed: oneshot::Sender<String>,
+) {
+    let mut ready = Some(ready);
+    let mut buf = vec![0u8; MAX_FRAME];
+    let reason = loop {
+        match link.recv_from_worker(&mut buf).await {
+            Ok(None) => break "closed its socketpair (exited)".to_string(),
+            Ok(Some(FromWorker::Ready(_))) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Ok(Some(FromWorker::Sip(pkt))) => router.send_from_worker(pkt),
+            Ok(Some(FromWorker::Reply { seq, error })) => {
+                if let Some(tx) = pending.lock().expect("pending lock").remove(&seq) {
+                    let _ = tx.send(error);
+                }
+            }
+            // A worker that breaks the protocol is treated as compromised.
+            Err(e) => break format!("sent an invalid frame ({e}); stopped as misbehaving"),
+        }
+    };
+    pending.lock().expect("pending lock").clear();
+    let _ = closed.send(reason);
+}

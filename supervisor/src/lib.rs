@@ -1,0 +1,20 @@
+//! The Bulkhead supervisor as a library: the `bulkhead` binary is a thin
+//! `main` over it, and integration tests and `demo` drive it in-process.
+
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod keystore;
+pub mod ports;
+pub mod registry;
+pub mod router;
+#[allow(unsafe_code)] // pre-exec syscalls, each with a SAFETY comment
+pub mod sandbox;
+pub mod sipclient;
+#[allow(unsafe_code)] // pre_exec registration
+pub mod spawn;
+pub mod tokens;

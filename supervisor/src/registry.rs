@@ -1,0 +1,306 @@
+//! `registry.db`: the supervisor's record of tenants, their numbers, ports,
+//! uids and wrapped keys. Plain SQLite: it holds no tenant data, and the one
+//! secret in it (each data key) is stored wrapped by the keystore.
+//!
+//! Uniqueness is the database's job: a number, uid or port has exactly one
+//! owner because the schema says so, not because callers checked first.
+
+use std::path::Path;
+
+use bulkhead_shared::{Number, TenantId};
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("failed to open registry {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("number {number} already belongs to tenant {owner}")]
+    NumberTaken { number: Number, owner: String },
+    #[error("tenant {0} already exists")]
+    TenantExists(TenantId),
+    #[error("registry query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+    #[error("registry row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One tenant as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    pub id: TenantId,
+    pub uid: u32,
+    pub sip_port: u16,
+    pub http_port: u16,
+    pub wrapped_key: Vec<u8>,
+    pub key_version: u32,
+    pub agent: String,
+    pub numbers: Vec<Number>,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id          TEXT PRIMARY KEY,
+    uid         INTEGER NOT NULL UNIQUE,
+    sip_port    INTEGER NOT NULL UNIQUE,
+    http_port   INTEGER NOT NULL UNIQUE,
+    wrapped_key BLOB NOT NULL,
+    key_version INTEGER NOT NULL DEFAULT 1,
+    agent       TEXT NOT NULL DEFAULT '{}',
+    created_at  TEXT NOT NULL
+);
+-- Keys of removed tenants, kept (wrapped) unless the removal shredded them,
+-- so a backup of the tenant's store can still be restored.
+CREATE TABLE IF NOT EXISTS retired_keys (
+    id          TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    removed_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS numbers (
+    number    TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE
+);
+";
+
+impl Registry {
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        let open = |source| RegistryError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(open)?;
+        conn.execute_batch(SCHEMA).map_err(open)?;
+        Ok(Self { conn })
+    }
+
+    /// Inserts a tenant and its numbers atomically.
+    pub fn insert(&mut self, t: &TenantRow) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction()?;
+        if tx
+            .query_row(
+                "SELECT 1 FROM tenants WHERE id = ?1",
+                [t.id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some()
+        {
+            return Err(RegistryError::TenantExists(t.id.clone()));
+        }
+        tx.execute(
+            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339()],
+        )?;
+        for n in &t.numbers {
+            claim(&tx, &t.id, n)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn add_number(&mut self, tenant: &TenantId, number: &Number) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction()?;
+        claim(&tx, tenant, number)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Releases `number`; returns the tenant that held it.
+    pub fn remove_number(&mut self, number: &Number) -> Result<Option<TenantId>, RegistryError> {
+        let owner = self.owner_of(number)?;
+        self.conn
+            .execute("DELETE FROM numbers WHERE number = ?1", [number.as_str()])?;
+        Ok(owner)
+    }
+
+    pub fn owner_of(&self, number: &Number) -> Result<Option<TenantId>, RegistryError> {
+        let owner: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT tenant_id FROM numbers WHERE number = ?1",
+                [number.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        owner
+            .map(|o| TenantId::parse(&o).map_err(|e| RegistryError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Removes a tenant and (by cascade) its numbers. Without `shred` its
+    /// wrapped key moves to `retired_keys`; with it, every copy is deleted.
+    pub fn remove(&mut self, id: &TenantId, shred: bool) -> Result<bool, RegistryError> {
+        let tx = self.conn.transaction()?;
+        if shred {
+            tx.execute("DELETE FROM retired_keys WHERE id = ?1", [id.as_str()])?;
+        } else {
+            tx.execute(
+                "INSERT INTO retired_keys (id, wrapped_key, removed_at) SELECT id, wrapped_key, ?2 FROM tenants WHERE id = ?1",
+                params![id.as_str(), bulkhead_shared::time::now_rfc3339()],
+            )?;
+        }
+        let removed = tx.execute("DELETE FROM tenants WHERE id = ?1", [id.as_str()])? > 0;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    pub fn all(&self) -> Result<Vec<TenantRow>, RegistryError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent FROM tenants ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, uid, sip_port, http_port, wrapped_key, key_version, agent) = row?;
+            let id = TenantId::parse(&id).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+            let numbers = self.numbers_of(&id)?;
+            out.push(TenantRow {
+                id,
+                uid,
+                sip_port,
+                http_port,
+                wrapped_key,
+                key_version,
+                agent,
+                numbers,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn numbers_of(&self, id: &TenantId) -> Result<Vec<Number>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT number FROM numbers WHERE tenant_id = ?1 ORDER BY number")?;
+        let numbers = stmt.query_map([id.as_str()], |r| r.get::<_, String>(0))?;
+        numbers
+            .map(|n| Number::parse(&n?).map_err(|e| RegistryError::Corrupt(e.to_string())))
+            .collect()
+    }
+}
+
+fn claim(conn: &Connection, tenant: &TenantId, number: &Number) -> Result<(), RegistryError> {
+    let owner: Option<String> = conn
+        .query_row(
+            "SELECT tenant_id FROM numbers WHERE number = ?1",
+            [number.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match owner {
+        Some(o) if o == tenant.as_str() => Ok(()),
+        Some(owner) => Err(RegistryError::NumberTaken {
+            number: number.clone(),
+            owner,
+        }),
+        None => {
+            conn.execute(
+                "INSERT INTO numbers (number, tenant_id) VALUES (?1, ?2)",
+                params![number.as_str(), tenant.as_str()],
+            )?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, uid: u32, port: u16, numbers: &[&str]) -> TenantRow {
+        TenantRow {
+            id: TenantId::parse(id).unwrap(),
+            uid,
+            sip_port: port,
+            http_port: port + 1,
+            wrapped_key: vec![1, 2, 3],
+            key_version: 1,
+            agent: "{}".into(),
+            numbers: numbers.iter().map(|n| Number::parse(n).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_number_has_exactly_one_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reg = Registry::open(&dir.path().join("registry.db")).unwrap();
+        reg.insert(&row("clinic", 1, 100, &["+15550100"])).unwrap();
+        let err = reg
+            .insert(&row("insurance", 2, 200, &["+15550100"]))
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::NumberTaken { ref owner, .. } if owner == "clinic"),
+            "{err}"
+        );
+        assert_eq!(
+            reg.all().unwrap().len(),
+            1,
+            "the failed insert left nothing behind"
+        );
+        reg.insert(&row("insurance", 2, 200, &["+15550200"]))
+            .unwrap();
+        let n = Number::parse("+15550200").unwrap();
+        assert!(matches!(
+            reg.add_number(&TenantId::parse("clinic").unwrap(), &n),
+            Err(RegistryError::NumberTaken { .. })
+        ));
+        assert!(matches!(
+            reg.insert(&row("clinic", 3, 300, &[])),
+            Err(RegistryError::TenantExists(_))
+        ));
+    }
+
+    #[test]
+    fn removal_releases_numbers_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let mut reg = Registry::open(&path).unwrap();
+        reg.insert(&row("clinic", 1, 100, &["+15550100", "+15550101"]))
+            .unwrap();
+        drop(reg);
+        let mut reg = Registry::open(&path).unwrap();
+        assert_eq!(reg.all().unwrap()[0].numbers.len(), 2);
+        assert!(reg
+            .remove(&TenantId::parse("clinic").unwrap(), false)
+            .unwrap());
+        assert_eq!(
+            reg.owner_of(&Number::parse("+15550100").unwrap()).unwrap(),
+            None
+        );
+        let kept: i64 = reg
+            .conn
+            .query_row("SELECT count(*) FROM retired_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "without --shred the wrapped key is kept");
+        reg.insert(&row("clinic", 1, 100, &[])).unwrap();
+        assert!(reg
+            .remove(&TenantId::parse("clinic").unwrap(), true)
+            .unwrap());
+        let kept: i64 = reg
+            .conn
+            .query_row("SELECT count(*) FROM retired_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 0, "--shred destroys every copy of the key");
+    }
+}

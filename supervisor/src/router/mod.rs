@@ -1,0 +1,220 @@
+//! The shared SIP router on `sip_listen` (UDP and TCP). It reads only what it
+//! routes on ([`route`]), relays the raw message and its source to the owning
+//! tenant's worker over that worker's socketpair, and sends the worker's
+//! replies out of its own sockets. It is one user agent server together with
+//! the workers, not a proxy: it adds no Via and leaves Max-Forwards alone.
+//!
+//! A slow or dead worker never stalls it: relaying uses a non-blocking send,
+//! and a full socketpair is answered with 503 like a worker that is down.
+
+pub mod route;
+mod tcp;
+mod udp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bulkhead_shared::ipc::codec::encode_to_worker;
+use bulkhead_shared::ipc::{Link, SipPacket, ToWorker, Transport};
+use bulkhead_shared::sip::reply::Reply;
+use bulkhead_shared::sip::{scan_head, via};
+use bulkhead_shared::{Number, TenantId};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use route::Decision;
+
+/// Most calls whose Call-ID the router remembers; older entries are pruned.
+const MAX_DIALOGS: usize = 100_000;
+/// How long a Call-ID keeps routing to its tenant after the INVITE.
+const DIALOG_TTL: Duration = Duration::from_secs(4 * 3600);
+/// What 503 tells a client to wait, in seconds.
+const RETRY_AFTER: &str = "5";
+
+/// Counters shown by `bulkhead status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The router's shared state.
+#[derive(Debug)]
+pub struct Router {
+    numbers: RwLock<HashMap<Number, TenantId>>,
+    workers: RwLock<HashMap<TenantId, Arc<Link>>>,
+    dialogs: Mutex<HashMap<String, (TenantId, Instant)>>,
+    udp: Arc<UdpSocket>,
+    tcp_conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    next_conn: AtomicU64,
+    pub counters: Counters,
+    pub local: SocketAddr,
+}
+
+impl Router {
+    /// Binds `listen` (UDP and TCP) and starts serving.
+    pub async fn start(listen: SocketAddr) -> std::io::Result<Arc<Self>> {
+        let udp = UdpSocket::bind(listen).await?;
+        let local = udp.local_addr()?;
+        // TCP on the same port as UDP (port 0 resolves to UDP's choice).
+        let tcp = tokio::net::TcpListener::bind(local).await?;
+        let router = Arc::new(Self {
+            numbers: Default::default(),
+            workers: Default::default(),
+            dialogs: Default::default(),
+            udp: Arc::new(udp),
+            tcp_conns: Default::default(),
+            next_conn: AtomicU64::new(1),
+            counters: Counters::default(),
+            local,
+        });
+        tokio::spawn(udp::serve(router.clone()));
+        tokio::spawn(tcp::serve(router.clone(), tcp));
+        Ok(router)
+    }
+
+    pub fn set_number(&self, number: Number, tenant: TenantId) {
+        self.numbers
+            .write()
+            .expect("numbers lock")
+            .insert(number, tenant);
+    }
+
+    pub fn remove_number(&self, number: &Number) {
+        self.numbers.write().expect("numbers lock").remove(number);
+    }
+
+    /// The worker for `tenant` is serving on `link` (or, with `None`, is not).
+    pub fn set_worker(&self, tenant: &TenantId, link: Option<Arc<Link>>) {
+        let mut workers = self.workers.write().expect("workers lock");
+        match link {
+            Some(l) => workers.insert(tenant.clone(), l),
+            None => workers.remove(tenant),
+        };
+    }
+
+    /// Handles one inbound message from `peer`.
+    fn dispatch(&self, transport: Transport, conn: u64, peer: SocketAddr, data: &[u8]) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let decision = route::decide(
+            data,
+            |n| self.numbers.read().expect("numbers lock").get(n).cloned(),
+            |c| {
+                self.dialogs
+                    .lock()
+                    .expect("dialogs lock")
+                    .get(c)
+                    .map(|(t, _)| t.clone())
+            },
+        );
+        match decision {
+            Decision::Forward { tenant, new_dialog } => {
+                let link = self
+                    .workers
+                    .read()
+                    .expect("workers lock")
+                    .get(&tenant)
+                    .cloned();
+                let Some(link) = link else {
+                    return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
+                };
+                let pkt = SipPacket {
+                    transport,
+                    conn,
+                    peer,
+                    data: data.to_vec(),
+                };
+                let mut frame = Vec::with_capacity(data.len() + 32);
+                if encode_to_worker(&ToWorker::Sip(pkt), &mut frame).is_err()
+                    || link.try_send_packet(&frame).is_err()
+                {
+                    return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
+                }
+                if new_dialog {
+                    self.remember_dialog(data, tenant);
+                }
+                self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Reply { code, reason } => {
+                self.reject(transport, conn, peer, data, code, reason)
+            }
+            Decision::Drop => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn remember_dialog(&self, data: &[u8], tenant: TenantId) {
+        let Some(call_id) = scan_head(data)
+            .ok()
+            .and_then(|m| m.call_id().map(str::to_owned))
+        else {
+            return;
+        };
+        let mut dialogs = self.dialogs.lock().expect("dialogs lock");
+        if dialogs.len() >= MAX_DIALOGS {
+            let now = Instant::now();
+            dialogs.retain(|_, (_, at)| now.duration_since(*at) < DIALOG_TTL);
+            if dialogs.len() >= MAX_DIALOGS {
+                // Still full of live calls: forget the oldest half; those
+                // calls' in-dialog requests still route by Contact number.
+                let mut ages: Vec<Instant> = dialogs.values().map(|(_, at)| *at).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                dialogs.retain(|_, (_, at)| *at > cutoff);
+            }
+        }
+        dialogs.insert(call_id, (tenant, Instant::now()));
+    }
+
+    /// Answers a request from the router itself.
+    fn reject(
+        &self,
+        transport: Transport,
+        conn: u64,
+        peer: SocketAddr,
+        data: &[u8],
+        code: u16,
+        reason: &str,
+    ) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        let Ok(req) = scan_head(data) else { return };
+        let top = via::top_via(&req);
+        let dest = via::response_target(top.as_ref(), peer);
+        let mut reply = Reply::to(&req, code, reason, Some("bhr"));
+        if code == 503 {
+            reply = reply.header("Retry-After", RETRY_AFTER);
+        }
+        if code == 405 {
+            reply = reply.header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+        }
+        self.send(transport, conn, dest, reply.finish());
+    }
+
+    /// Sends a message out of the router's sockets (a worker's reply, or our own).
+    pub fn send(&self, transport: Transport, conn: u64, dest: SocketAddr, data: Vec<u8>) {
+        match transport {
+            Transport::Udp => {
+                if let Err(e) = self.udp.try_send_to(&data, dest) {
+                    tracing::debug!(error = %e, %dest, "router UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let tx = self.tcp_conns.lock().expect("tcp lock").get(&conn).cloned();
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(data);
+                }
+            }
+        }
+    }
+
+    /// Relays a worker's outbound SIP packet.
+    pub fn send_from_worker(&self, pkt: SipPacket) {
+        self.send(pkt.transport, pkt.conn, pkt.peer, pkt.data);
+    }
+}

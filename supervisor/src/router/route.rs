@@ -1,0 +1,246 @@
+//! The routing decision, as a pure function of a message and two lookups, so
+//! it is tested without sockets. The router reads only what it routes on:
+//! the start line, Call-ID, CSeq, Via, To's tag and the Request-URI user.
+
+use bulkhead_shared::sip::uri::{target, Target};
+use bulkhead_shared::sip::{scan, scan_head, Scanned, StartLine};
+use bulkhead_shared::{Number, TenantId};
+
+/// What to do with one inbound message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Relay to this tenant's worker. `new_dialog` is set for an initial
+    /// INVITE, whose Call-ID the router remembers for in-dialog requests.
+    Forward { tenant: TenantId, new_dialog: bool },
+    /// Answer from the router itself.
+    Reply { code: u16, reason: &'static str },
+    /// Say nothing (stray responses, ACKs without a home, unanswerable garbage).
+    Drop,
+}
+
+/// Decides where `data` goes. `by_number` maps a dialed number to its owner;
+/// `by_call_id` finds the tenant of an established call.
+pub fn decide(
+    data: &[u8],
+    by_number: impl Fn(&Number) -> Option<TenantId>,
+    by_call_id: impl Fn(&str) -> Option<TenantId>,
+) -> Decision {
+    let msg = match scan(data) {
+        Ok(m) => m,
+        Err(_) => {
+            // Answer 400 only when the headers a response needs are there.
+            return match scan_head(data) {
+                Ok(m) if is_request(&m) && answerable(&m) && m.method() != Some("ACK") => {
+                    Decision::Reply {
+                        code: 400,
+                        reason: "Bad Request",
+                    }
+                }
+                _ => Decision::Drop,
+            };
+        }
+    };
+    let StartLine::Request { method, uri, .. } = msg.start else {
+        return Decision::Drop; // Responses never reach the router legitimately yet.
+    };
+    let is_ack = method == "ACK";
+    if !answerable(&msg) {
+        return if is_ack || !has_reply_headers(&msg) {
+            Decision::Drop
+        } else {
+            Decision::Reply {
+                code: 400,
+                reason: "Bad Request",
+            }
+        };
+    }
+    if method == "REGISTER" {
+        return Decision::Reply {
+            code: 405,
+            reason: "Method Not Allowed",
+        };
+    }
+    let call_id = msg.call_id().unwrap_or("");
+    let in_dialog = method != "INVITE" || msg.header("To").and_then(Scanned::tag_of).is_some();
+    if in_dialog {
+        if let Some(tenant) = by_call_id(call_id) {
+            return Decision::Forward {
+                tenant,
+                new_dialog: false,
+            };
+        }
+    }
+    let number = match target(uri) {
+        Target::UnsupportedScheme if !is_ack => {
+            return Decision::Reply {
+                code: 416,
+                reason: "Unsupported URI Scheme",
+            }
+        }
+        Target::User(user) => Number::normalize(&user),
+        _ => None,
+    };
+    match number.and_then(|n| by_number(&n)) {
+        Some(tenant) => Decision::Forward {
+            tenant,
+            new_dialog: method == "INVITE" && !in_dialog,
+        },
+        None if is_ack => Decision::Drop,
+        None => Decision::Reply {
+            code: 404,
+            reason: "Not Found",
+        },
+    }
+}
+
+fn is_request(m: &Scanned<'_>) -> bool {
+    matches!(m.start, StartLine::Request { .. })
+}
+
+/// The headers without which no transaction can be matched or answered.
+fn answerable(m: &Scanned<'_>) -> bool {
+    m.call_id().is_some()
+        && m.cseq().is_some()
+        && bulkhead_shared::sip::via::top_via(m).is_some()
+        && has_reply_headers(m)
+}
+
+fn has_reply_headers(m: &Scanned<'_>) -> bool {
+    m.header("Via").is_some() && m.header("From").is_some() && m.header("To").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, uri: &str, to_tag: bool) -> Vec<u8> {
+        let tag = if to_tag { ";tag=t1" } else { "" };
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=f\r\n\
+To: <{uri}>{tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn clinic() -> TenantId {
+        TenantId::parse("clinic").unwrap()
+    }
+
+    fn numbers(n: &Number) -> Option<TenantId> {
+        (n.as_str() == "+15550100").then(clinic)
+    }
+
+    fn decide_simple(data: &[u8]) -> Decision {
+        decide(data, numbers, |_| None)
+    }
+
+    #[test]
+    fn routes_initial_invites_by_dialed_number() {
+        let fwd = Decision::Forward {
+            tenant: clinic(),
+            new_dialog: true,
+        };
+        assert_eq!(
+            decide_simple(&req("INVITE", "sip:+15550100@127.0.0.1", false)),
+            fwd
+        );
+        assert_eq!(
+            decide_simple(&req("INVITE", "sip:1-555-0100@h", false)),
+            fwd
+        );
+        assert_eq!(decide_simple(&req("INVITE", "tel:+15550100", false)), fwd);
+        let not_found = Decision::Reply {
+            code: 404,
+            reason: "Not Found",
+        };
+        assert_eq!(
+            decide_simple(&req("INVITE", "sip:+15550199@h", false)),
+            not_found
+        );
+        assert_eq!(
+            decide_simple(&req("INVITE", "sip:first.last@example.com", false)),
+            not_found
+        );
+    }
+
+    #[test]
+    fn in_dialog_requests_follow_the_call_id() {
+        let by_call = |c: &str| (c == "c1").then(clinic);
+        let bye = req("BYE", "sip:anything@h", true);
+        assert_eq!(
+            decide(&bye, |_| None, by_call),
+            Decision::Forward {
+                tenant: clinic(),
+                new_dialog: false
+            }
+        );
+        // Without a known Call-ID the Request-URI number still routes (our Contact).
+        assert_eq!(
+            decide_simple(&req("BYE", "sip:+15550100@h", true)),
+            Decision::Forward {
+                tenant: clinic(),
+                new_dialog: false
+            }
+        );
+        assert_eq!(
+            decide_simple(&req("ACK", "sip:nobody@h", true)),
+            Decision::Drop
+        );
+    }
+
+    #[test]
+    fn answers_what_it_does_not_serve() {
+        assert_eq!(
+            decide_simple(&req("REGISTER", "sip:h", false)),
+            Decision::Reply {
+                code: 405,
+                reason: "Method Not Allowed"
+            }
+        );
+        assert_eq!(
+            decide_simple(&req("INVITE", "http://h", false)),
+            Decision::Reply {
+                code: 416,
+                reason: "Unsupported URI Scheme"
+            }
+        );
+        assert_eq!(
+            decide_simple(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n"),
+            Decision::Drop
+        );
+    }
+
+    #[test]
+    fn malformed_input_gets_400_or_nothing() {
+        let mut bad_len = req("INVITE", "sip:+15550100@h", false);
+        let text = String::from_utf8(bad_len.clone())
+            .unwrap()
+            .replace("Content-Length: 0", "Content-Length: 99");
+        bad_len = text.into_bytes();
+        assert_eq!(
+            decide_simple(&bad_len),
+            Decision::Reply {
+                code: 400,
+                reason: "Bad Request"
+            }
+        );
+        let no_cseq = String::from_utf8(req("INVITE", "sip:+15550100@h", false))
+            .unwrap()
+            .replace("CSeq: 1 INVITE\r\n", "");
+        assert_eq!(
+            decide_simple(no_cseq.as_bytes()),
+            Decision::Reply {
+                code: 400,
+                reason: "Bad Request"
+            }
+        );
+        for garbage in [
+            &b""[..],
+            b"\x00\x01\x02",
+            b"hello world\r\n\r\n",
+            &[0xff; 300],
+        ] {
+            assert_eq!(decide_simple(garbage), Decision::Drop);
+        }
+    }
+}

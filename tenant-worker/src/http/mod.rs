@@ -1,0 +1,189 @@
+//! The tenant HTTP API on the tenant's own port. [`handle`] is the whole
+//! service as a function of a request, so tests call it without a socket;
+//! [`serve`] only accepts connections.
+//!
+//! Every `/v1` path needs `Authorization: Bearer <token>`; the token's SHA-256
+//! must be a live token in *this tenant's* store, which is the only store this
+//! process can open. A missing or foreign token gets 401 and no data.
+
+mod query;
+
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+
+use bulkhead_shared::Number;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::store::writer::Store;
+
+/// What handlers need.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub numbers: Arc<RwLock<Vec<Number>>>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// Accepts connections forever, one task each.
+pub async fn serve(listener: TcpListener, state: ApiState) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        handle(&state, req.method(), req.uri(), auth_header(&req)).await,
+                    )
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn auth_header(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The API as a function: method, URI and Authorization header in, response out.
+pub async fn handle(
+    state: &ApiState,
+    method: &Method,
+    uri: &hyper::Uri,
+    auth: Option<String>,
+) -> Resp {
+    let path = uri.path();
+    if path == "/healthz" {
+        return if method == Method::GET {
+            json_response(StatusCode::OK, &json!({"status": "ok"}))
+        } else {
+            not_allowed()
+        };
+    }
+    if !path.starts_with("/v1/") {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such path", None);
+    }
+    match authorized(state, auth.as_deref()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token for this tenant is required",
+                None,
+            )
+        }
+        Err(resp) => return resp,
+    }
+    if method != Method::GET {
+        return not_allowed();
+    }
+    let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    match segments.as_slice() {
+        ["calls"] => list_calls(state, uri.query().unwrap_or("")).await,
+        ["calls", id] if !id.is_empty() => match state.store.get_call((*id).to_owned()).await {
+            Ok(Some(call)) => json_response(StatusCode::OK, &call),
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no call with this id",
+                None,
+            ),
+            Err(e) => internal(e),
+        },
+        ["numbers"] => {
+            let numbers = state.numbers.read().expect("numbers lock").clone();
+            json_response(StatusCode::OK, &json!({ "numbers": numbers }))
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such path", None),
+    }
+}
+
+async fn list_calls(state: &ApiState, query: &str) -> Resp {
+    let q = match query::CallQuery::parse(query) {
+        Ok(q) => q,
+        Err((field, message)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                &message,
+                Some(&field),
+            )
+        }
+    };
+    match state.store.list_calls(q.limit, q.before_seq).await {
+        Ok(page) => json_response(StatusCode::OK, &page),
+        Err(e) => internal(e),
+    }
+}
+
+async fn authorized(state: &ApiState, header: Option<&str>) -> Result<bool, Resp> {
+    let Some(token) = header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return Ok(false);
+    };
+    if !token.starts_with("bh_") || token.len() > 128 {
+        return Ok(false);
+    }
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    state.store.token_is_valid(hex).await.map_err(internal)
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Resp {
+    let bytes = serde_json::to_vec(body).expect("serializable");
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("valid response")
+}
+
+fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Resp {
+    let mut err = json!({"code": code, "message": message});
+    if let Some(f) = field {
+        err["field"] = json!(f);
+    }
+    json_response(status, &json!({ "error": err }))
+}
+
+fn not_allowed() -> Resp {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this path",
+        None,
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> Resp {
+    tracing::error!(error = %e, "API request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the tenant store failed; see the supervisor log",
+        None,
+    )
+}

@@ -1,0 +1,151 @@
+//! The worker's start-up sequence, in order, and its life afterwards.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use bulkhead_shared::ipc::message::{Control, ControlOp, Ready};
+use bulkhead_shared::ipc::{FromWorker, Link, ToWorker, MAX_FRAME};
+use bulkhead_shared::time::now_rfc3339;
+use tokio::sync::mpsc;
+
+use crate::bootstrap::{self, Start};
+use crate::http::{self, ApiState};
+use crate::sip::transport::{self, Outbound};
+use crate::sip::ua::{Event, Ua, UaConfig};
+use crate::store::{self, writer::Store};
+
+/// File name of the tenant's store inside its data directory.
+pub const STORE_FILE: &str = "tenant.db";
+
+pub fn main() -> anyhow::Result<()> {
+    // 1. Inputs from the supervisor, before anything else runs.
+    let start = bootstrap::receive()?;
+    let cfg = start.boot.config.clone();
+    tracing::info!(tenant = %cfg.tenant_id, "worker starting");
+
+    // 2. The store, opened with the tenant's key; the key is zeroized when
+    //    `start.boot` drops at the end of this block.
+    let path = cfg.data_dir.join(STORE_FILE);
+    let (writer, reader) = {
+        let key = &start.boot.data_key;
+        let writer = store::open(&path, key)?;
+        let reader = store::open(&path, key)?;
+        (writer, reader)
+    };
+    let interrupted = store::mark_interrupted(&writer, &now_rfc3339())?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            "calls left in progress by a previous run marked failed"
+        );
+    }
+    let Start {
+        link,
+        boot,
+        sip_udp,
+        sip_tcp,
+        http: http_listener,
+    } = start;
+    drop(boot);
+
+    // 3. (Sandbox issue: Landlock + seccomp go here, before threads start.)
+
+    // 4. The runtime. One thread: a tenant's traffic is small, and a worker
+    //    per tenant on a shared machine should stay light.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to build the runtime")?;
+    rt.block_on(async move {
+        let link = Arc::new(Link::new(link)?);
+        sip_udp.set_nonblocking(true)?;
+        sip_tcp.set_nonblocking(true)?;
+        http_listener.set_nonblocking(true)?;
+        let udp = Arc::new(tokio::net::UdpSocket::from_std(sip_udp)?);
+        let tcp = tokio::net::TcpListener::from_std(sip_tcp)?;
+        let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
+
+        let store = Store::start(writer, reader);
+        let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
+        let (events_tx, events_rx) = mpsc::channel(1024);
+        let out = Outbound::new(link.clone(), udp.clone());
+        let ua_cfg = UaConfig {
+            numbers: numbers.clone(),
+            advertise: cfg.advertise,
+            router_port: cfg.router_port,
+            sip_port: cfg.sip_port,
+            answer_delay: Duration::from_millis(cfg.answer_delay_ms),
+        };
+        tokio::spawn(Ua::new(ua_cfg, store.clone(), out.clone(), events_tx.clone()).run(events_rx));
+        tokio::spawn(transport::serve_trunk_udp(udp, events_tx.clone()));
+        tokio::spawn(transport::serve_trunk_tcp(tcp, out, events_tx.clone()));
+        tokio::spawn(http::serve(
+            http_listener,
+            ApiState {
+                store: store.clone(),
+                numbers: numbers.clone(),
+            },
+        ));
+
+        link.send_to_supervisor(&FromWorker::Ready(Ready {
+            pid: std::process::id(),
+        }))
+        .await?;
+        tracing::info!(tenant = %cfg.tenant_id, "worker serving");
+        serve_link(&link, &store, &numbers, events_tx).await
+    })
+}
+
+/// Reads the supervisor's frames until it closes the socketpair, then exits:
+/// a worker never outlives its supervisor's link.
+async fn serve_link(
+    link: &Link,
+    store: &Store,
+    numbers: &RwLock<Vec<bulkhead_shared::Number>>,
+    events: mpsc::Sender<Event>,
+) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; MAX_FRAME];
+    loop {
+        match link.recv_from_supervisor(&mut buf).await {
+            Ok(None) => {
+                tracing::info!("supervisor closed the link; exiting");
+                return Ok(());
+            }
+            Ok(Some(ToWorker::Sip(pkt))) => {
+                let origin = transport::Origin::Router {
+                    transport: pkt.transport,
+                    conn: pkt.conn,
+                    peer: pkt.peer,
+                };
+                let _ = events
+                    .send(Event::Inbound {
+                        origin,
+                        data: pkt.data,
+                    })
+                    .await;
+            }
+            Ok(Some(ToWorker::Control(Control { seq, op }))) => {
+                let error = match op {
+                    ControlOp::AddToken {
+                        id,
+                        name,
+                        sha256_hex,
+                        expires_at,
+                    } => store
+                        .add_token(id, name, sha256_hex, expires_at)
+                        .await
+                        .err(),
+                    ControlOp::SetNumbers { numbers: new } => {
+                        *numbers.write().expect("numbers lock") = new;
+                        None
+                    }
+                };
+                link.send_to_supervisor(&FromWorker::Reply { seq, error })
+                    .await?;
+            }
+            Ok(Some(ToWorker::Bootstrap(_))) => tracing::warn!("ignoring a second bootstrap frame"),
+            Err(e) => tracing::warn!(error = %e, "ignoring an invalid frame from the supervisor"),
+        }
+    }
+}

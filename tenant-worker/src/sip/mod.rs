@@ -1,0 +1,8 @@
+//! The worker's SIP side, layered so each part depends only downward:
+//! [`msg`] (message facade) → [`transport`] (where bytes come from and go) →
+//! [`ua`] (transactions, dialogs, the call's life and its record).
+
+pub mod msg;
+pub mod sdp;
+pub mod transport;
+pub mod ua;

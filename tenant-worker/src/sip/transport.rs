@@ -1,0 +1,198 @@
+//! Where SIP bytes come from and where replies go: the router (over the
+//! socketpair), the tenant's own trunk UDP socket, or a trunk TCP connection.
+//! The user agent sees only [`Origin`] and [`Outbound`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bulkhead_shared::ipc::{FromWorker, Link, SipPacket, Transport};
+use bulkhead_shared::sip::framing::{next_frame, Frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::ua::Event;
+
+/// Largest SIP message accepted on a trunk TCP connection.
+pub const MAX_TCP_MESSAGE: usize = 65_535;
+
+/// Where a request came from; its responses go back the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Through the shared router; `conn` names the router's TCP connection.
+    Router {
+        transport: Transport,
+        conn: u64,
+        peer: SocketAddr,
+    },
+    TrunkUdp {
+        peer: SocketAddr,
+    },
+    TrunkTcp {
+        conn: u64,
+        peer: SocketAddr,
+    },
+}
+
+impl Origin {
+    pub fn peer(&self) -> SocketAddr {
+        match self {
+            Self::Router { peer, .. } | Self::TrunkUdp { peer } | Self::TrunkTcp { peer, .. } => {
+                *peer
+            }
+        }
+    }
+
+    /// Reliable transports need no retransmission of responses.
+    pub fn is_reliable(&self) -> bool {
+        matches!(
+            self,
+            Self::Router {
+                transport: Transport::Tcp,
+                ..
+            } | Self::TrunkTcp { .. }
+        )
+    }
+}
+
+/// Sends responses back where their requests came from.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    link: Arc<Link>,
+    udp: Arc<UdpSocket>,
+    tcp: Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>,
+}
+
+impl Outbound {
+    pub fn new(link: Arc<Link>, udp: Arc<UdpSocket>) -> Self {
+        Self {
+            link,
+            udp,
+            tcp: Default::default(),
+        }
+    }
+
+    /// Sends `data` for a request from `origin`; over UDP to `dest` (the
+    /// RFC 3261 §18.2.2 target the caller computed).
+    pub async fn send(&self, origin: &Origin, dest: SocketAddr, data: Vec<u8>) {
+        let result = match origin {
+            Origin::Router {
+                transport, conn, ..
+            } => {
+                let pkt = SipPacket {
+                    transport: *transport,
+                    conn: *conn,
+                    peer: dest,
+                    data,
+                };
+                self.link
+                    .send_to_supervisor(&FromWorker::Sip(pkt))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Origin::TrunkUdp { .. } => self
+                .udp
+                .send_to(&data, dest)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Origin::TrunkTcp { conn, .. } => {
+                let tx = self.tcp.lock().expect("tcp table").get(conn).cloned();
+                match tx {
+                    Some(tx) => tx.try_send(data).map_err(|e| e.to_string()),
+                    None => Err("connection closed".into()),
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "failed to send SIP response");
+        }
+    }
+}
+
+/// Reads the trunk UDP socket into the user agent's event queue.
+pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, events: mpsc::Sender<Event>) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        match udp.recv_from(&mut buf).await {
+            Ok((n, peer)) => {
+                let ev = Event::Inbound {
+                    origin: Origin::TrunkUdp { peer },
+                    data: buf[..n].to_vec(),
+                };
+                if events.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "trunk UDP receive failed"),
+        }
+    }
+}
+
+/// Accepts trunk TCP connections; each gets a reader and a writer task.
+pub async fn serve_trunk_tcp(listener: TcpListener, out: Outbound, events: mpsc::Sender<Event>) {
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(64);
+        out.tcp.lock().expect("tcp table").insert(conn, tx);
+        let (out, events) = (out.clone(), events.clone());
+        tokio::spawn(async move {
+            serve_tcp_conn(stream, conn, peer, rx, events).await;
+            out.tcp.lock().expect("tcp table").remove(&conn);
+        });
+    }
+}
+
+async fn serve_tcp_conn(
+    stream: TcpStream,
+    conn: u64,
+    peer: SocketAddr,
+    mut replies: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::Sender<Event>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(data) = replies.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 8192];
+    'read: loop {
+        match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        loop {
+            match next_frame(&buf, MAX_TCP_MESSAGE) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::KeepAlive(n)) => {
+                    buf.drain(..n);
+                }
+                Ok(Frame::Message(n)) => {
+                    let data: Vec<u8> = buf.drain(..n).collect();
+                    let ev = Event::Inbound {
+                        origin: Origin::TrunkTcp { conn, peer },
+                        data,
+                    };
+                    if events.send(ev).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "closing trunk TCP connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    writer.abort();
+}

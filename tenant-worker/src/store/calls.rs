@@ -1,0 +1,217 @@
+//! Call records: written when the INVITE arrives, updated as the call goes on.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+/// How a call ended (INTERFACES.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    #[allow(dead_code)] // set by escalation, which arrives with the voice-agent issue
+    Escalated,
+    Abandoned,
+    Rejected,
+    Failed,
+    InProgress,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Escalated => "escalated",
+            Self::Abandoned => "abandoned",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::InProgress => "in_progress",
+        }
+    }
+}
+
+/// A call as it starts.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub id: String,
+    pub call_id: String,
+    pub from: String,
+    pub to: String,
+    pub started_at: String,
+}
+
+/// A call record in the API's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallRecord {
+    pub id: String,
+    pub call_id: String,
+    pub from: String,
+    pub to: String,
+    pub started_at: String,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub escalated_to: Option<String>,
+    pub providers: serde_json::Value,
+}
+
+/// One page of calls, newest first.
+#[derive(Debug, Serialize)]
+pub struct CallPage {
+    pub calls: Vec<CallRecord>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn insert(conn: &Connection, c: &NewCall) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO calls (id, call_id, from_user, to_number, started_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![c.id, c.call_id, c.from, c.to, c.started_at, Outcome::InProgress.as_str()],
+    )?;
+    Ok(())
+}
+
+pub fn answered(conn: &Connection, id: &str, at: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE calls SET answered_at = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    Ok(())
+}
+
+pub fn ended(
+    conn: &Connection,
+    id: &str,
+    at: &str,
+    outcome: Outcome,
+    duration_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE calls SET ended_at = ?2, outcome = ?3, duration_ms = ?4 WHERE id = ?1",
+        params![id, at, outcome.as_str(), duration_ms],
+    )?;
+    Ok(())
+}
+
+/// Calls a previous run left `in_progress` (the worker died mid-call) are
+/// marked `failed` at start-up: a record, not a gap.
+pub fn mark_interrupted(conn: &Connection, at: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE calls SET outcome = 'failed', ended_at = ?1 WHERE outcome = 'in_progress'",
+        params![at],
+    )
+}
+
+const COLUMNS: &str = "seq, id, call_id, from_user, to_number, started_at, answered_at, ended_at, duration_ms, outcome, escalated_to, providers";
+
+fn record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
+    let providers: String = row.get(11)?;
+    Ok((
+        row.get(0)?,
+        CallRecord {
+            id: row.get(1)?,
+            call_id: row.get(2)?,
+            from: row.get(3)?,
+            to: row.get(4)?,
+            started_at: row.get(5)?,
+            answered_at: row.get(6)?,
+            ended_at: row.get(7)?,
+            duration_ms: row.get(8)?,
+            outcome: row.get(9)?,
+            escalated_to: row.get(10)?,
+            providers: serde_json::from_str(&providers).unwrap_or_default(),
+        },
+    ))
+}
+
+/// Up to `limit` calls older than `before_seq` (the cursor), newest first.
+pub fn list(conn: &Connection, limit: u32, before_seq: Option<i64>) -> rusqlite::Result<CallPage> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM calls WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
+    ))?;
+    // Fetch one extra row to know whether another page exists.
+    let rows: Vec<(i64, CallRecord)> = stmt
+        .query_map(
+            params![before_seq.unwrap_or(i64::MAX), i64::from(limit) + 1],
+            record,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > limit as usize;
+    let mut calls = Vec::with_capacity(limit as usize);
+    let mut last_seq = None;
+    for (seq, rec) in rows.into_iter().take(limit as usize) {
+        last_seq = Some(seq);
+        calls.push(rec);
+    }
+    let next_cursor = if more {
+        last_seq.map(|s| s.to_string())
+    } else {
+        None
+    };
+    Ok(CallPage { calls, next_cursor })
+}
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<CallRecord>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM calls WHERE id = ?1"),
+        params![id],
+        record,
+    )
+    .optional()
+    .map(|r| r.map(|(_, rec)| rec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_util::temp_store;
+
+    fn call(n: usize) -> NewCall {
+        NewCall {
+            id: format!("c{n}"),
+            call_id: format!("cid{n}"),
+            from: "alice".into(),
+            to: "+15550100".into(),
+            started_at: "2026-11-28T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_pagination() {
+        let (_d, conn) = temp_store();
+        for n in 0..5 {
+            insert(&conn, &call(n)).unwrap();
+        }
+        answered(&conn, "c4", "t1").unwrap();
+        ended(&conn, "c4", "t2", Outcome::Completed, 1500).unwrap();
+        let page = list(&conn, 2, None).unwrap();
+        assert_eq!(
+            page.calls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["c4", "c3"]
+        );
+        assert_eq!(page.calls[0].outcome, "completed");
+        assert_eq!(page.calls[0].duration_ms, 1500);
+        let cursor = page.next_cursor.unwrap().parse().unwrap();
+        let page2 = list(&conn, 2, Some(cursor)).unwrap();
+        assert_eq!(
+            page2
+                .calls
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            ["c2", "c1"]
+        );
+        let page3 = list(&conn, 2, page2.next_cursor.map(|c| c.parse().unwrap())).unwrap();
+        assert_eq!(page3.calls.len(), 1);
+        assert_eq!(page3.next_cursor, None);
+        assert_eq!(get(&conn, "c0").unwrap().unwrap().outcome, "in_progress");
+        assert_eq!(get(&conn, "nope").unwrap(), None);
+    }
+
+    #[test]
+    fn interrupted_calls_become_failed() {
+        let (_d, conn) = temp_store();
+        insert(&conn, &call(1)).unwrap();
+        assert_eq!(mark_interrupted(&conn, "t").unwrap(), 1);
+        assert_eq!(get(&conn, "c1").unwrap().unwrap().outcome, "failed");
+    }
+}

@@ -1,0 +1,121 @@
+//! The tenant's store: one SQLCipher file, `tenant.db`, keyed with the
+//! tenant's raw 256-bit data key. This module tree is the only code in the
+//! worker that touches rusqlite.
+//!
+//! Writes go through one writer thread ([`writer`]) so the async side never
+//! blocks on fsync and a burst of call events shares one commit; reads use a
+//! second connection (WAL lets it read while the writer writes).
+
+mod calls;
+mod migrations;
+mod tokens;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+pub use calls::{mark_interrupted, CallPage, CallRecord, NewCall, Outcome};
+
+/// Why the store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path} cannot be read with this tenant's key (wrong key, or not a Bulkhead store)")]
+    WrongKey { path: PathBuf },
+    #[error("failed to migrate {path} to schema version {version}: {source}")]
+    Migrate {
+        path: PathBuf,
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error("store query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// Opens (creating when absent) the store at `path` with `key`, applies the
+/// connection settings and brings the schema up to date.
+pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    apply_key(&conn, key).map_err(open_err)?;
+    // A wrong key only shows at the first read of the file.
+    if conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .is_err()
+    {
+        return Err(StoreError::WrongKey {
+            path: path.to_owned(),
+        });
+    }
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on
+    // disk before it returns, so a call record survives power loss, not only
+    // a crash of the worker (docs/architecture.md, "Durability").
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(open_err)?;
+    migrations::apply(&conn).map_err(|(version, source)| StoreError::Migrate {
+        path: path.to_owned(),
+        version,
+        source,
+    })?;
+    Ok(conn)
+}
+
+/// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost
+/// ~250 ms of PBKDF2 per open). The hex copy is zeroized on drop.
+fn apply_key(conn: &Connection, key: &[u8; 32]) -> rusqlite::Result<()> {
+    let mut pragma = Zeroizing::new(String::with_capacity(80));
+    pragma.push_str("PRAGMA key = \"x'");
+    for b in key {
+        pragma.push(char::from_digit(u32::from(b >> 4), 16).expect("nibble"));
+        pragma.push(char::from_digit(u32::from(b & 0xf), 16).expect("nibble"));
+    }
+    pragma.push_str("'\";");
+    conn.execute_batch(&pragma)
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::*;
+
+    pub fn temp_store() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("tenant.db"), &[7; 32]).unwrap();
+        (dir, conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_key_is_refused_and_file_is_not_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenant.db");
+        let conn = open(&path, &[1; 32]).unwrap();
+        conn.execute("INSERT INTO tokens (id, name, sha256_hex, created_at) VALUES ('t', 'needle-plaintext', 'h', 'now')", [])
+            .unwrap();
+        drop(conn);
+        assert!(matches!(
+            open(&path, &[2; 32]),
+            Err(StoreError::WrongKey { .. })
+        ));
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(16).any(|w| w == b"needle-plaintext"));
+            assert!(!bytes.starts_with(b"SQLite format 3"));
+        }
+        assert!(open(&path, &[1; 32]).is_ok(), "reopens with the right key");
+    }
+}

@@ -1,0 +1,225 @@
+//! The store's one writer: a dedicated thread that applies write commands in
+//! the order they were sent and commits each burst of them together (group
+//! commit), so the SIP task never waits on fsync and never reorders a call's
+//! insert and its updates.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{calls, tokens, CallPage, CallRecord, NewCall, Outcome, StoreError};
+
+/// Most commands committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Commands queued before senders wait (backpressure, never loss).
+const QUEUE: usize = 4096;
+
+/// A write to apply.
+#[derive(Debug)]
+pub enum Write {
+    InsertCall(NewCall),
+    Answered {
+        id: String,
+        at: String,
+    },
+    Ended {
+        id: String,
+        at: String,
+        outcome: Outcome,
+        duration_ms: i64,
+    },
+    AddToken {
+        id: String,
+        name: String,
+        sha256_hex: String,
+        expires_at: Option<String>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Cheap handle to the store, cloned into every task that needs it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writes: mpsc::Sender<Write>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Starts the writer thread on `writer` and reads through `reader`
+    /// (two connections to the same file).
+    pub fn start(writer: Connection, reader: Connection) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run_writer(writer, rx))
+            .expect("spawn store writer thread");
+        Self {
+            writes: tx,
+            reader: Arc::new(Mutex::new(reader)),
+        }
+    }
+
+    /// Queues a write; waits only while the queue is full.
+    pub async fn write(&self, w: Write) {
+        if self.writes.send(w).await.is_err() {
+            tracing::error!("store writer has stopped; write lost");
+        }
+    }
+
+    /// Stores a token hash and returns once it is committed.
+    pub async fn add_token(
+        &self,
+        id: String,
+        name: String,
+        sha256_hex: String,
+        expires_at: Option<String>,
+    ) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.write(Write::AddToken {
+            id,
+            name,
+            sha256_hex,
+            expires_at,
+            done,
+        })
+        .await;
+        wait.await.map_err(|_| "store writer stopped".to_string())?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn).map_err(StoreError::from)
+        })
+        .await
+        .expect("store read task panicked")
+    }
+
+    pub async fn list_calls(
+        &self,
+        limit: u32,
+        before_seq: Option<i64>,
+    ) -> Result<CallPage, StoreError> {
+        self.read(move |c| calls::list(c, limit, before_seq)).await
+    }
+
+    pub async fn get_call(&self, id: String) -> Result<Option<CallRecord>, StoreError> {
+        self.read(move |c| calls::get(c, &id)).await
+    }
+
+    pub async fn token_is_valid(&self, sha256_hex: String) -> Result<bool, StoreError> {
+        let now = bulkhead_shared::time::now_rfc3339();
+        self.read(move |c| tokens::is_valid(c, &sha256_hex, &now))
+            .await
+    }
+}
+
+fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let results = commit_batch(&conn, &batch);
+        for (w, result) in batch.drain(..).zip(results) {
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "store write failed");
+            }
+            if let Write::AddToken { done, .. } = w {
+                let _ = done.send(result.map_err(|e| e.to_string()));
+            }
+        }
+    }
+}
+
+/// Commits the batch in one transaction; if any write fails, falls back to
+/// one transaction per write so that one bad write loses no other.
+fn commit_batch(conn: &Connection, batch: &[Write]) -> Vec<rusqlite::Result<()>> {
+    let together = || -> rusqlite::Result<()> {
+        let tx = conn.unchecked_transaction()?;
+        for w in batch {
+            apply(&tx, w)?;
+        }
+        tx.commit()
+    };
+    if together().is_ok() {
+        return batch.iter().map(|_| Ok(())).collect();
+    }
+    batch
+        .iter()
+        .map(|w| {
+            let tx = conn.unchecked_transaction()?;
+            apply(&tx, w)?;
+            tx.commit()
+        })
+        .collect()
+}
+
+fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
+    match w {
+        Write::InsertCall(c) => calls::insert(conn, c),
+        Write::Answered { id, at } => calls::answered(conn, id, at),
+        Write::Ended {
+            id,
+            at,
+            outcome,
+            duration_ms,
+        } => calls::ended(conn, id, at, *outcome, *duration_ms),
+        Write::AddToken {
+            id,
+            name,
+            sha256_hex,
+            expires_at,
+            ..
+        } => {
+            let now = bulkhead_shared::time::now_rfc3339();
+            tokens::add(conn, id, name, sha256_hex, &now, expires_at.as_deref())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_write_loses_no_other_write_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenant.db");
+        let open = || crate::store::open(&path, &[3; 32]).unwrap();
+        let store = Store::start(open(), open());
+        store
+            .add_token("t1".into(), "a".into(), "h1".into(), None)
+            .await
+            .unwrap();
+        let call = |n: usize| NewCall {
+            id: format!("c{n}"),
+            call_id: "x".into(),
+            from: "f".into(),
+            to: "+1555".into(),
+            started_at: "t".into(),
+        };
+        store.write(Write::InsertCall(call(1))).await;
+        // Same token id again: a constraint violation, likely in the same batch.
+        let dup = store.add_token("t1".into(), "b".into(), "h2".into(), None);
+        store.write(Write::InsertCall(call(2))).await;
+        assert!(dup.await.is_err());
+        store
+            .add_token("t3".into(), "c".into(), "h3".into(), None)
+            .await
+            .unwrap();
+        let page = store.list_calls(10, None).await.unwrap();
+        assert_eq!(page.calls.len(), 2);
+        assert!(store.token_is_valid("h3".into()).await.unwrap());
+    }
+}
