@@ -70,7 +70,8 @@ pub struct TokenIssued {
     pub expires_at: Option<String>,
 }
 
-/// `number add` request.
+/// `number add` request. (`DELETE /v1/numbers/{digits}` takes the number
+/// without its `+`, which would need escaping in a path.)
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumberClaim {

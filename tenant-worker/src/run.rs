@@ -24,6 +24,9 @@ pub fn main() -> anyhow::Result<()> {
     let cfg = start.boot.config.clone();
     tracing::info!(tenant = %cfg.tenant_id, "worker starting");
 
+    // Files the worker creates (store, WAL) are its uid's alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+
     // 2. The store, opened with the tenant's key; the key is zeroized when
     //    `start.boot` drops at the end of this block.
     let path = cfg.data_dir.join(STORE_FILE);

@@ -64,7 +64,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
             );
         }
         let url = format!("http://127.0.0.1:{}/v1/calls", t.tenant.http_port);
-        let calls = get_json(t.tenant.http_port, "/v1/calls", &t.token).await?;
+        let calls = settled_calls(t.tenant.http_port, &t.token).await?;
         println!(
             "tenant {}  number {}  API {url}",
             t.tenant.id,
@@ -87,6 +87,25 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     handle.await?;
     Ok(())
+}
+
+/// The tenant's call log once no call is `in_progress` any more (the
+/// worker commits the BYE's update just after answering it), or after 2 s.
+async fn settled_calls(port: u16, token: &str) -> anyhow::Result<serde_json::Value> {
+    let mut calls = get_json(port, "/v1/calls", token).await?;
+    for _ in 0..40 {
+        let busy = calls["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["outcome"] == "in_progress");
+        if !busy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        calls = get_json(port, "/v1/calls", token).await?;
+    }
+    Ok(calls)
 }
 
 /// GET `path` on a tenant's HTTP port with a bearer token.

@@ -157,7 +157,7 @@ async fn number(socket: &Path, as_json: bool, cmd: NumberCmd) -> Result<(), Comm
             admin(
                 socket,
                 Method::DELETE,
-                &format!("/v1/numbers/{}", number.as_str().replace('+', "%2B")),
+                &format!("/v1/numbers/{}", number.as_str().trim_start_matches('+')),
                 None,
             )
             .await?

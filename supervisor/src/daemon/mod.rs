@@ -62,6 +62,9 @@ pub async fn start(
     if !nix::unistd::geteuid().is_root() {
         tracing::warn!("not running as root: workers keep the supervisor's uid; tenant uid separation is NOT enforced");
     }
+    // Nothing the supervisor creates (registry, WAL files, keys) is readable
+    // by other users unless a mode below says so explicitly.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let state = &cfg.state_dir;
     std::fs::create_dir_all(state)
         .with_context(|| format!("failed to create state dir {}", state.display()))?;

@@ -498,6 +498,7 @@ impl Tenants {
                 .get_mut(id)
                 .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
             change(&mut l.row.numbers);
+            l.row.numbers.sort();
             (l.row.numbers.clone(), l.worker.clone())
         };
         if let Some(w) = worker {

@@ -231,8 +231,13 @@ impl Ua {
             sdp::choose_codec(req.body)
         };
         let record_id = new_record_id();
-        self.store
-            .write(Write::InsertCall(NewCall {
+        // Durable before the caller hears anything but 100: a call that was
+        // rung is on disk even if this worker dies a moment later.
+        let trying = Reply::to(req, 100, "Trying", None).finish();
+        self.out.send(&origin, dest, trying).await;
+        let inserted = self
+            .store
+            .write_durable(Write::InsertCall(NewCall {
                 id: record_id.clone(),
                 call_id: call_id.clone(),
                 from: msg::caller(req),
@@ -240,6 +245,12 @@ impl Ua {
                 started_at: now_rfc3339(),
             }))
             .await;
+        if let Err(e) = inserted {
+            tracing::error!(error = %e, "failed to record a call; answering 500");
+            return self
+                .reply(&origin, dest, req, 500, "Server Internal Error")
+                .await;
+        }
         let to_tag = new_tag();
         let Some(pt) = pt else {
             let r = Reply::to(req, 488, "Not Acceptable Here", Some(&to_tag)).finish();
@@ -269,8 +280,6 @@ impl Ua {
         };
         let session = u64::from(getrandom_u32());
         let sdp = sdp::describe(self.cfg.advertise, session, pt);
-        let trying = Reply::to(req, 100, "Trying", None).finish();
-        self.out.send(&origin, dest, trying).await;
         let ringing = Reply::to(req, 180, "Ringing", Some(&to_tag))
             .header("Contact", &self.contact(&origin, number.as_str()))
             .finish();

@@ -35,14 +35,16 @@ pub enum Write {
         name: String,
         sha256_hex: String,
         expires_at: Option<String>,
-        done: oneshot::Sender<Result<(), String>>,
     },
 }
+
+/// A write and, when the sender waits for it, where to report its commit.
+type Queued = (Write, Option<oneshot::Sender<Result<(), String>>>);
 
 /// Cheap handle to the store, cloned into every task that needs it.
 #[derive(Debug, Clone)]
 pub struct Store {
-    writes: mpsc::Sender<Write>,
+    writes: mpsc::Sender<Queued>,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -61,11 +63,24 @@ impl Store {
         }
     }
 
-    /// Queues a write; waits only while the queue is full.
+    /// Queues a write without waiting for its commit (waits only while the
+    /// queue is full).
     pub async fn write(&self, w: Write) {
-        if self.writes.send(w).await.is_err() {
+        if self.writes.send((w, None)).await.is_err() {
             tracing::error!("store writer has stopped; write lost");
         }
+    }
+
+    /// Queues a write and returns once it is committed to disk. Writes
+    /// queued meanwhile share the same commit.
+    pub async fn write_durable(&self, w: Write) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        let stopped = |_| "store writer stopped".to_string();
+        self.writes
+            .send((w, Some(done)))
+            .await
+            .map_err(|_| "store writer stopped".to_string())?;
+        wait.await.map_err(stopped)?
     }
 
     /// Stores a token hash and returns once it is committed.
@@ -76,16 +91,13 @@ impl Store {
         sha256_hex: String,
         expires_at: Option<String>,
     ) -> Result<(), String> {
-        let (done, wait) = oneshot::channel();
-        self.write(Write::AddToken {
+        self.write_durable(Write::AddToken {
             id,
             name,
             sha256_hex,
             expires_at,
-            done,
         })
-        .await;
-        wait.await.map_err(|_| "store writer stopped".to_string())?
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -120,7 +132,7 @@ impl Store {
     }
 }
 
-fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Write>) {
+fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -131,11 +143,11 @@ fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Write>) {
             }
         }
         let results = commit_batch(&conn, &batch);
-        for (w, result) in batch.drain(..).zip(results) {
+        for ((_, done), result) in batch.drain(..).zip(results) {
             if let Err(e) = &result {
                 tracing::error!(error = %e, "store write failed");
             }
-            if let Write::AddToken { done, .. } = w {
+            if let Some(done) = done {
                 let _ = done.send(result.map_err(|e| e.to_string()));
             }
         }
@@ -144,10 +156,10 @@ fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Write>) {
 
 /// Commits the batch in one transaction; if any write fails, falls back to
 /// one transaction per write so that one bad write loses no other.
-fn commit_batch(conn: &Connection, batch: &[Write]) -> Vec<rusqlite::Result<()>> {
+fn commit_batch(conn: &Connection, batch: &[Queued]) -> Vec<rusqlite::Result<()>> {
     let together = || -> rusqlite::Result<()> {
         let tx = conn.unchecked_transaction()?;
-        for w in batch {
+        for (w, _) in batch {
             apply(&tx, w)?;
         }
         tx.commit()
@@ -157,7 +169,7 @@ fn commit_batch(conn: &Connection, batch: &[Write]) -> Vec<rusqlite::Result<()>>
     }
     batch
         .iter()
-        .map(|w| {
+        .map(|(w, _)| {
             let tx = conn.unchecked_transaction()?;
             apply(&tx, w)?;
             tx.commit()
@@ -220,6 +232,18 @@ mod tests {
             .unwrap();
         let page = store.list_calls(10, None).await.unwrap();
         assert_eq!(page.calls.len(), 2);
+        // A read between writes must not pin an old snapshot.
+        store
+            .add_token("t4".into(), "d".into(), "h4".into(), None)
+            .await
+            .unwrap();
+        store.write(Write::InsertCall(call(3))).await;
+        store
+            .add_token("t5".into(), "e".into(), "h5".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(store.list_calls(10, None).await.unwrap().calls.len(), 3);
+        assert!(store.token_is_valid("h4".into()).await.unwrap());
         assert!(store.token_is_valid("h3".into()).await.unwrap());
     }
 }

@@ -1,0 +1,262 @@
+//! Helpers shared by the supervisor's integration tests: a real `bulkhead
+//! serve` process in a temp dir, the real CLI, sipp, raw SIP over UDP and a
+//! tiny HTTP client. Everything talks to 127.0.0.1 only.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BULKHEAD: &str = env!("CARGO_BIN_EXE_bulkhead");
+
+/// A running supervisor in its own temp dir; stopped on drop.
+pub struct Supervisor {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub sip: SocketAddr,
+}
+
+impl Supervisor {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("bh-test-")
+            .tempdir()
+            .unwrap();
+        // Tenant uids must traverse the temp dir to reach bin/ and tenants/<id>/.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let mut sup = Self {
+            dir,
+            child: None,
+            sip: "127.0.0.1:0".parse().unwrap(),
+        };
+        let config = format!(
+            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
+             answer_delay_ms = 0\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
+            d = sup.dir.path().display()
+        );
+        std::fs::write(sup.dir.path().join("config.toml"), config).unwrap();
+        sup.boot();
+        sup
+    }
+
+    /// Starts `bulkhead serve` and waits until the admin socket answers.
+    pub fn boot(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
+        let child = Command::new(BULKHEAD)
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.cli(&["status", "--json"]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                self.sip = v["sip_listen"].as_str().unwrap().parse().unwrap();
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "supervisor did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the supervisor with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/admin.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Runs the real CLI against this supervisor.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BULKHEAD)
+            .args(args)
+            .env("BULKHEAD_SOCKET", self.socket())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs the CLI with `--json`, asserting success.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "bulkhead {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `tenant add ID --number N...`, returning its JSON (with the token).
+    pub fn add_tenant(&self, id: &str, numbers: &[&str]) -> Value {
+        let mut args = vec!["tenant", "add", id];
+        for n in numbers {
+            args.extend(["--number", n]);
+        }
+        self.cli_json(&args)
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free UDP port on loopback (for sipp's local port).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs sipp's built-in UAC scenario: `calls` calls to `number` at `target`.
+/// Returns (exit status success, stdout+stderr).
+pub fn sipp_uac(
+    dir: &Path,
+    target: SocketAddr,
+    number: &str,
+    calls: u32,
+    transport: &str,
+) -> (bool, String) {
+    let port = free_udp_port().to_string();
+    let out = Command::new("sipp")
+        .current_dir(dir)
+        .args(["-sn", "uac", "-s", number, &target.to_string()])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "20",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            transport,
+        ])
+        .args(["-timeout", "30", "-timeout_error", "-nostdin", "-trace_err"])
+        .output()
+        .expect("sipp is installed (scripts/test installs sip-tester)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Sends one raw SIP datagram and returns the first reply, if any within `wait`.
+pub fn udp_exchange(target: SocketAddr, msg: &[u8], wait: Duration) -> Option<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    sock.send_to(msg, target).unwrap();
+    let mut buf = vec![0u8; 65_535];
+    sock.recv(&mut buf)
+        .ok()
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// An INVITE to `number`, with a Via whose port is rewritten by rport.
+pub fn invite(number: &str, call_id: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:tester@127.0.0.1>;tag=t1\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: {call_id}\r\n\
+CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// GET on a tenant's HTTP port; returns (status, JSON body).
+pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// The tenant's calls once none is `in_progress` (updates commit just after
+/// the BYE's 200), waiting up to 5 s.
+pub fn settled_calls(port: u16, token: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = http_get(port, "/v1/calls?limit=200", Some(token));
+        assert_eq!(status, 200, "{body}");
+        let calls = body["calls"].as_array().cloned().unwrap_or_default();
+        if calls.iter().all(|c| c["outcome"] != "in_progress") || Instant::now() > deadline {
+            return calls;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when a process with this pid exists.
+pub fn alive(pid: u64) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,172 @@
+//! Tenants over time: number ownership, removal, and a supervisor restart
+//! that brings every tenant back with its data, ports and tokens.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn a_number_has_one_owner_and_removal_releases_it_and_stops_the_worker() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    // Claiming clinic's number for another tenant is refused, clearly, exit 1.
+    let out = sup.cli(&["tenant", "add", "rival", "--number", "+15550100"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("+15550100") && err.contains("already belongs to tenant clinic"),
+        "{err}"
+    );
+    assert!(
+        !sup.cli(&["tenant", "show", "rival"]).status.success(),
+        "the refused tenant was not left behind"
+    );
+    sup.add_tenant("rival", &["+15550900"]);
+    let out = sup.cli(&["number", "add", "rival", "1-555-0100"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pid = clinic["pid"].as_u64().unwrap();
+    assert!(alive(pid));
+    let data_dir = sup.state_dir().join("tenants/clinic");
+    assert!(data_dir.join("tenant.db").exists());
+    sup.cli_json(&["tenant", "remove", "clinic"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the worker was stopped");
+    assert!(!data_dir.exists(), "the tenant's data was deleted");
+    let reply = udp_exchange(
+        sup.sip,
+        &invite("+15550100", "after-remove"),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(
+        reply.starts_with("SIP/2.0 404"),
+        "the number no longer routes: {reply}"
+    );
+
+    // The number is free again.
+    sup.cli_json(&["number", "add", "rival", "+15550100"]);
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "{out}");
+    let list = sup.cli_json(&["tenant", "list"]);
+    assert_eq!(list["tenants"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["tenants"][0]["numbers"],
+        serde_json::json!(["+15550100", "+15550900"])
+    );
+    // Released again, it 404s again.
+    sup.cli_json(&["number", "remove", "+15550100"]);
+    let reply = udp_exchange(
+        sup.sip,
+        &invite("+15550100", "after-release"),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(reply.starts_with("SIP/2.0 404"), "{reply}");
+}
+
+#[test]
+fn restarting_the_supervisor_brings_tenants_back_with_their_data() {
+    let mut sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 2, "u1");
+    assert!(ok, "{out}");
+    let token = clinic["token"].as_str().unwrap();
+    let port = clinic["http_port"].as_u64().unwrap() as u16;
+    let before = settled_calls(port, token);
+    assert_eq!(before.len(), 2);
+    let old_pid = clinic["pid"].as_u64().unwrap();
+
+    sup.stop();
+    assert!(!alive(old_pid), "workers stop with their supervisor");
+    sup.boot();
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["state"], "running", "{shown}");
+    assert_eq!(
+        (shown["http_port"].clone(), shown["sip_port"].clone()),
+        (clinic["http_port"].clone(), clinic["sip_port"].clone())
+    );
+    assert_eq!(shown["uid"], clinic["uid"]);
+    // Same token, same calls, read from the re-opened encrypted store.
+    let after = settled_calls(port, token);
+    assert_eq!(after, before);
+    // And it takes new calls on its number.
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "{out}\n{}", sup.log());
+    let calls = settled_calls(port, token);
+    assert_eq!(calls.len(), 3, "{calls:?}\n{}\n{out}", sup.log());
+}
+
+#[test]
+fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
+    let sup = Supervisor::start();
+    let file = sup.dir.path().join("tenants.toml");
+    std::fs::write(&file, "[[tenant]]\nid = \"clinic\"\nnumbers = [\"+15550100\"]\n[tenant.agent]\ngreeting = \"Hi\"\n\n[[tenant]]\nid = \"insurance\"\nnumbers = [\"+15550200\"]\n").unwrap();
+    let first = sup.cli_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(first["created"].as_array().unwrap().len(), 2);
+    assert!(first["created"][0]["token"]
+        .as_str()
+        .unwrap()
+        .starts_with("bh_"));
+    let second = sup.cli_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(second["created"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        second["unchanged"],
+        serde_json::json!(["clinic", "insurance"])
+    );
+
+    let token = sup.cli_json(&[
+        "tenant",
+        "token",
+        "clinic",
+        "--name",
+        "ci",
+        "--expires",
+        "1h",
+    ]);
+    assert_eq!(token["name"], "ci");
+    assert!(token["expires_at"].is_string() && token["token"].as_str().unwrap().starts_with("bh_"));
+    let port = sup.cli_json(&["tenant", "show", "clinic"])["http_port"]
+        .as_u64()
+        .unwrap() as u16;
+    assert_eq!(http_get(port, "/v1/calls", token["token"].as_str()).0, 200);
+
+    assert_eq!(
+        sup.cli(&["tenant", "add", "Bad_Id"]).status.code(),
+        Some(2),
+        "bad usage"
+    );
+    assert_eq!(
+        sup.cli(&["tenant", "add", "x", "--number", "abc"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        sup.cli(&["tenant", "show", "nobody"]).status.code(),
+        Some(1),
+        "operation failed"
+    );
+    assert_eq!(
+        sup.cli(&["tenant", "add", "clinic"]).status.code(),
+        Some(1),
+        "exists"
+    );
+    let out = std::process::Command::new(BULKHEAD)
+        .args(["status"])
+        .env("BULKHEAD_SOCKET", "/nonexistent/admin.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `bulkhead serve` running?"));
+}
