@@ -56,11 +56,12 @@ pub fn main() -> anyhow::Result<()> {
 
     // 4. The runtime. One thread: a tenant's traffic is small, and a worker
     //    per tenant on a shared machine should stay light.
+    let (store, store_writer) = Store::start(writer, reader);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("failed to build the runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let link = Arc::new(Link::new(link)?);
         sip_udp.set_nonblocking(true)?;
         sip_tcp.set_nonblocking(true)?;
@@ -69,7 +70,7 @@ pub fn main() -> anyhow::Result<()> {
         let tcp = tokio::net::TcpListener::from_std(sip_tcp)?;
         let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
 
-        let store = Store::start(writer, reader);
+        let store = store;
         let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
         let out = Outbound::new(link.clone(), udp.clone());
@@ -97,7 +98,12 @@ pub fn main() -> anyhow::Result<()> {
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
         serve_link(&link, &store, &numbers, events_tx).await
-    })
+    });
+    // Orderly exit: drop every task (and its Store clone), then let the
+    // writer commit what is queued and close the store.
+    drop(rt);
+    let _ = store_writer.join();
+    result
 }
 
 /// Reads the supervisor's frames until it closes the socketpair, then exits:

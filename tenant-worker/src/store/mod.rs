@@ -12,6 +12,7 @@ mod tokens;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use rusqlite::Connection;
 use zeroize::Zeroizing;
@@ -41,6 +42,7 @@ pub enum StoreError {
 /// Opens (creating when absent) the store at `path` with `key`, applies the
 /// connection settings and brings the schema up to date.
 pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
+    keep_sqlcipher_active();
     let open_err = |source| StoreError::Open {
         path: path.to_owned(),
         source,
@@ -69,6 +71,22 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
         source,
     })?;
     Ok(conn)
+}
+
+/// SQLCipher initializes its crypto provider when the first keyed
+/// connection opens and tears it down when the last one closes; connections
+/// opening and closing on several threads at once race in that teardown
+/// (seen here as a segfault and as spurious `PRAGMA key` errors in parallel
+/// tests). One keyed in-memory connection held for the process's lifetime
+/// keeps the provider up, so the teardown never runs.
+fn keep_sqlcipher_active() {
+    static KEEPER: OnceLock<Mutex<Connection>> = OnceLock::new();
+    KEEPER.get_or_init(|| {
+        let conn = Connection::open_in_memory().expect("in-memory SQLite");
+        conn.execute_batch("PRAGMA key = 'keep-active'; SELECT count(*) FROM sqlite_master;")
+            .expect("SQLCipher keys an in-memory database");
+        Mutex::new(conn)
+    });
 }
 
 /// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost

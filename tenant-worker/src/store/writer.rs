@@ -50,17 +50,21 @@ pub struct Store {
 
 impl Store {
     /// Starts the writer thread on `writer` and reads through `reader`
-    /// (two connections to the same file).
-    pub fn start(writer: Connection, reader: Connection) -> Self {
+    /// (two connections to the same file). Join the returned handle after
+    /// dropping every `Store` clone: the writer then commits what is queued
+    /// and closes its connection before the process exits (closing SQLCipher
+    /// connections while `exit` tears OpenSSL down crashes).
+    pub fn start(writer: Connection, reader: Connection) -> (Self, thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || run_writer(writer, rx))
             .expect("spawn store writer thread");
-        Self {
+        let store = Self {
             writes: tx,
             reader: Arc::new(Mutex::new(reader)),
-        }
+        };
+        (store, handle)
     }
 
     /// Queues a write without waiting for its commit (waits only while the
@@ -209,7 +213,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenant.db");
         let open = || crate::store::open(&path, &[3; 32]).unwrap();
-        let store = Store::start(open(), open());
+        let (store, writer) = Store::start(open(), open());
         store
             .add_token("t1".into(), "a".into(), "h1".into(), None)
             .await
@@ -245,5 +249,10 @@ mod tests {
         assert_eq!(store.list_calls(10, None).await.unwrap().calls.len(), 3);
         assert!(store.token_is_valid("h4".into()).await.unwrap());
         assert!(store.token_is_valid("h3".into()).await.unwrap());
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
