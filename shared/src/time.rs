@@ -24,6 +24,43 @@ pub fn now_rfc3339() -> String {
     rfc3339(SystemTime::now())
 }
 
+/// Parses an RFC 3339 UTC time (`2026-11-28T00:03:18Z`, optionally with a
+/// fraction of a second) into the canonical form [`rfc3339`] produces, so
+/// stored times compare correctly as strings. Offsets other than `Z` are
+/// refused: Bulkhead's APIs speak UTC.
+pub fn parse_rfc3339_utc(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !(b[b.len() - 1] == b'Z' || b[b.len() - 1] == b'z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let seps = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if !seps.iter().all(|(i, c)| b[*i] == *c) || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let frac = &s[19..s.len() - 1];
+    let millis = match frac.strip_prefix('.') {
+        None if frac.is_empty() => 0,
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) => {
+            format!("{digits:0<3}")[..3].parse().ok()?
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}.{millis:03}Z"
+    ))
+}
+
 /// Howard Hinnant's days-from-civil inverse: days since 1970-01-01 → (y, m, d).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -49,5 +86,31 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-28T00:03:18.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_utc_into_the_canonical_form() {
+        assert_eq!(
+            parse_rfc3339_utc("2026-11-28T00:03:18Z").unwrap(),
+            "2026-11-28T00:03:18.000Z"
+        );
+        assert_eq!(
+            parse_rfc3339_utc("2026-11-28T00:03:18.5Z").unwrap(),
+            "2026-11-28T00:03:18.500Z"
+        );
+        assert_eq!(
+            parse_rfc3339_utc("2026-11-28T00:03:18.123456Z").unwrap(),
+            "2026-11-28T00:03:18.123Z"
+        );
+        for bad in [
+            "2026-11-28",
+            "2026-11-28T00:03:18+01:00",
+            "2026-13-28T00:03:18Z",
+            "2026-11-28T00:03:18.Z",
+            "2026-11-28 00:03:18Z",
+            "２０２６-11-28T00:03:18Z",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
     }
 }

@@ -41,6 +41,43 @@ fn two_tenants_each_see_exactly_their_own_calls_and_foreign_tokens_get_401() {
     assert_eq!(calls.len(), 2);
     assert!(calls.iter().all(|c| c["to"] == "+15550200"), "{calls:?}");
 
+    // Filters and paging.
+    let (status, page) = http_get(
+        clinic_port,
+        "/v1/calls?outcome=completed&number=%2B15550100&limit=2",
+        Some(clinic_token),
+    );
+    assert_eq!(
+        (status, page["calls"].as_array().unwrap().len()),
+        (200, 2),
+        "{page}"
+    );
+    let cursor = page["next_cursor"].as_str().expect("a third call remains");
+    let (_, rest) = http_get(
+        clinic_port,
+        &format!("/v1/calls?limit=2&cursor={cursor}"),
+        Some(clinic_token),
+    );
+    assert_eq!(
+        (
+            rest["calls"].as_array().unwrap().len(),
+            rest["next_cursor"].clone()
+        ),
+        (1, serde_json::Value::Null)
+    );
+    let (_, none) = http_get(
+        clinic_port,
+        "/v1/calls?since=2999-01-01T00:00:00Z",
+        Some(clinic_token),
+    );
+    assert_eq!(none["calls"], serde_json::json!([]));
+    let (status, err) = http_get(clinic_port, "/v1/calls?limit=500", Some(clinic_token));
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (400, Some("limit")),
+        "{err}"
+    );
+
     // One call by id, and the numbers endpoint.
     let id = calls[0]["id"].as_str().unwrap();
     let (status, one) = http_get(

@@ -24,6 +24,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts with extra top-level configuration lines (e.g. `answer_delay_ms = 2000`).
+    pub fn start_with(extra: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("bh-test-")
             .tempdir()
@@ -37,7 +42,7 @@ impl Supervisor {
         };
         let config = format!(
             "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
-             answer_delay_ms = 0\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
+             {extra}\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
             d = sup.dir.path().display()
         );
         std::fs::write(sup.dir.path().join("config.toml"), config).unwrap();
@@ -197,12 +202,75 @@ pub fn udp_exchange(target: SocketAddr, msg: &[u8], wait: Duration) -> Option<St
 
 /// An INVITE to `number`, with a Via whose port is rewritten by rport.
 pub fn invite(number: &str, call_id: &str) -> Vec<u8> {
+    request("INVITE", number, call_id, 1, "")
+}
+
+/// A request in the dialog-less form the tests need: `to_tag` empty for an
+/// initial request. The branch depends on method and CSeq, except that
+/// CANCEL and ACK-for-non-2xx reuse the INVITE's (RFC 3261 §9.1, §17.1.1.3).
+pub fn request(method: &str, number: &str, call_id: &str, cseq: u32, to_tag: &str) -> Vec<u8> {
+    let branch = match method {
+        "CANCEL" => format!("z9hG4bK{call_id}-1"),
+        _ => format!("z9hG4bK{call_id}-{cseq}"),
+    };
+    let cseq_method = if method == "CANCEL" { "CANCEL" } else { method };
+    let tag = if to_tag.is_empty() {
+        String::new()
+    } else {
+        format!(";tag={to_tag}")
+    };
     format!(
-        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id};rport\r\n\
-Max-Forwards: 70\r\nFrom: <sip:tester@127.0.0.1>;tag=t1\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: {call_id}\r\n\
-CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        "{method} sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:tester@127.0.0.1>;tag=t1\r\nTo: <sip:{number}@127.0.0.1>{tag}\r\nCall-ID: {call_id}\r\n\
+CSeq: {cseq} {cseq_method}\r\nContent-Length: 0\r\n\r\n"
     )
     .into_bytes()
+}
+
+/// A UDP SIP peer for step-by-step exchanges.
+pub struct Peer {
+    pub sock: UdpSocket,
+    target: SocketAddr,
+}
+
+impl Peer {
+    pub fn new(target: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self { sock, target }
+    }
+
+    pub fn send(&self, msg: &[u8]) {
+        self.sock.send_to(msg, self.target).unwrap();
+    }
+
+    /// The next message within `wait`, if any.
+    pub fn recv(&self, wait: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = vec![0u8; 65_535];
+        self.sock
+            .recv(&mut buf)
+            .ok()
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Messages until one starts with `prefix` (returned), or `None` after `wait`.
+    pub fn expect(&self, prefix: &str, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left) {
+                Some(m) if m.starts_with(prefix) => return Some(m),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+        None
+    }
+}
+
+/// The To tag of a response.
+pub fn to_tag(msg: &str) -> String {
+    let to = msg.lines().find(|l| l.starts_with("To:")).unwrap();
+    to.split(";tag=").nth(1).unwrap().trim().to_string()
 }
 
 /// GET on a tenant's HTTP port; returns (status, JSON body).

@@ -120,18 +120,18 @@ pub async fn handle(
 }
 
 async fn list_calls(state: &ApiState, query: &str) -> Resp {
-    let q = match query::CallQuery::parse(query) {
-        Ok(q) => q,
+    let filter = match query::parse_calls(query) {
+        Ok(f) => f,
         Err((field, message)) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_parameter",
                 &message,
-                Some(&field),
+                Some(field),
             )
         }
     };
-    match state.store.list_calls(q.limit, q.before_seq).await {
+    match state.store.list_calls(filter).await {
         Ok(page) => json_response(StatusCode::OK, &page),
         Err(e) => internal(e),
     }

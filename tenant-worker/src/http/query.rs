@@ -1,55 +1,107 @@
 //! Query parameters of `GET /v1/calls`, validated with the failing field named.
 
+use bulkhead_shared::time::parse_rfc3339_utc;
+use bulkhead_shared::Number;
+
+use crate::store::CallFilter;
+
 /// Default and largest page size (INTERFACES.md).
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct CallQuery {
-    pub limit: u32,
-    pub before_seq: Option<i64>,
-}
+/// Outcomes a call can have (INTERFACES.md).
+const OUTCOMES: &[&str] = &[
+    "completed",
+    "escalated",
+    "abandoned",
+    "rejected",
+    "failed",
+    "in_progress",
+];
 
-impl CallQuery {
-    /// Parses `limit` and `cursor`. Filters this build does not implement
-    /// are refused rather than silently ignored.
-    pub fn parse(query: &str) -> Result<Self, (String, String)> {
-        let mut q = Self {
-            limit: DEFAULT_LIMIT,
-            before_seq: None,
-        };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "limit" => {
-                    q.limit = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or((
-                            "limit".to_string(),
-                            format!("limit must be 1 to {MAX_LIMIT}"),
-                        ))?;
-                }
-                "cursor" => {
-                    q.before_seq = Some(v.parse().map_err(|_| {
-                        (
-                            "cursor".to_string(),
-                            "cursor is not one this API issued".to_string(),
-                        )
+/// A parameter that failed validation: (field, message).
+pub type Invalid = (&'static str, String);
+
+/// Parses `limit`, `cursor`, `since`, `until`, `number` and `outcome`.
+/// Unknown parameters are refused, so a typo never silently widens a query.
+pub fn parse_calls(query: &str) -> Result<CallFilter, Invalid> {
+    let mut f = CallFilter {
+        limit: DEFAULT_LIMIT,
+        ..CallFilter::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = decode(raw)
+            .ok_or_else(|| ("query", format!("{k} is not valid percent-encoded UTF-8")))?;
+        match k {
+            "limit" => {
+                f.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or(("limit", format!("limit must be 1 to {MAX_LIMIT}")))?;
+            }
+            "cursor" => {
+                f.before_seq =
+                    Some(v.parse().map_err(|_| {
+                        ("cursor", "cursor is not one this API issued".to_string())
                     })?);
-                }
-                "since" | "until" | "number" | "outcome" => {
+            }
+            "since" => f.since = Some(time("since", &v)?),
+            "until" => f.until = Some(time("until", &v)?),
+            "number" => {
+                f.number = Some(
+                    Number::parse(&v)
+                        .map_err(|e| ("number", e.to_string()))?
+                        .to_string(),
+                )
+            }
+            "outcome" => {
+                if !OUTCOMES.contains(&v.as_str()) {
                     return Err((
-                        k.to_string(),
-                        format!("the {k} filter is not implemented yet"),
+                        "outcome",
+                        format!("outcome must be one of {}", OUTCOMES.join(", ")),
                     ));
                 }
-                _ => {}
+                f.outcome = Some(v);
+            }
+            _ => return Err(("query", format!("unknown query parameter {k:?}"))),
+        }
+    }
+    Ok(f)
+}
+
+fn time(field: &'static str, v: &str) -> Result<String, Invalid> {
+    parse_rfc3339_utc(v).ok_or((
+        field,
+        format!("{field} must be an RFC 3339 UTC time such as 2026-11-28T09:00:00Z"),
+    ))
+}
+
+/// Percent-decoding of a query value; `+` means space (HTML forms), which
+/// [`Number::parse`] then trims, so `number=+1555…` works unescaped too.
+fn decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
             }
         }
-        Ok(q)
     }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -58,22 +110,31 @@ mod tests {
 
     #[test]
     fn parses_and_validates() {
+        let f = parse_calls("").unwrap();
+        assert_eq!((f.limit, f.before_seq), (50, None));
+        let f = parse_calls(
+            "limit=2&cursor=17&since=2026-11-28T00%3A00%3A00Z&number=%2B15550100&outcome=completed",
+        )
+        .unwrap();
+        assert_eq!((f.limit, f.before_seq), (2, Some(17)));
+        assert_eq!(f.since.as_deref(), Some("2026-11-28T00:00:00.000Z"));
+        assert_eq!(f.number.as_deref(), Some("+15550100"));
         assert_eq!(
-            CallQuery::parse("").unwrap(),
-            CallQuery {
-                limit: 50,
-                before_seq: None
-            }
+            parse_calls("number=+15550100").unwrap().number.as_deref(),
+            Some("+15550100")
         );
-        assert_eq!(
-            CallQuery::parse("limit=2&cursor=17").unwrap(),
-            CallQuery {
-                limit: 2,
-                before_seq: Some(17)
-            }
-        );
-        assert_eq!(CallQuery::parse("limit=0").unwrap_err().0, "limit");
-        assert_eq!(CallQuery::parse("limit=201").unwrap_err().0, "limit");
-        assert_eq!(CallQuery::parse("cursor=x").unwrap_err().0, "cursor");
+        for (q, field) in [
+            ("limit=0", "limit"),
+            ("limit=201", "limit"),
+            ("cursor=x", "cursor"),
+            ("since=yesterday", "since"),
+            ("until=2026-11-28T00:00:00+01:00", "until"),
+            ("number=abc", "number"),
+            ("outcome=great", "outcome"),
+            ("tenant=other", "query"),
+            ("limit=%zz", "query"),
+        ] {
+            assert_eq!(parse_calls(q).unwrap_err().0, field, "{q}");
+        }
     }
 }

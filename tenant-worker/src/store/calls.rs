@@ -123,22 +123,47 @@ fn record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
     ))
 }
 
-/// Up to `limit` calls older than `before_seq` (the cursor), newest first.
-pub fn list(conn: &Connection, limit: u32, before_seq: Option<i64>) -> rusqlite::Result<CallPage> {
+/// Which calls a page holds: `limit` of them, older than the cursor
+/// (`before_seq`), optionally narrowed by start time, number and outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    pub limit: u32,
+    pub before_seq: Option<i64>,
+    /// Canonical RFC 3339 UTC: started at or after.
+    pub since: Option<String>,
+    /// Canonical RFC 3339 UTC: started before.
+    pub until: Option<String>,
+    /// Calls to or from this number.
+    pub number: Option<String>,
+    pub outcome: Option<String>,
+}
+
+/// One page of calls matching `f`, newest first.
+pub fn list(conn: &Connection, f: &CallFilter) -> rusqlite::Result<CallPage> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM calls WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
+        "SELECT {COLUMNS} FROM calls WHERE seq < ?1
+           AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at < ?4)
+           AND (?5 IS NULL OR to_number = ?5 OR from_user = ?5) AND (?6 IS NULL OR outcome = ?6)
+         ORDER BY seq DESC LIMIT ?2"
     ))?;
     // Fetch one extra row to know whether another page exists.
     let rows: Vec<(i64, CallRecord)> = stmt
         .query_map(
-            params![before_seq.unwrap_or(i64::MAX), i64::from(limit) + 1],
+            params![
+                f.before_seq.unwrap_or(i64::MAX),
+                i64::from(f.limit) + 1,
+                f.since,
+                f.until,
+                f.number,
+                f.outcome
+            ],
             record,
         )?
         .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() > limit as usize;
-    let mut calls = Vec::with_capacity(limit as usize);
+    let more = rows.len() > f.limit as usize;
+    let mut calls = Vec::with_capacity(f.limit as usize);
     let mut last_seq = None;
-    for (seq, rec) in rows.into_iter().take(limit as usize) {
+    for (seq, rec) in rows.into_iter().take(f.limit as usize) {
         last_seq = Some(seq);
         calls.push(rec);
     }
@@ -183,7 +208,7 @@ mod tests {
         }
         answered(&conn, "c4", "t1").unwrap();
         ended(&conn, "c4", "t2", Outcome::Completed, 1500).unwrap();
-        let page = list(&conn, 2, None).unwrap();
+        let page = list(&conn, &page_of(2, None)).unwrap();
         assert_eq!(
             page.calls.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
             ["c4", "c3"]
@@ -191,7 +216,7 @@ mod tests {
         assert_eq!(page.calls[0].outcome, "completed");
         assert_eq!(page.calls[0].duration_ms, 1500);
         let cursor = page.next_cursor.unwrap().parse().unwrap();
-        let page2 = list(&conn, 2, Some(cursor)).unwrap();
+        let page2 = list(&conn, &page_of(2, Some(cursor))).unwrap();
         assert_eq!(
             page2
                 .calls
@@ -200,11 +225,100 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["c2", "c1"]
         );
-        let page3 = list(&conn, 2, page2.next_cursor.map(|c| c.parse().unwrap())).unwrap();
+        let page3 = list(
+            &conn,
+            &page_of(2, page2.next_cursor.map(|c| c.parse().unwrap())),
+        )
+        .unwrap();
         assert_eq!(page3.calls.len(), 1);
         assert_eq!(page3.next_cursor, None);
         assert_eq!(get(&conn, "c0").unwrap().unwrap().outcome, "in_progress");
         assert_eq!(get(&conn, "nope").unwrap(), None);
+    }
+
+    fn page_of(limit: u32, before_seq: Option<i64>) -> CallFilter {
+        CallFilter {
+            limit,
+            before_seq,
+            ..CallFilter::default()
+        }
+    }
+
+    #[test]
+    fn filters_by_time_number_and_outcome() {
+        let (_d, conn) = temp_store();
+        for (n, (at, to)) in [
+            ("2026-11-01T10:00:00.000Z", "+15550100"),
+            ("2026-11-02T10:00:00.000Z", "+15550101"),
+            ("2026-11-03T10:00:00.000Z", "+15550100"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            insert(
+                &conn,
+                &NewCall {
+                    started_at: at.into(),
+                    to: to.into(),
+                    ..call(n)
+                },
+            )
+            .unwrap();
+        }
+        ended(&conn, "c0", "t", Outcome::Completed, 1).unwrap();
+        let ids = |f: CallFilter| {
+            list(&conn, &f)
+                .unwrap()
+                .calls
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        };
+        let all = page_of(10, None);
+        assert_eq!(
+            ids(CallFilter {
+                since: Some("2026-11-02T00:00:00.000Z".into()),
+                ..all.clone()
+            }),
+            ["c2", "c1"]
+        );
+        assert_eq!(
+            ids(CallFilter {
+                until: Some("2026-11-02T10:00:00.000Z".into()),
+                ..all.clone()
+            }),
+            ["c0"]
+        );
+        assert_eq!(
+            ids(CallFilter {
+                number: Some("+15550100".into()),
+                ..all.clone()
+            }),
+            ["c2", "c0"]
+        );
+        assert_eq!(
+            ids(CallFilter {
+                number: Some("alice".into()),
+                ..all.clone()
+            }),
+            ["c2", "c1", "c0"],
+            "from matches too"
+        );
+        assert_eq!(
+            ids(CallFilter {
+                outcome: Some("completed".into()),
+                ..all.clone()
+            }),
+            ["c0"]
+        );
+        assert_eq!(
+            ids(CallFilter {
+                outcome: Some("in_progress".into()),
+                number: Some("+15550101".into()),
+                ..all
+            }),
+            ["c1"]
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-pub use calls::{mark_interrupted, CallPage, CallRecord, NewCall, Outcome};
+pub use calls::{mark_interrupted, CallFilter, CallPage, CallRecord, NewCall, Outcome};
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{calls, tokens, CallPage, CallRecord, NewCall, Outcome, StoreError};
+use super::{calls, tokens, CallFilter, CallPage, CallRecord, NewCall, Outcome, StoreError};
 
 /// Most commands committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -117,12 +117,8 @@ impl Store {
         .expect("store read task panicked")
     }
 
-    pub async fn list_calls(
-        &self,
-        limit: u32,
-        before_seq: Option<i64>,
-    ) -> Result<CallPage, StoreError> {
-        self.read(move |c| calls::list(c, limit, before_seq)).await
+    pub async fn list_calls(&self, filter: CallFilter) -> Result<CallPage, StoreError> {
+        self.read(move |c| calls::list(c, &filter)).await
     }
 
     pub async fn get_call(&self, id: String) -> Result<Option<CallRecord>, StoreError> {
@@ -234,7 +230,13 @@ mod tests {
             .add_token("t3".into(), "c".into(), "h3".into(), None)
             .await
             .unwrap();
-        let page = store.list_calls(10, None).await.unwrap();
+        let page = store
+            .list_calls(CallFilter {
+                limit: 10,
+                ..CallFilter::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(page.calls.len(), 2);
         // A read between writes must not pin an old snapshot.
         store
@@ -246,7 +248,18 @@ mod tests {
             .add_token("t5".into(), "e".into(), "h5".into(), None)
             .await
             .unwrap();
-        assert_eq!(store.list_calls(10, None).await.unwrap().calls.len(), 3);
+        assert_eq!(
+            store
+                .list_calls(CallFilter {
+                    limit: 10,
+                    ..CallFilter::default()
+                })
+                .await
+                .unwrap()
+                .calls
+                .len(),
+            3
+        );
         assert!(store.token_is_valid("h4".into()).await.unwrap());
         assert!(store.token_is_valid("h3".into()).await.unwrap());
         drop(store);

@@ -1,0 +1,173 @@
+//! The worker's user agent seen from the network, through the router, one
+//! message at a time: CANCEL, 2xx retransmission until ACK, absorbed request
+//! retransmissions, OPTIONS, unknown dialogs, and a tenant that is down.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const NUMBER: &str = "+15550100";
+
+#[test]
+fn cancel_before_the_answer_gets_487_and_an_abandoned_record() {
+    let sup = Supervisor::start_with("answer_delay_ms = 5000");
+    let t = sup.add_tenant("clinic", &[NUMBER]);
+    let peer = Peer::new(sup.sip);
+    peer.send(&invite(NUMBER, "cancel-1"));
+    let ringing = peer
+        .expect("SIP/2.0 180", Duration::from_secs(3))
+        .expect("180 Ringing");
+    peer.send(&request("CANCEL", NUMBER, "cancel-1", 1, ""));
+    let mut got = Vec::new();
+    while let Some(m) = peer.recv(Duration::from_millis(1500)) {
+        got.push(m);
+    }
+    let cancel_ok = got
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains("CSeq: 1 CANCEL"));
+    let terminated = got
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 487") && m.contains("CSeq: 1 INVITE"));
+    assert!(cancel_ok.is_some() && terminated.is_some(), "{got:?}");
+    assert_eq!(
+        to_tag(terminated.unwrap()),
+        to_tag(&ringing),
+        "one dialog, one tag"
+    );
+    assert!(
+        !got.iter()
+            .any(|m| m.starts_with("SIP/2.0 200") && m.contains("CSeq: 1 INVITE")),
+        "never answered"
+    );
+    peer.send(&request("ACK", NUMBER, "cancel-1", 1, &to_tag(&ringing)));
+
+    let calls = settled_calls(
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap(),
+    );
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (
+            calls[0]["outcome"].as_str(),
+            calls[0]["answered_at"].is_null()
+        ),
+        (Some("abandoned"), true)
+    );
+}
+
+#[test]
+fn an_unacknowledged_200_is_retransmitted_and_a_retransmitted_invite_is_absorbed() {
+    let sup = Supervisor::start();
+    let t = sup.add_tenant("clinic", &[NUMBER]);
+    let peer = Peer::new(sup.sip);
+    let inv = invite(NUMBER, "retx-1");
+    peer.send(&inv);
+    let ok = peer
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("200 OK");
+    assert!(
+        ok.contains("Content-Type: application/sdp") && ok.contains("m=audio "),
+        "{ok}"
+    );
+    assert!(
+        ok.contains(&format!(
+            "Contact: <sip:{NUMBER}@127.0.0.1:{}>",
+            sup.sip.port()
+        )),
+        "{ok}"
+    );
+    // The same INVITE again (a retransmission): the last response again, no new call.
+    peer.send(&inv);
+    let again = peer
+        .expect("SIP/2.0 200", Duration::from_millis(400))
+        .expect("the 200 again");
+    assert_eq!(to_tag(&again), to_tag(&ok));
+    // No ACK: the 200 keeps coming (T1 = 500 ms, doubling).
+    assert!(
+        peer.expect("SIP/2.0 200", Duration::from_secs(2)).is_some(),
+        "200 retransmitted without ACK"
+    );
+    peer.send(&request("ACK", NUMBER, "retx-1", 1, &to_tag(&ok)));
+    while peer.recv(Duration::from_millis(100)).is_some() {} // drain anything already in flight
+    assert!(
+        peer.expect("SIP/2.0 200", Duration::from_millis(2500))
+            .is_none(),
+        "retransmission stops at ACK"
+    );
+    peer.send(&request("BYE", NUMBER, "retx-1", 2, &to_tag(&ok)));
+    let bye_ok = peer
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("200 to BYE");
+    assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+
+    let calls = settled_calls(
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap(),
+    );
+    assert_eq!(
+        calls.len(),
+        1,
+        "a retransmitted INVITE is not a second call: {calls:?}"
+    );
+    assert_eq!(calls[0]["outcome"], "completed");
+}
+
+#[test]
+fn options_are_answered_and_unknown_dialogs_get_481() {
+    let sup = Supervisor::start();
+    sup.add_tenant("clinic", &[NUMBER]);
+    let peer = Peer::new(sup.sip);
+    peer.send(&request("OPTIONS", NUMBER, "opt-1", 1, ""));
+    let ok = peer
+        .expect("SIP/2.0 ", Duration::from_secs(3))
+        .expect("a reply to OPTIONS");
+    assert!(
+        ok.starts_with("SIP/2.0 200") && ok.contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS"),
+        "{ok}"
+    );
+    peer.send(&request("BYE", NUMBER, "no-such-call", 2, "x"));
+    let reply = peer
+        .expect("SIP/2.0 ", Duration::from_secs(3))
+        .expect("a reply to BYE");
+    assert!(reply.starts_with("SIP/2.0 481"), "{reply}");
+    peer.send(&request("SUBSCRIBE", NUMBER, "sub-1", 1, ""));
+    let reply = peer
+        .expect("SIP/2.0 ", Duration::from_secs(3))
+        .expect("a reply to SUBSCRIBE");
+    assert!(reply.starts_with("SIP/2.0 501"), "{reply}");
+}
+
+#[test]
+fn a_tenant_whose_worker_died_gets_503_with_retry_after_and_neighbours_carry_on() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &[NUMBER]);
+    sup.add_tenant("insurance", &["+15550200"]);
+    let pid = nix::unistd::Pid::from_raw(clinic["pid"].as_u64().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let shown = loop {
+        let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+        if shown["state"] == "failed" || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert!(
+        shown["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("signal: 9"),
+        "{shown}"
+    );
+    let reply =
+        udp_exchange(sup.sip, &invite(NUMBER, "down-1"), Duration::from_secs(3)).expect("a 503");
+    assert!(
+        reply.starts_with("SIP/2.0 503") && reply.contains("Retry-After: "),
+        "{reply}"
+    );
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550200", 1, "u1");
+    assert!(ok, "the neighbour still takes calls:\n{out}");
+}
