@@ -200,11 +200,17 @@ impl Tenants {
             .expect("registry lock")
             .insert(&row)
             .map_err(AdminError::from_registry)?;
-        self.make_data_dir(&id, uid).map_err(|e| {
-            AdminError::Failed(format!(
+        if let Err(e) = self.make_data_dir(&id, uid) {
+            // The registry row must not outlive a tenant that never started.
+            let _ = self
+                .registry
+                .lock()
+                .expect("registry lock")
+                .remove(&id, true);
+            return Err(AdminError::Failed(format!(
                 "failed to create the data directory of tenant {id}: {e}"
-            ))
-        })?;
+            )));
+        }
         for n in &row.numbers {
             self.router.set_number(n.clone(), id.clone());
         }
@@ -314,7 +320,7 @@ impl Tenants {
             let _ = tokio::task::spawn_blocking(move || child.wait()).await;
             return Err(format!("failed to send the bootstrap frame: {e}"));
         }
-        let attached = worker::attach(link, self.router.clone()).await;
+        let attached = worker::attach(row.id.clone(), link, self.router.clone()).await;
         let (handle, closed) = match attached {
             Ok(ok) => ok,
             Err(e) => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bulkhead_shared::ipc::codec::{encode_to_worker, MAX_FRAME};
 use bulkhead_shared::ipc::message::{Control, ControlOp};
 use bulkhead_shared::ipc::{Bootstrap, FromWorker, Link, ToWorker, WorkerConfig};
+use bulkhead_shared::TenantId;
 use tokio::sync::oneshot;
 use zeroize::Zeroize;
 
@@ -91,6 +92,7 @@ pub async fn bootstrap(
 /// worker's handle once it reported `Ready`, and a receiver that fires with
 /// the reason when the link closes.
 pub async fn attach(
+    tenant: TenantId,
     link: Arc<Link>,
     router: Arc<Router>,
 ) -> Result<(Arc<WorkerLink>, oneshot::Receiver<String>), String> {
@@ -98,6 +100,7 @@ pub async fn attach(
     let (ready_tx, ready_rx) = oneshot::channel();
     let (closed_tx, closed_rx) = oneshot::channel();
     let reader = tokio::spawn(read_frames(
+        tenant,
         link.clone(),
         router,
         pending.clone(),
@@ -125,6 +128,7 @@ pub async fn attach(
 }
 
 async fn read_frames(
+    tenant: TenantId,
     link: Arc<Link>,
     router: Arc<Router>,
     pending: Pending,
@@ -141,7 +145,11 @@ async fn read_frames(
                     let _ = r.send(());
                 }
             }
-            Ok(Some(FromWorker::Sip(pkt))) => router.send_from_worker(pkt),
+            Ok(Some(FromWorker::Sip(pkt))) => {
+                if !router.send_from_worker(&tenant, pkt) {
+                    tracing::warn!(%tenant, "dropped a SIP packet to a peer this tenant never heard from");
+                }
+            }
             Ok(Some(FromWorker::Reply { seq, error })) => {
                 if let Some(tx) = pending.lock().expect("pending lock").remove(&seq) {
                     let _ = tx.send(error);

@@ -7,6 +7,7 @@
 //! A slow or dead worker never stalls it: relaying uses a non-blocking send,
 //! and a full socketpair is answered with 503 like a worker that is down.
 
+mod peers;
 pub mod route;
 mod tcp;
 mod udp;
@@ -49,6 +50,7 @@ pub struct Router {
     numbers: RwLock<HashMap<Number, TenantId>>,
     workers: RwLock<HashMap<TenantId, Arc<Link>>>,
     dialogs: Mutex<HashMap<String, (TenantId, Instant)>>,
+    peers: peers::Peers,
     udp: Arc<UdpSocket>,
     tcp_conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     next_conn: AtomicU64,
@@ -67,6 +69,7 @@ impl Router {
             numbers: Default::default(),
             workers: Default::default(),
             dialogs: Default::default(),
+            peers: Default::default(),
             udp: Arc::new(udp),
             tcp_conns: Default::default(),
             next_conn: AtomicU64::new(1),
@@ -135,6 +138,7 @@ impl Router {
                 {
                     return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
                 }
+                self.peers.allow(&tenant, transport, conn, peer.ip());
                 if new_dialog {
                     self.remember_dialog(data, tenant);
                 }
@@ -213,8 +217,25 @@ impl Router {
         }
     }
 
-    /// Relays a worker's outbound SIP packet.
-    pub fn send_from_worker(&self, pkt: SipPacket) {
+    /// Relays a worker's outbound SIP packet, but only back to where that
+    /// tenant's own traffic came from: the source IP of a message routed to
+    /// it (UDP), or a TCP connection that carried one. A compromised worker
+    /// can thus neither use the shared address as a reflector nor write into
+    /// another tenant's caller's connection.
+    pub fn send_from_worker(&self, tenant: &TenantId, pkt: SipPacket) -> bool {
+        if !self
+            .peers
+            .allowed(tenant, pkt.transport, pkt.conn, pkt.peer.ip())
+        {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         self.send(pkt.transport, pkt.conn, pkt.peer, pkt.data);
+        true
+    }
+
+    /// A TCP connection closed: no tenant may write to its id any more.
+    fn forget_conn(&self, conn: u64) {
+        self.peers.forget_conn(conn);
     }
 }

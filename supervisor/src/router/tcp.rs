@@ -27,6 +27,7 @@ pub async fn serve(router: Arc<Router>, listener: TcpListener) {
         tokio::spawn(async move {
             serve_conn(&router, stream, conn, peer, rx).await;
             router.tcp_conns.lock().expect("tcp lock").remove(&conn);
+            router.forget_conn(conn);
         });
     }
 }
