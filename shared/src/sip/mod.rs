@@ -11,10 +11,12 @@
 //! - [`via`]: the top Via, and where a response must go (RFC 3261 §18.2.2, RFC 3581).
 //! - [`reply`]: building a response that mirrors a request's headers.
 //! - [`framing`]: finding message boundaries in a TCP byte stream.
+//! - [`stream`]: reading whole messages from, and writing to, a TCP stream.
 
 pub mod framing;
 pub mod reply;
 pub mod scan;
+pub mod stream;
 pub mod uri;
 pub mod via;
 

@@ -5,8 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bulkhead_shared::ipc::Transport;
-use bulkhead_shared::sip::framing::{next_frame, Frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bulkhead_shared::sip::stream::{spawn_writer, MessageReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -37,37 +36,18 @@ async fn serve_conn(
     stream: TcpStream,
     conn: u64,
     peer: std::net::SocketAddr,
-    mut out: mpsc::Receiver<Vec<u8>>,
+    out: mpsc::Receiver<Vec<u8>>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
-    let writer = tokio::spawn(async move {
-        while let Some(data) = out.recv().await {
-            if wr.write_all(&data).await.is_err() {
+    let (rd, wr) = stream.into_split();
+    let writer = spawn_writer(wr, out);
+    let mut reader = MessageReader::new(rd, MAX_MESSAGE);
+    loop {
+        match reader.next_message().await {
+            Ok(Some(msg)) => router.dispatch(Transport::Tcp, conn, peer, &msg),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, %peer, "closing SIP TCP connection");
                 break;
-            }
-        }
-    });
-    let mut buf = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 8192];
-    'read: loop {
-        match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        loop {
-            match next_frame(&buf, MAX_MESSAGE) {
-                Ok(Frame::Incomplete) => break,
-                Ok(Frame::KeepAlive(n)) => {
-                    buf.drain(..n);
-                }
-                Ok(Frame::Message(n)) => {
-                    router.dispatch(Transport::Tcp, conn, peer, &buf[..n]);
-                    buf.drain(..n);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, %peer, "closing SIP TCP connection");
-                    break 'read;
-                }
             }
         }
     }

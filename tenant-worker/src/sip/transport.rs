@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bulkhead_shared::ipc::{FromWorker, Link, SipPacket, Transport};
-use bulkhead_shared::sip::framing::{next_frame, Frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bulkhead_shared::sip::stream::{spawn_writer, MessageReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -153,44 +152,24 @@ async fn serve_tcp_conn(
     stream: TcpStream,
     conn: u64,
     peer: SocketAddr,
-    mut replies: mpsc::Receiver<Vec<u8>>,
+    replies: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
-    let writer = tokio::spawn(async move {
-        while let Some(data) = replies.recv().await {
-            if wr.write_all(&data).await.is_err() {
-                break;
+    let (rd, wr) = stream.into_split();
+    let writer = spawn_writer(wr, replies);
+    let mut reader = MessageReader::new(rd, MAX_TCP_MESSAGE);
+    loop {
+        match reader.next_message().await {
+            Ok(Some(data)) => {
+                let origin = Origin::TrunkTcp { conn, peer };
+                if events.send(Event::Inbound { origin, data }).await.is_err() {
+                    break;
+                }
             }
-        }
-    });
-    let mut buf = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 8192];
-    'read: loop {
-        match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        loop {
-            match next_frame(&buf, MAX_TCP_MESSAGE) {
-                Ok(Frame::Incomplete) => break,
-                Ok(Frame::KeepAlive(n)) => {
-                    buf.drain(..n);
-                }
-                Ok(Frame::Message(n)) => {
-                    let data: Vec<u8> = buf.drain(..n).collect();
-                    let ev = Event::Inbound {
-                        origin: Origin::TrunkTcp { conn, peer },
-                        data,
-                    };
-                    if events.send(ev).await.is_err() {
-                        break 'read;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "closing trunk TCP connection");
-                    break 'read;
-                }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "closing trunk TCP connection");
+                break;
             }
         }
     }
