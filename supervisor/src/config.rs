@@ -88,6 +88,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long workers let a call ring before answering (default 0).
     pub answer_delay_ms: u64,
+    /// Log filter handed to workers: `RUST_LOG` of the supervisor, else `info`.
+    pub worker_log_filter: String,
 }
 
 /// Flags that override the file.
@@ -166,6 +168,7 @@ impl Config {
             worker_bin: f.worker_bin,
             limits: f.limits.unwrap_or_default(),
             answer_delay_ms: f.answer_delay_ms.unwrap_or(0),
+            worker_log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         })
     }
 

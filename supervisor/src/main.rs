@@ -2,15 +2,23 @@
 
 use std::process::ExitCode;
 
-use bulkhead_supervisor::{cli::Cli, commands};
+use bulkhead_supervisor::cli::{Cli, Command};
+use bulkhead_supervisor::commands;
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo's output is for people: only warnings unless RUST_LOG says more.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_target(false)
         .init();

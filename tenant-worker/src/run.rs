@@ -22,6 +22,7 @@ pub fn main() -> anyhow::Result<()> {
     // 1. Inputs from the supervisor, before anything else runs.
     let start = bootstrap::receive()?;
     let cfg = start.boot.config.clone();
+    init_logging(&cfg.log_filter);
     tracing::info!(tenant = %cfg.tenant_id, "worker starting");
 
     // Files the worker creates (store, WAL) are its uid's alone.
@@ -104,6 +105,17 @@ pub fn main() -> anyhow::Result<()> {
     drop(rt);
     let _ = store_writer.join();
     result
+}
+
+/// Logs go to stderr, which the supervisor shares with its workers; each
+/// line names the tenant.
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 /// Reads the supervisor's frames until it closes the socketpair, then exits:

@@ -219,6 +219,7 @@ fn placeholder_config() -> super::WorkerConfig {
         http_port: 0,
         data_dir: Default::default(),
         answer_delay_ms: 0,
+        log_filter: String::new(),
         agent: serde_json::Value::Null,
     }
 }

@@ -48,6 +48,9 @@ pub struct WorkerConfig {
     pub data_dir: PathBuf,
     /// How long the agent lets a call ring before answering.
     pub answer_delay_ms: u64,
+    /// The worker's log filter (`tracing` syntax): its environment is
+    /// cleared, so the supervisor passes its own level along.
+    pub log_filter: String,
     /// The tenant's agent document (INTERFACES.md), as given by the admin.
     pub agent: serde_json::Value,
 }

@@ -23,10 +23,13 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         .prefix("bulkhead-demo-")
         .tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
-    let cfg = Config::from_toml(
+    let mut cfg = Config::from_toml(
         "sip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
         &Overrides { state_dir: Some(dir.path().join("state")), run_dir: Some(dir.path().join("run")), sip_listen: None },
     )?;
+    if std::env::var_os("RUST_LOG").is_none() {
+        cfg.worker_log_filter = "warn".into();
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (running, handle) = daemon::start(cfg, async move {
         let _ = stop_rx.await;

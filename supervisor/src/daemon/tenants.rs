@@ -313,6 +313,7 @@ impl Tenants {
             http_port: row.http_port,
             data_dir: self.data_dir(&row.id),
             answer_delay_ms: self.cfg.answer_delay_ms,
+            log_filter: self.cfg.worker_log_filter.clone(),
             agent: serde_json::from_str(&row.agent).unwrap_or_default(),
         };
         if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {

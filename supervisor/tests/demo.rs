@@ -1,0 +1,30 @@
+//! `bulkhead demo --once`: the README's first command, end to end.
+
+mod common;
+
+#[test]
+fn demo_places_a_call_into_each_tenant_and_prints_their_call_logs() {
+    let out = std::process::Command::new(common::BULKHEAD)
+        .args(["demo", "--once"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for tenant in ["tenant clinic", "tenant insurance"] {
+        assert!(stdout.contains(tenant), "{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("\"outcome\": \"completed\"").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("Authorization: Bearer bh_").count(),
+        2,
+        "{stdout}"
+    );
+}
