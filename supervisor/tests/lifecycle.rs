@@ -170,3 +170,45 @@ fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `bulkhead serve` running?"));
 }
+
+#[test]
+fn concurrent_adds_get_distinct_uids_and_ports() {
+    let sup = Supervisor::start();
+    let socket = sup.socket();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            std::process::Command::new(BULKHEAD)
+                .args([
+                    "tenant",
+                    "add",
+                    &format!("t{i}"),
+                    "--number",
+                    &format!("+1555060{i}"),
+                    "--json",
+                ])
+                .env("BULKHEAD_SOCKET", &socket)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let added: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", sup.log());
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    let distinct = |key: &str| {
+        added
+            .iter()
+            .map(|t| t[key].to_string())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    assert_eq!(
+        (distinct("uid"), distinct("sip_port"), distinct("http_port")),
+        (6, 6, 6)
+    );
+}

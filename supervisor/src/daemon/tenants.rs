@@ -68,6 +68,9 @@ pub struct Tenants {
     pub advertise: IpAddr,
     is_root: bool,
     live: Mutex<HashMap<TenantId, Live>>,
+    /// Serializes tenant creation: uid and port choice read the live set,
+    /// and two concurrent adds must not both pick the same free uid.
+    adding: tokio::sync::Mutex<()>,
 }
 
 impl Tenants {
@@ -89,6 +92,7 @@ impl Tenants {
             advertise,
             is_root: nix::unistd::geteuid().is_root(),
             live: Mutex::new(HashMap::new()),
+            adding: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -150,6 +154,7 @@ impl Tenants {
 
     /// `tenant add`: registers, starts, waits until serving, issues a token.
     pub async fn add(self: &Arc<Self>, spec: TenantSpec) -> Result<TenantAdded, AdminError> {
+        let _one_at_a_time = self.adding.lock().await;
         let id = spec.id.clone();
         let (uid, taken) = {
             let live = self.live.lock().expect("live lock");
