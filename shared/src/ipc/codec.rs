@@ -143,16 +143,30 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
 }
 
 fn encode_sip(p: &SipPacket, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    if p.data.len() > MAX_SIP {
-        return Err(CodecError::TooLarge(p.data.len()));
+    encode_sip_frame(p.transport, p.conn, p.peer, &p.data, out)
+}
+
+/// Encodes a SIP frame (either direction) from borrowed parts into `out`
+/// (cleared first): the router's hot path, which holds the message in its
+/// receive buffer, copies it once, straight into the frame.
+pub fn encode_sip_frame(
+    transport: Transport,
+    conn: u64,
+    peer: SocketAddr,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    if data.len() > MAX_SIP {
+        return Err(CodecError::TooLarge(data.len()));
     }
+    out.clear();
     out.push(KIND_SIP);
-    out.push(match p.transport {
+    out.push(match transport {
         Transport::Udp => 0,
         Transport::Tcp => 1,
     });
-    out.extend_from_slice(&p.conn.to_be_bytes());
-    match p.peer.ip() {
+    out.extend_from_slice(&conn.to_be_bytes());
+    match peer.ip() {
         IpAddr::V4(ip) => {
             out.push(4);
             out.extend_from_slice(&ip.octets());
@@ -162,8 +176,8 @@ fn encode_sip(p: &SipPacket, out: &mut Vec<u8>) -> Result<(), CodecError> {
             out.extend_from_slice(&ip.octets());
         }
     }
-    out.extend_from_slice(&p.peer.port().to_be_bytes());
-    out.extend_from_slice(&p.data);
+    out.extend_from_slice(&peer.port().to_be_bytes());
+    out.extend_from_slice(data);
     Ok(())
 }
 

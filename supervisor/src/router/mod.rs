@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bulkhead_shared::ipc::codec::encode_to_worker;
-use bulkhead_shared::ipc::{Link, SipPacket, ToWorker, Transport};
+use bulkhead_shared::ipc::codec::encode_sip_frame;
+use bulkhead_shared::ipc::{Link, SipPacket, Transport};
 use bulkhead_shared::sip::reply::Reply;
 use bulkhead_shared::sip::{scan_head, via};
 use bulkhead_shared::{Number, TenantId};
@@ -126,21 +126,15 @@ impl Router {
                 let Some(link) = link else {
                     return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
                 };
-                let pkt = SipPacket {
-                    transport,
-                    conn,
-                    peer,
-                    data: data.to_vec(),
-                };
                 let mut frame = Vec::with_capacity(data.len() + 32);
-                if encode_to_worker(&ToWorker::Sip(pkt), &mut frame).is_err()
+                if encode_sip_frame(transport, conn, peer, data, &mut frame).is_err()
                     || link.try_send_packet(&frame).is_err()
                 {
                     return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
                 }
                 self.peers.allow(&tenant, transport, conn, peer.ip());
-                if new_dialog {
-                    self.remember_dialog(data, tenant);
+                if let Some(call_id) = new_dialog {
+                    self.remember_dialog(call_id, tenant);
                 }
                 self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
             }
@@ -153,13 +147,7 @@ impl Router {
         }
     }
 
-    fn remember_dialog(&self, data: &[u8], tenant: TenantId) {
-        let Some(call_id) = scan_head(data)
-            .ok()
-            .and_then(|m| m.call_id().map(str::to_owned))
-        else {
-            return;
-        };
+    fn remember_dialog(&self, call_id: &str, tenant: TenantId) {
         let mut dialogs = self.dialogs.lock().expect("dialogs lock");
         if dialogs.len() >= MAX_DIALOGS {
             let now = Instant::now();
@@ -173,7 +161,7 @@ impl Router {
                 dialogs.retain(|_, (_, at)| *at > cutoff);
             }
         }
-        dialogs.insert(call_id, (tenant, Instant::now()));
+        dialogs.insert(call_id.to_owned(), (tenant, Instant::now()));
     }
 
     /// Answers a request from the router itself.

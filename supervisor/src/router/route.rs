@@ -8,10 +8,13 @@ use bulkhead_shared::{Number, TenantId};
 
 /// What to do with one inbound message.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Relay to this tenant's worker. `new_dialog` is set for an initial
-    /// INVITE, whose Call-ID the router remembers for in-dialog requests.
-    Forward { tenant: TenantId, new_dialog: bool },
+pub enum Decision<'a> {
+    /// Relay to this tenant's worker. `new_dialog` holds the Call-ID of an
+    /// initial INVITE, which the router remembers for in-dialog requests.
+    Forward {
+        tenant: TenantId,
+        new_dialog: Option<&'a str>,
+    },
     /// Answer from the router itself.
     Reply { code: u16, reason: &'static str },
     /// Say nothing (stray responses, ACKs without a home, unanswerable garbage).
@@ -20,11 +23,11 @@ pub enum Decision {
 
 /// Decides where `data` goes. `by_number` maps a dialed number to its owner;
 /// `by_call_id` finds the tenant of an established call.
-pub fn decide(
-    data: &[u8],
+pub fn decide<'a>(
+    data: &'a [u8],
     by_number: impl Fn(&Number) -> Option<TenantId>,
     by_call_id: impl Fn(&str) -> Option<TenantId>,
-) -> Decision {
+) -> Decision<'a> {
     let msg = match scan(data) {
         Ok(m) => m,
         Err(_) => {
@@ -66,7 +69,7 @@ pub fn decide(
         if let Some(tenant) = by_call_id(call_id) {
             return Decision::Forward {
                 tenant,
-                new_dialog: false,
+                new_dialog: None,
             };
         }
     }
@@ -83,7 +86,7 @@ pub fn decide(
     match number.and_then(|n| by_number(&n)) {
         Some(tenant) => Decision::Forward {
             tenant,
-            new_dialog: method == "INVITE" && !in_dialog,
+            new_dialog: (method == "INVITE" && !in_dialog).then_some(call_id),
         },
         None if is_ack => Decision::Drop,
         None => Decision::Reply {
@@ -130,7 +133,7 @@ To: <{uri}>{tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n
         (n.as_str() == "+15550100").then(clinic)
     }
 
-    fn decide_simple(data: &[u8]) -> Decision {
+    fn decide_simple(data: &[u8]) -> Decision<'_> {
         decide(data, numbers, |_| None)
     }
 
@@ -138,7 +141,7 @@ To: <{uri}>{tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n
     fn routes_initial_invites_by_dialed_number() {
         let fwd = Decision::Forward {
             tenant: clinic(),
-            new_dialog: true,
+            new_dialog: Some("c1"),
         };
         assert_eq!(
             decide_simple(&req("INVITE", "sip:+15550100@127.0.0.1", false)),
@@ -171,7 +174,7 @@ To: <{uri}>{tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n
             decide(&bye, |_| None, by_call),
             Decision::Forward {
                 tenant: clinic(),
-                new_dialog: false
+                new_dialog: None
             }
         );
         // Without a known Call-ID the Request-URI number still routes (our Contact).
@@ -179,7 +182,7 @@ To: <{uri}>{tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n
             decide_simple(&req("BYE", "sip:+15550100@h", true)),
             Decision::Forward {
                 tenant: clinic(),
-                new_dialog: false
+                new_dialog: None
             }
         );
         assert_eq!(
