@@ -160,6 +160,9 @@ fn worker_runs_as_its_own_uid_without_new_privileges() {
         std::fs::read_to_string(format!("/proc/{}/status", t["pid"])).unwrap()
     };
     for t in [&a, &b] {
+        // Executed from the supervisor's own root-owned copy, not the build tree.
+        let exe = std::fs::read_link(format!("/proc/{}/exe", t["pid"])).unwrap();
+        assert_eq!(exe, sup.state_dir().join("bin/bulkhead-worker"));
         let s = status(t);
         assert!(
             s.lines()
