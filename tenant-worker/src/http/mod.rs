@@ -10,6 +10,7 @@ mod query;
 
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bulkhead_shared::Number;
 use bytes::Bytes;
@@ -19,10 +20,11 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::store::writer::Store;
 
@@ -35,14 +37,24 @@ pub struct ApiState {
 
 type Resp = Response<Full<Bytes>>;
 
-/// Accepts connections forever, one task each.
+/// Most connections served at once; further clients wait in the backlog.
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request headers within this time (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections forever, at most [`MAX_CONNECTIONS`] at a time.
 pub async fn serve(listener: TcpListener, state: ApiState) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move {
@@ -52,6 +64,8 @@ pub async fn serve(listener: TcpListener, state: ApiState) {
                 }
             });
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
