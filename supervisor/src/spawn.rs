@@ -16,7 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::oneshot;
 
-use crate::sandbox::SandboxPlan;
+use crate::sandbox::{Identity, SandboxPlan};
 
 /// The descriptor the worker finds its socketpair on.
 pub const LINK_FD: i32 = 3;
@@ -91,16 +91,15 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(SpawnError::Socketpair)?;
-    let plan = SandboxPlan {
-        link_fd: theirs.as_fd().as_raw_fd(),
-    };
+    let identity = spec.switch_user.then_some(Identity {
+        uid: spec.uid,
+        gid: spec.gid,
+    });
+    let plan = SandboxPlan::new(theirs.as_fd().as_raw_fd(), identity);
     let mut cmd = Command::new(&spec.bin);
     cmd.env_clear()
         .current_dir(Path::new("/"))
         .stdin(Stdio::null());
-    if spec.switch_user {
-        cmd.uid(spec.uid).gid(spec.gid);
-    }
     // SAFETY: run_in_child makes only async-signal-safe syscalls and
     // allocates nothing (see sandbox/mod.rs).
     unsafe {

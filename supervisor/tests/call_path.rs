@@ -178,7 +178,26 @@ fn worker_runs_as_its_own_uid_without_new_privileges() {
                     .all(|u| u == uid.to_string()),
                 "{line}"
             );
-            assert!(s.lines().any(|l| l == "CapEff:\t0000000000000000"), "{s}");
+            for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+                assert!(
+                    s.lines().any(|l| l == format!("{set}:\t0000000000000000")),
+                    "{set} not empty:\n{s}"
+                );
+            }
+            let limits = std::fs::read_to_string(format!("/proc/{}/limits", t["pid"])).unwrap();
+            let limit = |name: &str| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .unwrap()
+                    .split_whitespace()
+                    .rev()
+                    .nth(1)
+                    .unwrap()
+                    .to_string()
+            };
+            assert_eq!(limit("Max core file size"), "0", "{limits}");
+            assert_eq!(limit("Max open files"), "4096", "{limits}");
             let groups = s.lines().find(|l| l.starts_with("Groups:")).unwrap();
             assert_eq!(groups.trim(), "Groups:", "no supplementary groups");
             let dir = sup

@@ -212,3 +212,22 @@ fn concurrent_adds_get_distinct_uids_and_ports() {
         (6, 6, 6)
     );
 }
+
+#[test]
+fn workers_die_with_a_killed_supervisor() {
+    let mut sup = Supervisor::start();
+    let t = sup.add_tenant("clinic", &["+15550100"]);
+    let pid = t["pid"].as_u64().unwrap();
+    sup.kill_hard();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the worker outlived a SIGKILLed supervisor");
+    // A new supervisor on the same state dir takes over its ports and data.
+    sup.boot();
+    assert_eq!(
+        sup.cli_json(&["tenant", "show", "clinic"])["state"],
+        "running"
+    );
+}

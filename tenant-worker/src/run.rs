@@ -59,6 +59,8 @@ pub fn main() -> anyhow::Result<()> {
     //    per tenant on a shared machine should stay light.
     let (store, store_writer) = Store::start(writer, reader);
     let rt = tokio::runtime::Builder::new_current_thread()
+        // Store reads only; well under the sandbox's task limit (RLIMIT_NPROC).
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("failed to build the runtime")?;

@@ -1,107 +1,72 @@
 //! How a worker process is made: a straight list of steps, each its own
 //! function, run in the forked child before `exec` (single-threaded, outside
 //! the tokio runtime's reach). docs/sandbox.md lists the same steps in the
-//! same order.
+//! same order, with the reason for each position.
 //!
-//! The foundation runs these steps:
-//! 1. sanitize: every inherited descriptor ≥ 4 is marked close-on-exec
-//!    (std also clears the environment for us: `env_clear`);
-//! 2. place the socketpair on fd 3, the one descriptor the worker inherits;
-//! 3. die with the supervisor (`PR_SET_PDEATHSIG`), so no worker outlives it;
-//! 4. rlimits: no core dumps (a core file would hold the tenant's data key);
-//! 5. `no_new_privs`;
-//! 6. own uid and gid, no supplementary groups (done by std's `Command`
-//!    right after our steps, so every step above still runs as root).
-//!
-//! The sandbox issue inserts namespaces, `pivot_root`, cgroups and
-//! capability dropping between steps 3 and 6.
+//! Every step runs between `fork` and `exec`, so each may only make
+//! async-signal-safe calls: raw syscalls on values prepared before the fork,
+//! no allocation, no locks. std's `Command::uid/gid` are not used: std
+//! switches credentials *before* `pre_exec` closures run, and the steps below
+//! need root until the very end.
+
+mod creds;
+mod process;
 
 use std::io;
 use std::os::fd::RawFd;
 
-use crate::spawn::LINK_FD;
+/// Who the worker becomes.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
 
-/// What one worker's sandbox needs to know.
+/// What one worker's sandbox needs to know, prepared before the fork.
 #[derive(Debug, Clone, Copy)]
 pub struct SandboxPlan {
     /// The child's end of the socketpair, as numbered before step 2.
     pub link_fd: RawFd,
+    /// `None` when the supervisor is not root: the worker keeps its uid.
+    pub identity: Option<Identity>,
+    /// Highest capability number this kernel knows (`cap_last_cap`).
+    pub cap_last: u32,
 }
 
 impl SandboxPlan {
-    /// Runs the steps. Called between `fork` and `exec`: it must only make
-    /// async-signal-safe calls (raw syscalls, no allocation, no locks).
+    /// Prepares a plan (reads what must be read before the fork).
+    pub fn new(link_fd: RawFd, identity: Option<Identity>) -> Self {
+        let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(63);
+        Self {
+            link_fd,
+            identity,
+            cap_last,
+        }
+    }
+
+    /// Runs the steps, in order, in the forked child.
     pub fn run_in_child(&self) -> io::Result<()> {
-        sanitize_fds()?;
-        place_link(self.link_fd)?;
-        die_with_parent()?;
-        no_core_dumps()?;
-        no_new_privs()?;
+        // 1. Nothing inherited but what we pass on purpose.
+        process::sanitize_fds()?;
+        // 2. The socketpair on fd 3, the one descriptor that survives exec.
+        process::place_link(self.link_fd)?;
+        // 3. Resource limits, while still root (hard limits can only be lowered).
+        process::limit_resources()?;
+        if let Some(id) = self.identity {
+            // 4. The capability bounding set, which needs CAP_SETPCAP: before 5.
+            creds::drop_bounding_set(self.cap_last)?;
+            // 5. Own uid and gid, no supplementary groups.
+            creds::become_tenant(id)?;
+            // 6. Inheritable and ambient capabilities (5 cleared the others).
+            creds::clear_capabilities()?;
+        }
+        // 7. Die with the supervisor. After 5: changing credentials clears it.
+        process::die_with_parent()?;
+        // 8. No privilege gain through exec, from here on.
+        process::no_new_privs()?;
         Ok(())
     }
-}
-
-fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn sanitize_fds() -> io::Result<()> {
-    // CLOEXEC rather than close: std's exec-error pipe is among these fds and
-    // must stay open until exec.
-    // SAFETY: close_range only changes descriptor flags; no memory is touched.
-    check(unsafe {
-        libc::close_range(
-            LINK_FD as u32 + 1,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-        )
-    })
-}
-
-fn place_link(fd: RawFd) -> io::Result<()> {
-    if fd == LINK_FD {
-        // dup2 onto itself would keep CLOEXEC; clear it explicitly.
-        // SAFETY: fcntl on a descriptor we own; no memory is touched.
-        return check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) });
-    }
-    // SAFETY: dup2 replaces LINK_FD with our socketpair end (clearing CLOEXEC
-    // on the copy); the original stays CLOEXEC and closes at exec.
-    check(unsafe { libc::dup2(fd, LINK_FD) })
-}
-
-fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    })?;
-    // The supervisor may have died between fork and prctl.
-    // SAFETY: getppid has no arguments and cannot fail.
-    if unsafe { libc::getppid() } == 1 {
-        return Err(io::Error::other("supervisor exited during spawn"));
-    }
-    Ok(())
-}
-
-fn no_core_dumps() -> io::Result<()> {
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit reads the struct we pass by reference.
-    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) })
-}
-
-fn no_new_privs() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
 }

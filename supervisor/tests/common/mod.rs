@@ -93,6 +93,14 @@ impl Supervisor {
         }
     }
 
+    /// Kills the supervisor with SIGKILL: no cleanup runs.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/admin.sock")
     }

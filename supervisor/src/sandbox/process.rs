@@ -1,0 +1,84 @@
+//! Process-level steps: descriptors, limits, parent-death signal, no_new_privs.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::spawn::LINK_FD;
+
+/// Files a worker may hold open (sockets for calls included).
+pub const MAX_FILES: u64 = 4096;
+/// Threads and processes of the tenant's uid.
+pub const MAX_TASKS: u64 = 256;
+
+pub(super) fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Marks every descriptor ≥ 4 close-on-exec. (CLOEXEC rather than close:
+/// std's exec-error pipe is among them and must stay open until exec.)
+pub fn sanitize_fds() -> io::Result<()> {
+    // SAFETY: close_range only changes descriptor flags; no memory is touched.
+    check(unsafe {
+        libc::close_range(
+            LINK_FD as u32 + 1,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    })
+}
+
+pub fn place_link(fd: RawFd) -> io::Result<()> {
+    if fd == LINK_FD {
+        // dup2 onto itself would keep CLOEXEC; clear it explicitly.
+        // SAFETY: fcntl on a descriptor we own; no memory is touched.
+        return check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) });
+    }
+    // SAFETY: dup2 replaces LINK_FD with our socketpair end (clearing CLOEXEC
+    // on the copy); the original stays CLOEXEC and closes at exec.
+    check(unsafe { libc::dup2(fd, LINK_FD) })
+}
+
+/// No core dumps (a core file would hold the tenant's data key), bounded
+/// files and tasks.
+pub fn limit_resources() -> io::Result<()> {
+    set_limit(libc::RLIMIT_CORE, 0)?;
+    set_limit(libc::RLIMIT_NOFILE, MAX_FILES)?;
+    set_limit(libc::RLIMIT_NPROC, MAX_TASKS)
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: setrlimit reads the struct we pass by reference.
+    check(unsafe { libc::setrlimit(resource, &lim) })
+}
+
+pub fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    // The supervisor may have died between fork and prctl.
+    // SAFETY: getppid has no arguments and cannot fail.
+    if unsafe { libc::getppid() } == 1 {
+        return Err(io::Error::other("supervisor exited during spawn"));
+    }
+    Ok(())
+}
+
+pub fn no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+}
