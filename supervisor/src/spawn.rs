@@ -16,7 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::oneshot;
 
-use crate::sandbox::{Identity, SandboxPlan};
+use crate::sandbox::{rootfs, Identity, Isolation, RootFs, SandboxPlan};
 
 /// The descriptor the worker finds its socketpair on.
 pub const LINK_FD: i32 = 3;
@@ -37,18 +37,25 @@ pub enum SpawnError {
 /// Who the worker runs as, and where.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
+    /// The worker binary, in `state_dir/bin`.
     pub bin: PathBuf,
     pub uid: u32,
     pub gid: u32,
     pub data_dir: PathBuf,
-    /// False when the supervisor itself is not root: workers then keep its uid.
-    pub switch_user: bool,
+    /// An empty directory to mount the worker's root on.
+    pub root_mount: PathBuf,
+    /// False when the supervisor itself is not root: workers then keep its
+    /// uid and its namespaces.
+    pub isolate: bool,
 }
 
-/// A started worker: its process and the supervisor's end of the socketpair.
+/// A started worker: the process the supervisor forked (the reaper, when
+/// isolated), the worker's own pid as the host sees it, and the supervisor's
+/// end of the socketpair.
 #[derive(Debug)]
 pub struct Spawned {
     pub child: Child,
+    pub worker_pid: u32,
     pub link: OwnedFd,
 }
 
@@ -91,12 +98,25 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(SpawnError::Socketpair)?;
-    let identity = spec.switch_user.then_some(Identity {
-        uid: spec.uid,
-        gid: spec.gid,
+    let isolation = spec.isolate.then(|| Isolation {
+        identity: Identity {
+            uid: spec.uid,
+            gid: spec.gid,
+        },
+        rootfs: RootFs::plan(
+            &spec.root_mount,
+            &spec.data_dir,
+            spec.bin.parent().unwrap_or(Path::new("/")),
+        ),
     });
-    let plan = SandboxPlan::new(theirs.as_fd().as_raw_fd(), identity);
-    let mut cmd = Command::new(&spec.bin);
+    // Inside its own root the worker binary has another path.
+    let program = if spec.isolate {
+        PathBuf::from(rootfs::WORKER_BIN)
+    } else {
+        spec.bin.clone()
+    };
+    let plan = SandboxPlan::new(theirs.as_fd().as_raw_fd(), isolation);
+    let mut cmd = Command::new(&program);
     cmd.env_clear()
         .current_dir(Path::new("/"))
         .stdin(Stdio::null());
@@ -110,5 +130,29 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         source,
     })?;
     drop(theirs);
-    Ok(Spawned { child, link: ours })
+    let worker_pid = if spec.isolate {
+        reaped_child(child.id())
+    } else {
+        Some(child.id())
+    };
+    let Some(worker_pid) = worker_pid else {
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(SpawnError::Exec {
+            bin: spec.bin.clone(),
+            source: std::io::Error::other("the worker did not start"),
+        });
+    };
+    Ok(Spawned {
+        child,
+        worker_pid,
+        link: ours,
+    })
+}
+
+/// The one child of the reaper `pid`: the worker, as the host numbers it.
+fn reaped_child(pid: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
 }

@@ -161,8 +161,10 @@ fn worker_runs_as_its_own_uid_without_new_privileges() {
     };
     for t in [&a, &b] {
         // Executed from the supervisor's own root-owned copy, not the build tree.
-        let exe = std::fs::read_link(format!("/proc/{}/exe", t["pid"])).unwrap();
-        assert_eq!(exe, sup.state_dir().join("bin/bulkhead-worker"));
+        use std::os::unix::fs::MetadataExt;
+        let exe = std::fs::metadata(format!("/proc/{}/exe", t["pid"])).unwrap();
+        let copy = std::fs::metadata(sup.state_dir().join("bin/bulkhead-worker")).unwrap();
+        assert_eq!((exe.dev(), exe.ino()), (copy.dev(), copy.ino()));
         let s = status(t);
         assert!(
             s.lines()

@@ -231,3 +231,31 @@ fn workers_die_with_a_killed_supervisor() {
         "running"
     );
 }
+
+#[test]
+fn a_tenant_whose_port_was_taken_while_down_is_listed_as_failed_with_the_reason() {
+    let mut sup = Supervisor::start();
+    let t = sup.add_tenant("clinic", &["+15550100"]);
+    sup.stop();
+    let port = t["sip_port"].as_u64().unwrap() as u16;
+    let squatter = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    sup.boot();
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["state"], "failed", "{shown}");
+    let reason = shown["last_failure"].as_str().unwrap();
+    assert!(
+        reason.contains(&port.to_string()) && reason.contains("in use"),
+        "{reason}"
+    );
+    let reply = udp_exchange(
+        sup.sip,
+        &invite("+15550100", "down-2"),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert!(
+        reply.starts_with("SIP/2.0 503"),
+        "its number answers 503, not 404: {reply}"
+    );
+    drop(squatter);
+}

@@ -129,8 +129,18 @@ async fn serve_link(
     events: mpsc::Sender<Event>,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; MAX_FRAME];
+    // As pid 1 of its pid namespace the worker gets SIGTERM only if it
+    // handles it: stopping then commits what is queued and closes the store.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        match link.recv_from_supervisor(&mut buf).await {
+        let frame = tokio::select! {
+            frame = link.recv_from_supervisor(&mut buf) => frame,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM; exiting");
+                return Ok(());
+            }
+        };
+        match frame {
             Ok(None) => {
                 tracing::info!("supervisor closed the link; exiting");
                 return Ok(());

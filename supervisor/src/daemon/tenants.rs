@@ -22,6 +22,7 @@ use crate::keystore::Keystore;
 use crate::ports::{self, TenantSockets};
 use crate::registry::{Registry, TenantRow};
 use crate::router::Router;
+use crate::sandbox::rootfs;
 use crate::spawn::{Spawner, WorkerSpec};
 use crate::tokens;
 
@@ -47,7 +48,8 @@ impl State {
 #[derive(Debug)]
 struct Live {
     row: TenantRow,
-    sockets: TenantSockets,
+    /// `None` when the tenant's ports could not be bound at start-up.
+    sockets: Option<TenantSockets>,
     state: State,
     pid: Option<u32>,
     worker: Option<Arc<WorkerLink>>,
@@ -118,24 +120,37 @@ impl Tenants {
                 &self.cfg.tenant_http_ports,
                 &HashSet::new(),
             );
-            let sockets = match bound {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(tenant = %id, error = %e, "cannot restore tenant");
-                    continue;
-                }
-            };
             for n in &row.numbers {
                 self.router.set_number(n.clone(), id.clone());
             }
-            self.insert_live(row, sockets);
+            let sockets = match bound {
+                Ok(s) => s,
+                Err(e) => {
+                    // Still listed, as failed with the reason: never silently gone.
+                    tracing::error!(tenant = %id, error = %e, "cannot restore tenant");
+                    self.insert_live(row, None);
+                    self.mark_failed(
+                        &id,
+                        format!("its ports could not be bound at start-up: {e}"),
+                    );
+                    continue;
+                }
+            };
+            self.insert_live(row, Some(sockets));
             if let Err(e) = self.start_worker(&id).await {
                 tracing::error!(tenant = %id, error = %e, "tenant restored but its worker failed to start");
             }
         }
     }
 
-    fn insert_live(&self, row: TenantRow, sockets: TenantSockets) {
+    fn mark_failed(&self, id: &TenantId, reason: String) {
+        if let Some(l) = self.live.lock().expect("live lock").get_mut(id) {
+            l.state = State::Failed;
+            l.last_failure = Some(reason);
+        }
+    }
+
+    fn insert_live(&self, row: TenantRow, sockets: Option<TenantSockets>) {
         let live = Live {
             row,
             sockets,
@@ -219,7 +234,7 @@ impl Tenants {
         for n in &row.numbers {
             self.router.set_number(n.clone(), id.clone());
         }
-        self.insert_live(row, sockets);
+        self.insert_live(row, Some(sockets));
         if let Err(e) = self.start_worker(&id).await {
             // Leave nothing half-made behind.
             let _ = self.remove(&id, true).await;
@@ -242,6 +257,14 @@ impl Tenants {
         })
     }
 
+    /// The empty directory a worker's root is mounted on (in the worker's
+    /// own mount namespace; the host only ever sees it empty).
+    fn root_mount(&self, id: &TenantId) -> std::io::Result<PathBuf> {
+        let dir = self.cfg.state_dir.join("roots").join(id.as_str());
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
     fn make_data_dir(&self, id: &TenantId, uid: u32) -> std::io::Result<()> {
         let tenants = self.cfg.state_dir.join("tenants");
         std::fs::create_dir_all(&tenants)?;
@@ -262,7 +285,11 @@ impl Tenants {
             let l = live.get(id).ok_or("tenant vanished")?;
             (
                 l.row.clone(),
-                l.sockets.try_clone().map_err(|e| e.to_string())?,
+                l.sockets
+                    .as_ref()
+                    .ok_or("its ports are not bound")?
+                    .try_clone()
+                    .map_err(|e| e.to_string())?,
             )
         };
         let result = self.spawn_and_attach(&row, &sockets).await;
@@ -298,16 +325,20 @@ impl Tenants {
             .keystore
             .unwrap(&row.id, &row.wrapped_key)
             .map_err(|e| e.to_string())?;
+        let root_mount = self
+            .root_mount(&row.id)
+            .map_err(|e| format!("root mount point: {e}"))?;
         let spec = WorkerSpec {
             bin: self.worker_bin.clone(),
             uid: row.uid,
             gid: row.uid,
             data_dir: self.data_dir(&row.id),
-            switch_user: self.is_root,
+            root_mount,
+            isolate: self.is_root,
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
         let mut child = spawned.child;
-        let pid = child.id();
+        let pid = spawned.worker_pid;
         let link = Arc::new(Link::new(spawned.link).map_err(|e| e.to_string())?);
         let config = WorkerConfig {
             tenant_id: row.id.clone(),
@@ -316,7 +347,12 @@ impl Tenants {
             router_port: self.router.local.port(),
             sip_port: row.sip_port,
             http_port: row.http_port,
-            data_dir: self.data_dir(&row.id),
+            // Inside its own root, the data directory is mounted at /data.
+            data_dir: if self.is_root {
+                rootfs::DATA.into()
+            } else {
+                self.data_dir(&row.id)
+            },
             answer_delay_ms: self.cfg.answer_delay_ms,
             log_filter: self.cfg.worker_log_filter.clone(),
             agent: serde_json::from_str(&row.agent).unwrap_or_default(),
@@ -418,6 +454,7 @@ impl Tenants {
             .expect("registry lock")
             .remove(id, shred)
             .map_err(AdminError::from_registry)?;
+        let _ = std::fs::remove_dir(self.cfg.state_dir.join("roots").join(id.as_str()));
         let dir = self.data_dir(id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| {

@@ -10,10 +10,14 @@
 //! need root until the very end.
 
 mod creds;
+mod namespaces;
 mod process;
+pub mod rootfs;
 
 use std::io;
 use std::os::fd::RawFd;
+
+pub use rootfs::RootFs;
 
 /// Who the worker becomes.
 #[derive(Debug, Clone, Copy)]
@@ -22,27 +26,35 @@ pub struct Identity {
     pub gid: u32,
 }
 
+/// What a root supervisor isolates a worker with.
+#[derive(Debug)]
+pub struct Isolation {
+    pub identity: Identity,
+    pub rootfs: RootFs,
+}
+
 /// What one worker's sandbox needs to know, prepared before the fork.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct SandboxPlan {
     /// The child's end of the socketpair, as numbered before step 2.
     pub link_fd: RawFd,
-    /// `None` when the supervisor is not root: the worker keeps its uid.
-    pub identity: Option<Identity>,
+    /// `None` when the supervisor is not root: the worker keeps its uid and
+    /// shares the supervisor's namespaces (said loudly at start-up).
+    pub isolation: Option<Isolation>,
     /// Highest capability number this kernel knows (`cap_last_cap`).
     pub cap_last: u32,
 }
 
 impl SandboxPlan {
     /// Prepares a plan (reads what must be read before the fork).
-    pub fn new(link_fd: RawFd, identity: Option<Identity>) -> Self {
+    pub fn new(link_fd: RawFd, isolation: Option<Isolation>) -> Self {
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
         Self {
             link_fd,
-            identity,
+            isolation,
             cap_last,
         }
     }
@@ -55,11 +67,16 @@ impl SandboxPlan {
         process::place_link(self.link_fd)?;
         // 3. Resource limits, while still root (hard limits can only be lowered).
         process::limit_resources()?;
-        if let Some(id) = self.identity {
+        if let Some(iso) = &self.isolation {
+            // 3a. Own mount, pid, ipc, uts and network namespaces; from here
+            //     on we are the grandchild, pid 1 of the new pid namespace.
+            namespaces::enter()?;
+            // 3b. The minimal root: needs root and the new mount namespace.
+            iso.rootfs.enter()?;
             // 4. The capability bounding set, which needs CAP_SETPCAP: before 5.
             creds::drop_bounding_set(self.cap_last)?;
             // 5. Own uid and gid, no supplementary groups.
-            creds::become_tenant(id)?;
+            creds::become_tenant(iso.identity)?;
             // 6. Inheritable and ambient capabilities (5 cleared the others).
             creds::clear_capabilities()?;
         }

@@ -10,6 +10,18 @@ pub const MAX_FILES: u64 = 4096;
 /// Threads and processes of the tenant's uid.
 pub const MAX_TASKS: u64 = 256;
 
+/// Names the failed step on stderr (the supervisor's log), since only the
+/// errno travels back to the parent; returns `err` unchanged.
+pub(super) fn fail(what: &'static [u8], err: io::Error) -> io::Error {
+    const PREFIX: &[u8] = b"bulkhead sandbox: ";
+    // SAFETY: write(2) of static byte strings to stderr; async-signal-safe.
+    unsafe {
+        libc::write(2, PREFIX.as_ptr().cast(), PREFIX.len());
+        libc::write(2, what.as_ptr().cast(), what.len());
+    }
+    err
+}
+
 pub(super) fn check(ret: libc::c_int) -> io::Result<()> {
     if ret == -1 {
         Err(io::Error::last_os_error())

@@ -40,10 +40,21 @@ impl Supervisor {
             child: None,
             sip: "127.0.0.1:0".parse().unwrap(),
         };
+        // Each supervisor gets port pools of its own, so a restarting one
+        // finds its tenants' ports still free (tests run in parallel).
+        static NEXT_POOL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let pool = (std::process::id() * 7
+            + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            % 200;
+        // Below Linux's ephemeral range (32768-), so client sockets never take them.
+        let (sip, http) = (20_000 + pool * 30, 26_000 + pool * 30);
         let config = format!(
             "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
+             tenant_sip_ports = \"{sip}-{sip_end}\"\ntenant_http_ports = \"{http}-{http_end}\"\n\
              {extra}\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
-            d = sup.dir.path().display()
+            d = sup.dir.path().display(),
+            sip_end = sip + 29,
+            http_end = http + 29,
         );
         std::fs::write(sup.dir.path().join("config.toml"), config).unwrap();
         sup.boot();

@@ -1,0 +1,121 @@
+//! The worker's sandbox seen from outside, through `/proc`: its own
+//! namespaces, a root that shows nothing of other tenants or the
+//! supervisor, a pid namespace with only itself, a network with only
+//! loopback. Root only: without root there is no sandbox to test, and the
+//! supervisor says so at start-up.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+
+fn root_required() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn names(dir: &str) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn each_worker_has_its_own_namespaces() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550300"]);
+    let b = sup.add_tenant("beta", &["+15550400"]);
+    for ns in ["mnt", "pid", "net", "ipc", "uts"] {
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let wa = std::fs::read_link(format!("/proc/{}/ns/{ns}", a["pid"])).unwrap();
+        let wb = std::fs::read_link(format!("/proc/{}/ns/{ns}", b["pid"])).unwrap();
+        assert_ne!(wa, host, "{ns} namespace shared with the host");
+        assert_ne!(wa, wb, "{ns} namespace shared between tenants");
+    }
+}
+
+#[test]
+fn a_worker_sees_only_its_own_minimal_root() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550300"]);
+    sup.add_tenant("beta", &["+15550400"]);
+    let root = format!("/proc/{}/root", a["pid"]);
+    let top = names(&root);
+    for absent in [
+        "tenants", "state", "home", "root", "var", "run", "work", "tmp-bh",
+    ] {
+        assert!(
+            !top.contains(absent),
+            "{absent} visible in the worker's root: {top:?}"
+        );
+    }
+    for present in ["data", "usr", "proc", "tmp", "dev", "bulkhead"] {
+        assert!(top.contains(present), "{present} missing from {top:?}");
+    }
+    // Its own data, and nothing else of the state dir.
+    assert!(names(&format!("{root}/data")).contains("tenant.db"));
+    assert_eq!(
+        names(&format!("{root}/bulkhead")),
+        BTreeSet::from(["bulkhead-worker".to_string()])
+    );
+    assert_eq!(
+        names(&format!("{root}/dev")),
+        BTreeSet::from(["null", "urandom", "zero"].map(String::from))
+    );
+    let etc = names(&format!("{root}/etc"));
+    assert!(etc.iter().all(|e| e == "ld.so.cache"), "{etc:?}");
+    // Its /proc shows its own pid namespace: itself, as pid 1, and nothing else.
+    let pids: BTreeSet<String> = names(&format!("{root}/proc"))
+        .into_iter()
+        .filter(|n| n.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(pids, BTreeSet::from(["1".to_string()]));
+    // The root itself is read-only; a write lands nowhere.
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", a["pid"])).unwrap();
+    let root_line = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"))
+        .unwrap();
+    assert!(
+        root_line
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
+        "{root_line}"
+    );
+}
+
+#[test]
+fn a_worker_has_no_network_but_loopback_and_still_serves_calls() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550300"]);
+    let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", a["pid"])).unwrap();
+    let ifaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(ifaces, ["lo"], "{dev}");
+    // Calls still flow: every socket it uses was bound outside and passed in.
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550300", 2, "u1");
+    assert!(ok, "{out}\n{}", sup.log());
+    let trunk: std::net::SocketAddr = format!("127.0.0.1:{}", a["sip_port"]).parse().unwrap();
+    let (ok, out) = sipp_uac(sup.dir.path(), trunk, "+15550300", 1, "t1");
+    assert!(ok, "trunk over TCP: {out}");
+}
