@@ -22,7 +22,7 @@ use crate::keystore::Keystore;
 use crate::ports::{self, TenantSockets};
 use crate::registry::{Registry, TenantRow};
 use crate::router::Router;
-use crate::sandbox::rootfs;
+use crate::sandbox::{rootfs, verify};
 use crate::spawn::{Spawner, WorkerSpec};
 use crate::tokens;
 
@@ -293,6 +293,14 @@ impl Tenants {
             )
         };
         let result = self.spawn_and_attach(&row, &sockets).await;
+        // Check it from outside before routing a single call to it.
+        let result = result.and_then(|(pid, handle)| match self.verify_worker(id, row.uid, pid) {
+            Ok(()) => Ok((pid, handle)),
+            Err(e) => {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                Err(format!("worker failed verification and was killed: {e}"))
+            }
+        });
         let mut live = self.live.lock().expect("live lock");
         let Some(l) = live.get_mut(id) else {
             return Err("tenant removed during start".into());
@@ -312,6 +320,22 @@ impl Tenants {
                 Err(e)
             }
         }
+    }
+
+    fn verify_worker(&self, id: &TenantId, uid: u32, pid: u32) -> Result<(), verify::VerifyError> {
+        let others: Vec<(String, u32)> = {
+            let live = self.live.lock().expect("live lock");
+            live.iter()
+                .filter(|(other, _)| *other != id)
+                .filter_map(|(other, l)| Some((other.to_string(), l.pid?)))
+                .collect()
+        };
+        let expected = verify::Expected {
+            uid,
+            gid: uid,
+            isolated: self.is_root,
+        };
+        verify::verify(pid, expected, &others)
     }
 
     async fn spawn_and_attach(

@@ -13,6 +13,7 @@ mod creds;
 mod namespaces;
 mod process;
 pub mod rootfs;
+pub mod verify;
 
 use std::io;
 use std::os::fd::RawFd;

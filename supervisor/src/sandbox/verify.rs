@@ -1,0 +1,205 @@
+//! Checking a worker from the outside before a single call is routed to it:
+//! what `/proc/PID/status` and `/proc/PID/ns/*` say must match the plan. A
+//! worker that fails is killed and its tenant marked failed with the reason.
+
+use std::fs;
+
+/// Namespaces every isolated worker must have to itself.
+pub const NAMESPACES: &[&str] = &["mnt", "pid", "net", "ipc", "uts"];
+
+/// What the plan promised about one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    pub uid: u32,
+    pub gid: u32,
+    /// Root mode: own uid, empty capability sets, own namespaces.
+    pub isolated: bool,
+}
+
+/// Why a worker failed verification.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("cannot read /proc/{pid}/{what}: the worker is gone")]
+    Gone { pid: u32, what: &'static str },
+    #[error("{field} is {found:?}, expected {expected}")]
+    Status {
+        field: &'static str,
+        found: String,
+        expected: String,
+    },
+    #[error("its {0} namespace is the supervisor's own")]
+    HostNamespace(&'static str),
+    #[error("its {ns} namespace is shared with the worker of tenant {other}")]
+    SharedNamespace { ns: &'static str, other: String },
+}
+
+/// Verifies worker `pid` against `expected`; `others` are the (tenant, pid)
+/// of every other running worker, whose namespaces it must not share.
+pub fn verify(pid: u32, expected: Expected, others: &[(String, u32)]) -> Result<(), VerifyError> {
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| VerifyError::Gone {
+            pid,
+            what: "status",
+        })?;
+    check_status(&status, expected)?;
+    if !expected.isolated {
+        return Ok(());
+    }
+    for ns in NAMESPACES {
+        let mine = namespace(pid, ns).ok_or(VerifyError::Gone { pid, what: "ns" })?;
+        if Some(&mine) == namespace_of_self(ns).as_ref() {
+            return Err(VerifyError::HostNamespace(ns));
+        }
+        for (other, other_pid) in others {
+            if namespace(*other_pid, ns).as_ref() == Some(&mine) {
+                return Err(VerifyError::SharedNamespace {
+                    ns,
+                    other: other.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn namespace(pid: u32, ns: &str) -> Option<std::path::PathBuf> {
+    fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok()
+}
+
+fn namespace_of_self(ns: &str) -> Option<std::path::PathBuf> {
+    fs::read_link(format!("/proc/self/ns/{ns}")).ok()
+}
+
+/// The status checks, on the text of `/proc/PID/status`.
+pub fn check_status(status: &str, expected: Expected) -> Result<(), VerifyError> {
+    let field = |name: &'static str| -> Result<&str, VerifyError> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+            .map(str::trim)
+            .ok_or(VerifyError::Status {
+                field: name,
+                found: "absent".into(),
+                expected: "present".into(),
+            })
+    };
+    let want =
+        |name: &'static str, ok: bool, found: &str, expected: String| -> Result<(), VerifyError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(VerifyError::Status {
+                    field: name,
+                    found: found.to_owned(),
+                    expected,
+                })
+            }
+        };
+    let nnp = field("NoNewPrivs")?;
+    want("NoNewPrivs", nnp == "1", nnp, "1".into())?;
+    if !expected.isolated {
+        return Ok(());
+    }
+    for (name, id) in [("Uid", expected.uid), ("Gid", expected.gid)] {
+        let v = field(name)?;
+        let all =
+            v.split_whitespace().count() == 4 && v.split_whitespace().all(|x| x == id.to_string());
+        want(name, all, v, format!("{id} in all four fields"))?;
+    }
+    let groups = field("Groups")?;
+    want("Groups", groups.is_empty(), groups, "none".into())?;
+    for name in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let v = field(name)?;
+        want(name, v.chars().all(|c| c == '0'), v, "0".into())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "Name:\tbulkhead-worker\nUid:\t200001\t200001\t200001\t200001\nGid:\t200001\t200001\t200001\t200001\n\
+Groups:\t\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n\
+CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n";
+
+    fn expected() -> Expected {
+        Expected {
+            uid: 200001,
+            gid: 200001,
+            isolated: true,
+        }
+    }
+
+    #[test]
+    fn a_worker_as_planned_passes() {
+        assert_eq!(check_status(GOOD, expected()), Ok(()));
+    }
+
+    #[test]
+    fn each_deviation_is_named() {
+        for (from, to, field) in [
+            ("NoNewPrivs:\t1", "NoNewPrivs:\t0", "NoNewPrivs"),
+            (
+                "Uid:\t200001\t200001\t200001\t200001",
+                "Uid:\t200001\t0\t200001\t200001",
+                "Uid",
+            ),
+            (
+                "Gid:\t200001\t200001\t200001\t200001",
+                "Gid:\t0\t0\t0\t0",
+                "Gid",
+            ),
+            ("Groups:\t", "Groups:\t0", "Groups"),
+            (
+                "CapBnd:\t0000000000000000",
+                "CapBnd:\t000001ffffffffff",
+                "CapBnd",
+            ),
+            (
+                "CapInh:\t0000000000000000",
+                "CapInh:\t0000000000000400",
+                "CapInh",
+            ),
+        ] {
+            let bad = GOOD.replace(from, to);
+            match check_status(&bad, expected()) {
+                Err(VerifyError::Status { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let missing = GOOD.replace("CapAmb:\t0000000000000000\n", "");
+        assert!(matches!(
+            check_status(&missing, expected()),
+            Err(VerifyError::Status {
+                field: "CapAmb",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn without_isolation_only_no_new_privs_is_required() {
+        let weak = GOOD.replace(
+            "Uid:\t200001\t200001\t200001\t200001",
+            "Uid:\t1000\t1000\t1000\t1000",
+        );
+        assert_eq!(
+            check_status(
+                &weak,
+                Expected {
+                    isolated: false,
+                    ..expected()
+                }
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn this_test_process_is_not_a_valid_worker() {
+        // Our own process: not the expected uid, not no_new_privs, shares our namespaces.
+        let me = std::process::id();
+        assert!(verify(me, expected(), &[]).is_err());
+    }
+}
