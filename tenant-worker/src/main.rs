@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod bootstrap;
+mod harden;
 mod http;
 mod run;
 mod sip;

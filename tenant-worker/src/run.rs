@@ -10,6 +10,7 @@ use bulkhead_shared::time::now_rfc3339;
 use tokio::sync::mpsc;
 
 use crate::bootstrap::{self, Start};
+use crate::harden;
 use crate::http::{self, ApiState};
 use crate::sip::transport::{self, Outbound};
 use crate::sip::ua::{Event, Ua, UaConfig};
@@ -53,7 +54,10 @@ pub fn main() -> anyhow::Result<()> {
     } = start;
     drop(boot);
 
-    // 3. (Sandbox issue: Landlock + seccomp go here, before threads start.)
+    // 3. Restrict ourselves: no thread exists yet, and nothing untrusted
+    //    has been read (the store is open; the sockets are still silent).
+    let hardened = harden::apply(&cfg.data_dir)?;
+    tracing::info!(landlock = ?hardened.landlock, "hardened");
 
     // 4. The runtime. One thread: a tenant's traffic is small, and a worker
     //    per tenant on a shared machine should stay light.

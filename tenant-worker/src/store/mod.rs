@@ -62,7 +62,7 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
     // disk before it returns, so a call record survives power loss, not only
     // a crash of the worker (docs/architecture.md, "Durability").
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
     )
     .map_err(open_err)?;
     migrations::apply(&conn).map_err(|(version, source)| StoreError::Migrate {

@@ -1,0 +1,30 @@
+//! The worker restricting itself, in `main`, after it opened its store and
+//! before it starts any thread or reads a byte of untrusted input: Landlock
+//! first (file system, TCP, signals, abstract sockets), then seccomp. Both
+//! apply to the calling thread and every thread it creates later, which is
+//! why no thread may exist yet.
+
+mod landlock;
+
+use std::path::Path;
+
+pub use self::landlock::LandlockStatus;
+
+/// Why hardening failed. The worker refuses to run unhardened.
+#[derive(Debug, thiserror::Error)]
+pub enum HardenError {
+    #[error("failed to apply Landlock rules: {0}")]
+    Landlock(#[from] ::landlock::RulesetError),
+}
+
+/// What the worker ended up with.
+#[derive(Debug, Clone)]
+pub struct Hardened {
+    pub landlock: LandlockStatus,
+}
+
+/// Restricts this process. `data_dir` is the only writable path.
+pub fn apply(data_dir: &Path) -> Result<Hardened, HardenError> {
+    let landlock = self::landlock::restrict(data_dir)?;
+    Ok(Hardened { landlock })
+}
