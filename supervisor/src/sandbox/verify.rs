@@ -97,6 +97,9 @@ pub fn check_status(status: &str, expected: Expected) -> Result<(), VerifyError>
         };
     let nnp = field("NoNewPrivs")?;
     want("NoNewPrivs", nnp == "1", nnp, "1".into())?;
+    // 2 = filter mode: the worker installed its allowlist before reporting Ready.
+    let seccomp = field("Seccomp")?;
+    want("Seccomp", seccomp == "2", seccomp, "2 (filter)".into())?;
     if !expected.isolated {
         return Ok(());
     }
@@ -121,7 +124,7 @@ mod tests {
 
     const GOOD: &str = "Name:\tbulkhead-worker\nUid:\t200001\t200001\t200001\t200001\nGid:\t200001\t200001\t200001\t200001\n\
 Groups:\t\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n\
-CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n";
+CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
 
     fn expected() -> Expected {
         Expected {
@@ -140,6 +143,7 @@ CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n";
     fn each_deviation_is_named() {
         for (from, to, field) in [
             ("NoNewPrivs:\t1", "NoNewPrivs:\t0", "NoNewPrivs"),
+            ("Seccomp:\t2", "Seccomp:\t0", "Seccomp"),
             (
                 "Uid:\t200001\t200001\t200001\t200001",
                 "Uid:\t200001\t0\t200001\t200001",

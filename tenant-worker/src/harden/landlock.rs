@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope, ABI,
 };
 
 /// The Landlock ABI these rules were written and tested against (this
@@ -15,7 +16,16 @@ const ABI_TESTED: ABI = ABI::V7;
 
 /// Read-only paths: libraries and the loader cache (for anything loaded
 /// late), randomness, and the worker's own `/proc`.
-const READ_ONLY: &[&str] = &["/usr", "/lib", "/lib64", "/etc", "/dev/null", "/dev/zero", "/dev/urandom", "/proc"];
+const READ_ONLY: &[&str] = &[
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/etc",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/proc",
+];
 
 /// How much of the ruleset the kernel enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +37,11 @@ pub enum LandlockStatus {
 
 pub fn restrict(data_dir: &Path) -> Result<LandlockStatus, landlock::RulesetError> {
     let abi = ABI_TESTED;
-    let read_only: Vec<&Path> = READ_ONLY.iter().map(Path::new).filter(|p| p.exists()).collect();
+    let read_only: Vec<&Path> = READ_ONLY
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.exists())
+        .collect();
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))?
         // Handled with no rule granting them: every TCP bind and connect is denied.

@@ -1,10 +1,12 @@
 //! The worker restricting itself, in `main`, after it opened its store and
 //! before it starts any thread or reads a byte of untrusted input: Landlock
-//! first (file system, TCP, signals, abstract sockets), then seccomp. Both
+//! first (file system, TCP, signals, abstract sockets), then the seccomp
+//! allowlist of [`seccomp`]. Both
 //! apply to the calling thread and every thread it creates later, which is
 //! why no thread may exist yet.
 
 mod landlock;
+pub mod seccomp;
 
 use std::path::Path;
 
@@ -15,6 +17,10 @@ pub use self::landlock::LandlockStatus;
 pub enum HardenError {
     #[error("failed to apply Landlock rules: {0}")]
     Landlock(#[from] ::landlock::RulesetError),
+    #[error("failed to compile the seccomp allowlist: {0}")]
+    SeccompCompile(#[from] seccompiler::BackendError),
+    #[error("failed to install the seccomp filter: {0}")]
+    SeccompInstall(#[from] seccompiler::Error),
 }
 
 /// What the worker ended up with.
@@ -26,5 +32,9 @@ pub struct Hardened {
 /// Restricts this process. `data_dir` is the only writable path.
 pub fn apply(data_dir: &Path) -> Result<Hardened, HardenError> {
     let landlock = self::landlock::restrict(data_dir)?;
+    // Compiled before installing: compiling allocates and may need calls
+    // the filter then denies.
+    let filter = seccomp::compile()?;
+    seccompiler::apply_filter(&filter)?;
     Ok(Hardened { landlock })
 }
