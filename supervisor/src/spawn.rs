@@ -16,7 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::oneshot;
 
-use crate::sandbox::{rootfs, Identity, Isolation, RootFs, SandboxPlan};
+use crate::sandbox::{rootfs, Identity, Isolation, Layers, RootFs, SandboxPlan};
 
 /// The descriptor the worker finds its socketpair on.
 pub const LINK_FD: i32 = 3;
@@ -44,9 +44,9 @@ pub struct WorkerSpec {
     pub data_dir: PathBuf,
     /// An empty directory to mount the worker's root on.
     pub root_mount: PathBuf,
-    /// False when the supervisor itself is not root: workers then keep its
-    /// uid and its namespaces.
-    pub isolate: bool,
+    /// The layers to apply; `None` when the supervisor itself is not root:
+    /// workers then keep its uid and its namespaces.
+    pub isolation: Option<Layers>,
 }
 
 /// A started worker: the process the supervisor forked (the reaper, when
@@ -98,7 +98,7 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(SpawnError::Socketpair)?;
-    let isolation = spec.isolate.then(|| Isolation {
+    let isolation = spec.isolation.map(|layers| Isolation {
         identity: Identity {
             uid: spec.uid,
             gid: spec.gid,
@@ -108,9 +108,10 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
             &spec.data_dir,
             spec.bin.parent().unwrap_or(Path::new("/")),
         ),
+        layers,
     });
     // Inside its own root the worker binary has another path.
-    let program = if spec.isolate {
+    let program = if spec.isolation.is_some_and(|l| l.namespaces) {
         PathBuf::from(rootfs::WORKER_BIN)
     } else {
         spec.bin.clone()
@@ -130,7 +131,7 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         source,
     })?;
     drop(theirs);
-    let worker_pid = if spec.isolate {
+    let worker_pid = if spec.isolation.is_some() {
         reaped_child(child.id())
     } else {
         Some(child.id())

@@ -10,6 +10,7 @@
 mod bootstrap;
 mod harden;
 mod http;
+mod probe;
 mod run;
 mod sip;
 mod store;

@@ -24,6 +24,9 @@ pub fn main() -> anyhow::Result<()> {
     let start = bootstrap::receive()?;
     let cfg = start.boot.config.clone();
     init_logging(&cfg.log_filter);
+    if let Some(spec) = &cfg.probe {
+        return run_probes(start, spec);
+    }
     tracing::info!(tenant = %cfg.tenant_id, "worker starting");
 
     // Files the worker creates (store, WAL) are its uid's alone.
@@ -56,7 +59,7 @@ pub fn main() -> anyhow::Result<()> {
 
     // 3. Restrict ourselves: no thread exists yet, and nothing untrusted
     //    has been read (the store is open; the sockets are still silent).
-    let hardened = harden::apply(&cfg.data_dir)?;
+    let hardened = harden::apply(&cfg.data_dir, harden::Layers::ALL)?;
     tracing::info!(landlock = ?hardened.landlock, "hardened");
 
     // 4. The runtime. One thread: a tenant's traffic is small, and a worker
@@ -101,6 +104,7 @@ pub fn main() -> anyhow::Result<()> {
 
         link.send_to_supervisor(&FromWorker::Ready(Ready {
             pid: std::process::id(),
+            landlock: hardened.landlock.as_str().into(),
         }))
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
@@ -111,6 +115,28 @@ pub fn main() -> anyhow::Result<()> {
     drop(rt);
     let _ = store_writer.join();
     result
+}
+
+/// A probe worker (`bulkhead audit`): the same start, the requested layers,
+/// then the probes instead of serving; the report goes back on the link.
+fn run_probes(start: Start, spec: &bulkhead_shared::ipc::probe::ProbeSpec) -> anyhow::Result<()> {
+    let Start { link, boot, .. } = start;
+    let data_dir = boot.config.data_dir.clone();
+    drop(boot);
+    harden::apply(
+        &data_dir,
+        harden::Layers {
+            landlock: spec.landlock,
+            seccomp: spec.seccomp,
+        },
+    )?;
+    let report = bulkhead_shared::ipc::probe::ProbeReport {
+        outcomes: crate::probe::run_all(&spec.targets),
+    };
+    let mut frame = Vec::new();
+    bulkhead_shared::ipc::codec::encode_from_worker(&FromWorker::Probe(report), &mut frame)?;
+    bulkhead_shared::ipc::fds::send_packet(std::os::fd::AsFd::as_fd(&link), &frame, &[])?;
+    Ok(())
 }
 
 /// Logs go to stderr, which the supervisor shares with its workers; each

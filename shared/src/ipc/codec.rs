@@ -30,6 +30,7 @@ const KIND_SIP: u8 = 2;
 const KIND_CONTROL: u8 = 3;
 const KIND_READY: u8 = 4;
 const KIND_REPLY: u8 = 5;
+const KIND_PROBE: u8 = 6;
 
 /// Why a frame could not be decoded (or encoded).
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +86,10 @@ pub fn encode_from_worker(msg: &FromWorker, out: &mut Vec<u8>) -> Result<(), Cod
             serde_json::to_writer(&mut *out, r)?;
         }
         FromWorker::Sip(p) => encode_sip(p, out)?,
+        FromWorker::Probe(report) => {
+            out.push(KIND_PROBE);
+            serde_json::to_writer(&mut *out, report)?;
+        }
         FromWorker::Reply { seq, error } => {
             out.push(KIND_REPLY);
             let reply = ReplyJson {
@@ -119,7 +124,7 @@ pub fn decode_to_worker(frame: &[u8]) -> Result<ToWorker, CodecError> {
         }
         KIND_SIP => Ok(ToWorker::Sip(decode_sip(body)?)),
         KIND_CONTROL => Ok(ToWorker::Control(serde_json::from_slice::<Control>(body)?)),
-        KIND_READY | KIND_REPLY => Err(CodecError::WrongDirection(kind)),
+        KIND_READY | KIND_REPLY | KIND_PROBE => Err(CodecError::WrongDirection(kind)),
         other => Err(CodecError::UnknownKind(other)),
     }
 }
@@ -130,6 +135,7 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
     match kind {
         KIND_SIP => Ok(FromWorker::Sip(decode_sip(body)?)),
         KIND_READY => Ok(FromWorker::Ready(serde_json::from_slice::<Ready>(body)?)),
+        KIND_PROBE => Ok(FromWorker::Probe(serde_json::from_slice(body)?)),
         KIND_REPLY => {
             let r: ReplyJson = serde_json::from_slice(body)?;
             Ok(FromWorker::Reply {
@@ -234,6 +240,7 @@ fn placeholder_config() -> super::WorkerConfig {
         data_dir: Default::default(),
         answer_delay_ms: 0,
         log_filter: String::new(),
+        probe: None,
         agent: serde_json::Value::Null,
     }
 }

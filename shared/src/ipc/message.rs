@@ -53,6 +53,10 @@ pub struct WorkerConfig {
     pub log_filter: String,
     /// The tenant's agent document (INTERFACES.md), as given by the admin.
     pub agent: serde_json::Value,
+    /// Set for a probe worker (`bulkhead audit`): run these probes, report
+    /// and exit instead of serving.
+    #[serde(default)]
+    pub probe: Option<super::probe::ProbeSpec>,
 }
 
 /// The first frame a worker receives. Its sockets ride along as descriptors,
@@ -106,6 +110,10 @@ pub enum ToWorker {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {
     pub pid: u32,
+    /// How much of the Landlock ruleset the kernel enforces: `full`,
+    /// `partial` or `none` (reported before any untrusted input is read).
+    #[serde(default)]
+    pub landlock: String,
 }
 
 /// Worker → supervisor. Everything here is untrusted input to the supervisor.
@@ -113,5 +121,10 @@ pub struct Ready {
 pub enum FromWorker {
     Ready(Ready),
     Sip(SipPacket),
-    Reply { seq: u64, error: Option<String> },
+    Reply {
+        seq: u64,
+        error: Option<String>,
+    },
+    /// A probe worker's results.
+    Probe(super::probe::ProbeReport),
 }

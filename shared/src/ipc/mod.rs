@@ -14,6 +14,7 @@ pub mod codec;
 pub mod fds;
 pub mod link;
 pub mod message;
+pub mod probe;
 
 pub use codec::{CodecError, MAX_FRAME};
 pub use link::Link;

@@ -22,7 +22,7 @@ use crate::keystore::Keystore;
 use crate::ports::{self, TenantSockets};
 use crate::registry::{Registry, TenantRow};
 use crate::router::Router;
-use crate::sandbox::{rootfs, verify};
+use crate::sandbox::{rootfs, verify, Layers};
 use crate::spawn::{Spawner, WorkerSpec};
 use crate::tokens;
 
@@ -358,7 +358,7 @@ impl Tenants {
             gid: row.uid,
             data_dir: self.data_dir(&row.id),
             root_mount,
-            isolate: self.is_root,
+            isolation: self.is_root.then_some(Layers::ALL),
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
         let mut child = spawned.child;
@@ -379,6 +379,7 @@ impl Tenants {
             },
             answer_delay_ms: self.cfg.answer_delay_ms,
             log_filter: self.cfg.worker_log_filter.clone(),
+            probe: None,
             agent: serde_json::from_str(&row.agent).unwrap_or_default(),
         };
         if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {

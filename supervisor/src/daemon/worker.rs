@@ -155,6 +155,10 @@ async fn read_frames(
                     let _ = tx.send(error);
                 }
             }
+            // Only probe workers (`audit`) report probes, on their own link.
+            Ok(Some(FromWorker::Probe(_))) => {
+                break "sent a probe report while serving; stopped as misbehaving".to_string()
+            }
             // A worker that breaks the protocol is treated as compromised.
             Err(e) => break format!("sent an invalid frame ({e}); stopped as misbehaving"),
         }

@@ -27,11 +27,32 @@ pub struct Identity {
     pub gid: u32,
 }
 
+/// The supervisor-side layers, each switchable so that `bulkhead audit` can
+/// prove which of them stops each escape on its own. Real workers get all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layers {
+    /// Own uid/gid, no groups, every capability set empty.
+    pub credentials: bool,
+    /// Own mount, pid, ipc and uts namespaces with the minimal root.
+    pub namespaces: bool,
+    /// Own network namespace (loopback only, down).
+    pub network: bool,
+}
+
+impl Layers {
+    pub const ALL: Self = Self {
+        credentials: true,
+        namespaces: true,
+        network: true,
+    };
+}
+
 /// What a root supervisor isolates a worker with.
 #[derive(Debug)]
 pub struct Isolation {
     pub identity: Identity,
     pub rootfs: RootFs,
+    pub layers: Layers,
 }
 
 /// What one worker's sandbox needs to know, prepared before the fork.
@@ -71,15 +92,19 @@ impl SandboxPlan {
         if let Some(iso) = &self.isolation {
             // 3a. Own mount, pid, ipc, uts and network namespaces; from here
             //     on we are the grandchild, pid 1 of the new pid namespace.
-            namespaces::enter()?;
+            namespaces::enter(iso.layers.namespaces, iso.layers.network)?;
             // 3b. The minimal root: needs root and the new mount namespace.
-            iso.rootfs.enter()?;
-            // 4. The capability bounding set, which needs CAP_SETPCAP: before 5.
-            creds::drop_bounding_set(self.cap_last)?;
-            // 5. Own uid and gid, no supplementary groups.
-            creds::become_tenant(iso.identity)?;
-            // 6. Inheritable and ambient capabilities (5 cleared the others).
-            creds::clear_capabilities()?;
+            if iso.layers.namespaces {
+                iso.rootfs.enter()?;
+            }
+            if iso.layers.credentials {
+                // 4. The capability bounding set, which needs CAP_SETPCAP: before 5.
+                creds::drop_bounding_set(self.cap_last)?;
+                // 5. Own uid and gid, no supplementary groups.
+                creds::become_tenant(iso.identity)?;
+                // 6. Inheritable and ambient capabilities (5 cleared the others).
+                creds::clear_capabilities()?;
+            }
         }
         // 7. Die with the supervisor. After 5: changing credentials clears it.
         process::die_with_parent()?;

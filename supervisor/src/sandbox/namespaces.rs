@@ -10,19 +10,19 @@ use std::io;
 
 use super::process::{check, die_with_parent, fail};
 
-const FLAGS: libc::c_int = libc::CLONE_NEWNS
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWNET;
+const PROCESS: libc::c_int =
+    libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
 
 /// Unshares the namespaces and forks; returns only in the grandchild (the
 /// future worker, pid 1 of its pid namespace). The reaper never returns.
-pub fn enter() -> io::Result<()> {
+/// `process`: mount, pid, ipc and uts; `network`: net (the audit switches
+/// them off separately; a real worker always has both).
+pub fn enter(process: bool, network: bool) -> io::Result<()> {
+    let flags = if process { PROCESS } else { 0 } | if network { libc::CLONE_NEWNET } else { 0 };
     // The reaper dies with the supervisor; the worker (step 7) with the reaper.
     die_with_parent()?;
     // SAFETY: unshare with flags only.
-    check(unsafe { libc::unshare(FLAGS) })
+    check(unsafe { libc::unshare(flags) })
         .map_err(|e| fail(b"unshare of namespaces failed\n", e))?;
     // SAFETY: fork in a single-threaded child (we are between fork and exec
     // already); both sides only make async-signal-safe calls afterwards.

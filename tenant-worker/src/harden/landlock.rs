@@ -15,7 +15,8 @@ use landlock::{
 const ABI_TESTED: ABI = ABI::V7;
 
 /// Read-only paths: libraries and the loader cache (for anything loaded
-/// late), randomness, and the worker's own `/proc`.
+/// late), randomness, and the worker's own `/proc/self` — not `/proc`, so
+/// other processes stay unreadable even where a pid namespace is missing.
 const READ_ONLY: &[&str] = &[
     "/usr",
     "/lib",
@@ -24,7 +25,7 @@ const READ_ONLY: &[&str] = &[
     "/dev/null",
     "/dev/zero",
     "/dev/urandom",
-    "/proc",
+    "/proc/self",
 ];
 
 /// How much of the ruleset the kernel enforced.
@@ -33,6 +34,16 @@ pub enum LandlockStatus {
     Full,
     Partial,
     None,
+}
+
+impl LandlockStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Partial => "partial",
+            Self::None => "none",
+        }
+    }
 }
 
 pub fn restrict(data_dir: &Path) -> Result<LandlockStatus, landlock::RulesetError> {

@@ -29,12 +29,33 @@ pub struct Hardened {
     pub landlock: LandlockStatus,
 }
 
+/// Which of the worker's own layers to apply: both, always, except in a
+/// probe worker that `bulkhead audit` runs with a layer switched off.
+#[derive(Debug, Clone, Copy)]
+pub struct Layers {
+    pub landlock: bool,
+    pub seccomp: bool,
+}
+
+impl Layers {
+    pub const ALL: Self = Self {
+        landlock: true,
+        seccomp: true,
+    };
+}
+
 /// Restricts this process. `data_dir` is the only writable path.
-pub fn apply(data_dir: &Path) -> Result<Hardened, HardenError> {
-    let landlock = self::landlock::restrict(data_dir)?;
-    // Compiled before installing: compiling allocates and may need calls
-    // the filter then denies.
-    let filter = seccomp::compile()?;
-    seccompiler::apply_filter(&filter)?;
+pub fn apply(data_dir: &Path, layers: Layers) -> Result<Hardened, HardenError> {
+    let landlock = if layers.landlock {
+        self::landlock::restrict(data_dir)?
+    } else {
+        LandlockStatus::None
+    };
+    if layers.seccomp {
+        // Compiled before installing: compiling allocates and may need calls
+        // the filter then denies.
+        let filter = seccomp::compile()?;
+        seccompiler::apply_filter(&filter)?;
+    }
     Ok(Hardened { landlock })
 }

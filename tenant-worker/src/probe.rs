@@ -1,0 +1,212 @@
+//! Escape probes, run by a probe worker (`bulkhead audit`) in place of
+//! serving: each tries to reach something of another tenant's or of the
+//! host's that an outside caller could not reach, and reports whether it
+//! did. Probes are defined by effect and chosen to change nothing: reads,
+//! existence checks, and privileged calls aimed where they fail harmlessly
+//! even when permitted (an `umount` of a path that does not exist, a module
+//! load from an invalid descriptor).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use bulkhead_shared::ipc::probe::{ProbeOutcome, ProbeTargets};
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Runs every probe that has a target.
+pub fn run_all(t: &ProbeTargets) -> Vec<ProbeOutcome> {
+    let mut out = Vec::new();
+    let state = &t.state_dir;
+    out.push(read("read_master_key", &state.join("master.key")));
+    out.push(read("read_registry", &state.join("registry.db")));
+    out.push(list("list_tenants", &state.join("tenants")));
+    if let Some(dir) = &t.other_data_dir {
+        out.push(read("read_other_tenant_store", &dir.join("tenant.db")));
+        out.push(list("list_other_tenant_dir", dir));
+    }
+    if let Some(port) = t.other_http_port {
+        out.push(connect_tcp(
+            "connect_other_tenant_http",
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        ));
+    }
+    if let Some(pid) = t.other_pid {
+        out.push(signal(pid));
+        out.push(ptrace(pid));
+        out.push(read(
+            "read_other_process_proc",
+            &Path::new("/proc").join(pid.to_string()).join("status"),
+        ));
+    }
+    out.push(udp_socket(SocketAddr::from((
+        [127, 0, 0, 1],
+        t.router_port,
+    ))));
+    out.push(listen_tcp());
+    out.push(raw_socket());
+    out.push(mount());
+    out.push(unshare());
+    out.push(setuid_root());
+    out.push(load_module());
+    out
+}
+
+fn outcome(name: &str, target: impl Into<String>, result: Result<String, String>) -> ProbeOutcome {
+    let (escaped, detail) = match result {
+        Ok(reached) => (true, reached),
+        Err(stopped) => (false, stopped),
+    };
+    ProbeOutcome {
+        name: name.into(),
+        target: target.into(),
+        escaped,
+        detail,
+    }
+}
+
+fn read(name: &str, path: &Path) -> ProbeOutcome {
+    let r = std::fs::File::open(path).and_then(|mut f| {
+        let mut buf = [0u8; 16];
+        f.read(&mut buf)
+    });
+    outcome(
+        name,
+        path.display().to_string(),
+        r.map(|n| format!("read {n} bytes"))
+            .map_err(|e| e.to_string()),
+    )
+}
+
+fn list(name: &str, dir: &Path) -> ProbeOutcome {
+    let r = std::fs::read_dir(dir).map(|entries| format!("listed {} entries", entries.count()));
+    outcome(
+        name,
+        dir.display().to_string(),
+        r.map_err(|e| e.to_string()),
+    )
+}
+
+fn connect_tcp(name: &str, addr: SocketAddr) -> ProbeOutcome {
+    let r = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+    outcome(
+        name,
+        addr.to_string(),
+        r.map(|_| "connected".into()).map_err(|e| e.to_string()),
+    )
+}
+
+fn udp_socket(addr: SocketAddr) -> ProbeOutcome {
+    let r = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"\r\n\r\n", addr));
+    outcome(
+        "new_udp_socket_to_host",
+        addr.to_string(),
+        r.map(|_| "sent a datagram".into())
+            .map_err(|e| e.to_string()),
+    )
+}
+
+fn listen_tcp() -> ProbeOutcome {
+    let r =
+        TcpListener::bind("127.0.0.1:0").map(|l| format!("listening on {:?}", l.local_addr().ok()));
+    outcome(
+        "new_tcp_listener",
+        "127.0.0.1:0",
+        r.map_err(|e| e.to_string()),
+    )
+}
+
+fn raw_socket() -> ProbeOutcome {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    let r = socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::empty(),
+        SockProtocol::Icmp,
+    );
+    outcome(
+        "raw_socket",
+        "AF_INET/SOCK_RAW",
+        r.map(|_| "opened".into()).map_err(|e| e.to_string()),
+    )
+}
+
+fn signal(pid: u32) -> ProbeOutcome {
+    // Signal 0: the permission check of a real signal, without delivering one.
+    let r = nix::sys::signal::kill(Pid::from_raw(pid as i32), None);
+    outcome(
+        "signal_other_worker",
+        format!("pid {pid}"),
+        r.map(|_| "may signal it".into()).map_err(|e| e.to_string()),
+    )
+}
+
+fn ptrace(pid: u32) -> ProbeOutcome {
+    // SEIZE does not stop the tracee; detach at once if it worked.
+    let target = Pid::from_raw(pid as i32);
+    let r = nix::sys::ptrace::seize(target, nix::sys::ptrace::Options::empty());
+    if r.is_ok() {
+        let _ = nix::sys::ptrace::detach(target, None);
+    }
+    outcome(
+        "ptrace_other_worker",
+        format!("pid {pid}"),
+        r.map(|_| "attached".into()).map_err(|e| e.to_string()),
+    )
+}
+
+/// Mounting needs CAP_SYS_ADMIN, checked before the path: EPERM means
+/// denied; ENOENT means the privilege was there.
+fn mount() -> ProbeOutcome {
+    let r = nix::mount::umount("/bulkhead-probe-nonexistent");
+    let verdict = match r {
+        Err(Errno::EPERM) => Err("EPERM".to_string()),
+        Err(e) => Ok(format!("had the privilege to (un)mount ({e})")),
+        Ok(()) => Ok("unmounted".into()),
+    };
+    outcome("mount", "umount(2)", verdict)
+}
+
+fn unshare() -> ProbeOutcome {
+    use nix::sched::{unshare, CloneFlags};
+    let r = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET);
+    outcome(
+        "unshare_namespaces",
+        "CLONE_NEWNS|CLONE_NEWNET",
+        r.map(|_| "new namespaces".into())
+            .map_err(|e| e.to_string()),
+    )
+}
+
+fn setuid_root() -> ProbeOutcome {
+    let r = nix::unistd::setuid(nix::unistd::Uid::from_raw(0));
+    outcome(
+        "setuid_root",
+        "uid 0",
+        r.map(|_| "became root".into()).map_err(|e| e.to_string()),
+    )
+}
+
+/// Loading a module needs CAP_SYS_MODULE, checked before the file is read:
+/// EPERM means denied; anything else means the privilege was there (an empty
+/// file from /dev/null is never a loadable module).
+fn load_module() -> ProbeOutcome {
+    let file = match std::fs::File::open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => {
+            return outcome(
+                "load_kernel_module",
+                "finit_module(2)",
+                Err(format!("no /dev/null: {e}")),
+            )
+        }
+    };
+    let r = nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty());
+    let verdict = match r {
+        Err(Errno::EPERM) => Err("EPERM".to_string()),
+        Err(e) => Ok(format!("had the privilege to load modules ({e})")),
+        Ok(()) => Ok("loaded".into()),
+    };
+    outcome("load_kernel_module", "finit_module(2)", verdict)
+}
