@@ -42,6 +42,12 @@ pub enum Command {
     Apply { file: PathBuf },
     /// Supervisor health, router counters, per-worker state.
     Status,
+    /// Isolation evidence: each layer's live state, and escape probes run
+    /// under the tenant's sandbox with all layers, each layer alone, and none.
+    Audit {
+        /// One tenant; all when omitted.
+        id: Option<String>,
+    },
     /// Start a supervisor with two example tenants and call each.
     Demo {
         /// Exit after the sample calls.

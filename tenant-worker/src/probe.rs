@@ -63,6 +63,7 @@ fn outcome(name: &str, target: impl Into<String>, result: Result<String, String>
         target: target.into(),
         escaped,
         detail,
+        port: None,
     }
 }
 
@@ -107,14 +108,27 @@ fn udp_socket(addr: SocketAddr) -> ProbeOutcome {
     )
 }
 
+/// A listener is an escape only if something outside can reach it: the
+/// listener stays open (until the probe worker exits) and the supervisor
+/// tries to connect to it from the host.
 fn listen_tcp() -> ProbeOutcome {
-    let r =
-        TcpListener::bind("127.0.0.1:0").map(|l| format!("listening on {:?}", l.local_addr().ok()));
-    outcome(
-        "new_tcp_listener",
-        "127.0.0.1:0",
-        r.map_err(|e| e.to_string()),
-    )
+    match TcpListener::bind("127.0.0.1:0").and_then(|l| Ok((l.local_addr()?.port(), l))) {
+        Ok((port, listener)) => {
+            std::mem::forget(listener);
+            let mut o = outcome(
+                "new_tcp_listener",
+                "a port reachable from the host",
+                Ok(format!("listening on port {port}")),
+            );
+            o.port = Some(port);
+            o
+        }
+        Err(e) => outcome(
+            "new_tcp_listener",
+            "a port reachable from the host",
+            Err(e.to_string()),
+        ),
+    }
 }
 
 fn raw_socket() -> ProbeOutcome {
@@ -156,10 +170,11 @@ fn ptrace(pid: u32) -> ProbeOutcome {
     )
 }
 
-/// Mounting needs CAP_SYS_ADMIN, checked before the path: EPERM means
-/// denied; ENOENT means the privilege was there.
+/// Unmounting needs CAP_SYS_ADMIN, checked after the path lookup and before
+/// the mount-point check: on an existing directory that is no mount point,
+/// EPERM means denied and EINVAL means the privilege was there.
 fn mount() -> ProbeOutcome {
-    let r = nix::mount::umount("/bulkhead-probe-nonexistent");
+    let r = nix::mount::umount("/usr/share");
     let verdict = match r {
         Err(Errno::EPERM) => Err("EPERM".to_string()),
         Err(e) => Ok(format!("had the privilege to (un)mount ({e})")),
@@ -205,6 +220,7 @@ fn load_module() -> ProbeOutcome {
     let r = nix::kmod::finit_module(&file, c"", nix::kmod::ModuleInitFlags::empty());
     let verdict = match r {
         Err(Errno::EPERM) => Err("EPERM".to_string()),
+        Err(Errno::ENOSYS) => Err("ENOSYS: this kernel cannot load modules at all".to_string()),
         Err(e) => Ok(format!("had the privilege to load modules ({e})")),
         Ok(()) => Ok("loaded".into()),
     };

@@ -136,6 +136,10 @@ fn run_probes(start: Start, spec: &bulkhead_shared::ipc::probe::ProbeSpec) -> an
     let mut frame = Vec::new();
     bulkhead_shared::ipc::codec::encode_from_worker(&FromWorker::Probe(report), &mut frame)?;
     bulkhead_shared::ipc::fds::send_packet(std::os::fd::AsFd::as_fd(&link), &frame, &[])?;
+    // Stay alive (with any listener a probe opened) until the supervisor has
+    // checked the report and closes the link.
+    let mut buf = [0u8; 64];
+    let _ = bulkhead_shared::ipc::fds::recv_packet(std::os::fd::AsFd::as_fd(&link), &mut buf);
     Ok(())
 }
 

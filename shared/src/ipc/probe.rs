@@ -46,6 +46,10 @@ pub struct ProbeOutcome {
     pub escaped: bool,
     /// The error that stopped it, or what it reached.
     pub detail: String,
+    /// For a listener probe: the port it listens on, so the supervisor can
+    /// check from the host whether anyone outside could reach it.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 /// A probe worker's report.

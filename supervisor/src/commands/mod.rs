@@ -60,6 +60,27 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             output::apply(&v, cli.json);
             Ok(())
         }
+        Command::Audit { id } => {
+            let path = match id {
+                Some(id) => format!("/v1/audit?tenant={}", TenantId::parse(&id).map_err(usage)?),
+                None => "/v1/audit".to_string(),
+            };
+            let v = admin(socket, Method::GET, &path, None).await?;
+            output::audit(&v, cli.json);
+            let escaped = v["tenants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|t| t["probes"].as_array().into_iter().flatten())
+                .filter(|p| p["outcome"] == "escaped")
+                .count();
+            if escaped > 0 {
+                return Err(CommandError::Failed(anyhow::anyhow!(
+                    "the audit found {escaped} escape(s)"
+                )));
+            }
+            Ok(())
+        }
         Command::Status => {
             let v = admin(socket, Method::GET, "/v1/status", None).await?;
             output::status(&v, cli.json);

@@ -108,3 +108,22 @@ fn plain(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+pub fn audit(v: &Value, as_json: bool) {
+    if as_json {
+        return println!("{v}");
+    }
+    for t in v["tenants"].as_array().into_iter().flatten() {
+        println!("tenant {}", plain(&t["id"]));
+        table(
+            t["layers"].as_array().map_or(&[][..], |a| a),
+            &["name", "active", "detail"],
+        );
+        println!();
+        table(
+            t["probes"].as_array().map_or(&[][..], |a| a),
+            &["name", "outcome", "stopped_by", "without_layers", "target"],
+        );
+        println!();
+    }
+}

@@ -107,6 +107,14 @@ async fn route(
     let ok = |v: serde_json::Value| Ok((StatusCode::OK, v));
     match (&method, segs.as_slice()) {
         (&Method::GET, ["v1", "status"]) => ok(to_value(status(ctx))),
+        (&Method::GET, ["v1", "audit"]) => {
+            let only = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("tenant="))
+                .map(tenant_id)
+                .transpose()?;
+            ok(to_value(super::audit::run(t, only).await?))
+        }
         (&Method::GET, ["v1", "tenants"]) => ok(to_value(TenantList { tenants: t.views() })),
         (&Method::POST, ["v1", "tenants"]) => {
             let spec: TenantSpec = body(req).await?;

@@ -3,6 +3,7 @@
 //! and runs until `shutdown` resolves, so tests and `demo` drive it in-process.
 
 mod admin;
+pub mod audit;
 mod install;
 mod tenants;
 mod worker;

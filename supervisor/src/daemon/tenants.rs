@@ -45,6 +45,15 @@ impl State {
     }
 }
 
+/// See [`Tenants::audit_facts`].
+#[derive(Debug)]
+pub(super) struct AuditFacts {
+    pub uid: u32,
+    pub data_dir: PathBuf,
+    /// (pid, Landlock status) of the running worker.
+    pub worker: Option<(u32, String)>,
+}
+
 #[derive(Debug)]
 struct Live {
     row: TenantRow,
@@ -61,14 +70,14 @@ struct Live {
 /// Everything tenant-related the daemon owns.
 #[derive(Debug)]
 pub struct Tenants {
-    cfg: Config,
+    pub(super) cfg: Config,
     registry: Mutex<Registry>,
     keystore: Keystore,
-    router: Arc<Router>,
-    spawner: Spawner,
-    worker_bin: PathBuf,
+    pub(super) router: Arc<Router>,
+    pub(super) spawner: Spawner,
+    pub(super) worker_bin: PathBuf,
     pub advertise: IpAddr,
-    is_root: bool,
+    pub(super) is_root: bool,
     live: Mutex<HashMap<TenantId, Live>>,
     /// Serializes tenant creation: uid and port choice read the live set,
     /// and two concurrent adds must not both pick the same free uid.
@@ -263,6 +272,43 @@ impl Tenants {
         let dir = self.cfg.state_dir.join("roots").join(id.as_str());
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
+    }
+
+    /// What the audit needs about one tenant: its uid, data directory, root
+    /// mount point, and its live worker (pid, reported Landlock status).
+    pub(super) fn audit_facts(&self, id: &TenantId) -> Option<AuditFacts> {
+        let live = self.live.lock().expect("live lock");
+        let l = live.get(id)?;
+        Some(AuditFacts {
+            uid: l.row.uid,
+            data_dir: self.data_dir(id),
+            worker: l.pid.zip(l.worker.as_ref().map(|w| w.landlock.clone())),
+        })
+    }
+
+    /// Another running tenant's data directory, HTTP port and worker pid:
+    /// the targets of the escape probes.
+    pub(super) fn other_target(&self, id: &TenantId) -> Option<(PathBuf, u16, u32)> {
+        let live = self.live.lock().expect("live lock");
+        live.iter()
+            .filter(|(other, _)| *other != id)
+            .find_map(|(other, l)| Some((self.data_dir(other), l.row.http_port, l.pid?)))
+    }
+
+    pub(super) fn ids(&self) -> Vec<TenantId> {
+        let mut ids: Vec<TenantId> = self
+            .live
+            .lock()
+            .expect("live lock")
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub(super) fn root_mount_of(&self, id: &TenantId) -> std::io::Result<PathBuf> {
+        self.root_mount(id)
     }
 
     fn make_data_dir(&self, id: &TenantId, uid: u32) -> std::io::Result<()> {

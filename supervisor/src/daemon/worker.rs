@@ -29,6 +29,8 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>>;
 #[derive(Debug)]
 pub struct WorkerLink {
     pub link: Arc<Link>,
+    /// Landlock enforcement the worker reported when it became ready.
+    pub landlock: String,
     pending: Pending,
     next_seq: Mutex<u64>,
 }
@@ -76,6 +78,16 @@ pub async fn bootstrap(
         config,
     };
     drop(key);
+    send_bootstrap(link, boot, sockets).await
+}
+
+/// Sends a prepared bootstrap frame (see [`bootstrap`]); the frame buffer
+/// is zeroized before returning.
+pub async fn send_bootstrap(
+    link: &Link,
+    boot: Bootstrap,
+    sockets: &TenantSockets,
+) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(1024);
     encode_to_worker(&ToWorker::Bootstrap(boot), &mut frame).map_err(std::io::Error::other)?;
     let fds = [
@@ -108,9 +120,10 @@ pub async fn attach(
         closed_tx,
     ));
     match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
-        Ok(Ok(())) => Ok((
+        Ok(Ok(ready)) => Ok((
             Arc::new(WorkerLink {
                 link,
+                landlock: ready.landlock,
                 pending,
                 next_seq: Mutex::new(0),
             }),
@@ -132,7 +145,7 @@ async fn read_frames(
     link: Arc<Link>,
     router: Arc<Router>,
     pending: Pending,
-    ready: oneshot::Sender<()>,
+    ready: oneshot::Sender<bulkhead_shared::ipc::message::Ready>,
     closed: oneshot::Sender<String>,
 ) {
     let mut ready = Some(ready);
@@ -140,9 +153,9 @@ async fn read_frames(
     let reason = loop {
         match link.recv_from_worker(&mut buf).await {
             Ok(None) => break "closed its socketpair (exited)".to_string(),
-            Ok(Some(FromWorker::Ready(_))) => {
+            Ok(Some(FromWorker::Ready(report))) => {
                 if let Some(r) = ready.take() {
-                    let _ = r.send(());
+                    let _ = r.send(report);
                 }
             }
             Ok(Some(FromWorker::Sip(pkt))) => {

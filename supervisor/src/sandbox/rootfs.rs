@@ -134,6 +134,10 @@ impl RootFs {
     /// Builds the root and pivots into it. Runs in the child, inside the new
     /// mount and pid namespaces, as root.
     pub fn enter(&self) -> io::Result<()> {
+        // The supervisor's umask (077) would make every directory below
+        // unreadable to the tenant's uid.
+        // SAFETY: umask only sets this process's file mode mask.
+        unsafe { libc::umask(0o022) };
         // Nothing we mount may propagate back to the host.
         mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
             .map_err(|e| fail(b"making mounts private failed\n", e))?;
