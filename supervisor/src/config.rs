@@ -22,6 +22,8 @@ pub enum ConfigError {
     },
     #[error("invalid {key} {value:?}: expected LOW-HIGH with LOW <= HIGH")]
     Range { key: &'static str, value: String },
+    #[error("invalid configuration: {0}")]
+    Limits(String),
 }
 
 /// Per-tenant limits (enforced by the sandbox and router issues; recorded now).
@@ -32,6 +34,8 @@ pub struct Limits {
     pub calls_per_second: u32,
     pub memory: String,
     pub pids: u32,
+    /// CPU cores' worth of time per period (cgroup quota); 1.0 = one core.
+    pub cpu: f64,
 }
 
 impl Default for Limits {
@@ -41,7 +45,31 @@ impl Default for Limits {
             calls_per_second: 100,
             memory: "256M".into(),
             pids: 64,
+            cpu: 1.0,
         }
+    }
+}
+
+impl Limits {
+    /// The cgroup form of these limits, or a message naming the bad key.
+    pub fn cgroup(&self) -> Result<crate::cgroup::CgroupLimits, String> {
+        let memory_bytes = crate::cgroup::parse_bytes(&self.memory)
+            .ok_or_else(|| format!("limits.memory {:?} is not a size such as 256M", self.memory))?;
+        if !(self.cpu > 0.0 && self.cpu <= 1024.0) {
+            return Err(format!("limits.cpu {} must be above 0 (cores)", self.cpu));
+        }
+        if self.pids < 8 {
+            return Err(format!(
+                "limits.pids {} is too small for a worker (at least 8)",
+                self.pids
+            ));
+        }
+        let cpu_quota_us = (self.cpu * crate::cgroup::CPU_PERIOD_US as f64) as u64;
+        Ok(crate::cgroup::CgroupLimits {
+            memory_bytes,
+            pids: u64::from(self.pids),
+            cpu_quota_us,
+        })
     }
 }
 
@@ -129,6 +157,9 @@ impl Config {
     }
 
     fn from_file(f: ConfigFile, flags: &Overrides) -> Result<Self, ConfigError> {
+        if let Some(l) = &f.limits {
+            l.cgroup().map_err(ConfigError::Limits)?;
+        }
         Ok(Self {
             state_dir: flags
                 .state_dir

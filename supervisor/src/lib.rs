@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod config;

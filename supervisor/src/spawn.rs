@@ -44,6 +44,9 @@ pub struct WorkerSpec {
     pub data_dir: PathBuf,
     /// An empty directory to mount the worker's root on.
     pub root_mount: PathBuf,
+    /// `cgroup.procs` files the worker joins (writes `0` to) before it forks
+    /// into its pid namespace.
+    pub cgroup_procs: Vec<PathBuf>,
     /// The layers to apply; `None` when the supervisor itself is not root:
     /// workers then keep its uid and its namespaces.
     pub isolation: Option<Layers>,
@@ -116,7 +119,7 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
     } else {
         spec.bin.clone()
     };
-    let plan = SandboxPlan::new(theirs.as_fd().as_raw_fd(), isolation);
+    let plan = SandboxPlan::new(theirs.as_fd().as_raw_fd(), isolation, &spec.cgroup_procs);
     let mut cmd = Command::new(&program);
     cmd.env_clear()
         .current_dir(Path::new("/"))

@@ -119,3 +119,80 @@ fn a_worker_has_no_network_but_loopback_and_still_serves_calls() {
     let (ok, out) = sipp_uac(sup.dir.path(), trunk, "+15550300", 1, "t1");
     assert!(ok, "trunk over TCP: {out}");
 }
+
+#[test]
+fn each_worker_runs_in_its_own_cgroup_with_the_configured_limits() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550300"]);
+    let b = sup.add_tenant("beta", &["+15550400"]);
+    let groups = |t: &serde_json::Value| {
+        std::fs::read_to_string(format!("/proc/{}/cgroup", t["pid"])).unwrap()
+    };
+    let (ga, gb) = (groups(&a), groups(&b));
+    let v2 = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .all(|l| l.starts_with("0::"));
+    // (controller file root, line selector) for v2 or v1.
+    let path_of = |text: &str, ctrl: &str| -> String {
+        text.lines()
+            .find_map(|l| {
+                let mut p = l.splitn(3, ':');
+                let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+                let hit = if v2 {
+                    ctrls.is_empty()
+                } else {
+                    ctrls.split(',').any(|c| c == ctrl)
+                };
+                hit.then(|| path.to_string())
+            })
+            .unwrap()
+    };
+    for ctrl in ["memory", "pids", "cpu"] {
+        let (pa, pb) = (path_of(&ga, ctrl), path_of(&gb, ctrl));
+        assert!(
+            pa.ends_with("/alpha") && pb.ends_with("/beta"),
+            "{ctrl}: {pa} / {pb}"
+        );
+        assert_ne!(pa, pb);
+    }
+    let file = |ctrl: &str, name: &str| {
+        let base = if v2 {
+            "/sys/fs/cgroup".to_string()
+        } else {
+            format!("/sys/fs/cgroup/{ctrl}")
+        };
+        std::fs::read_to_string(format!("{base}{}/{name}", path_of(&ga, ctrl)))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    if v2 {
+        assert_eq!(file("pids", "pids.max"), "64");
+        assert_eq!(file("memory", "memory.max"), (256u64 << 20).to_string());
+        assert_eq!(file("cpu", "cpu.max"), "100000 100000");
+    } else {
+        assert_eq!(file("pids", "pids.max"), "64");
+        assert_eq!(
+            file("memory", "memory.limit_in_bytes"),
+            (256u64 << 20).to_string()
+        );
+        assert_eq!(file("cpu", "cpu.cfs_quota_us"), "100000");
+    }
+    // Removing the tenant removes its groups.
+    let pids_dir = if v2 {
+        format!("/sys/fs/cgroup{}", path_of(&ga, "pids"))
+    } else {
+        format!("/sys/fs/cgroup/pids{}", path_of(&ga, "pids"))
+    };
+    assert!(std::path::Path::new(&pids_dir).exists());
+    sup.cli_json(&["tenant", "remove", "alpha"]);
+    assert!(
+        !std::path::Path::new(&pids_dir).exists(),
+        "{pids_dir} left behind"
+    );
+}

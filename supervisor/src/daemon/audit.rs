@@ -122,7 +122,12 @@ async fn audit_tenant(tenants: &Arc<Tenants>, id: &TenantId) -> Result<TenantAud
     let facts = tenants
         .audit_facts(id)
         .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
-    let layers = live_layers(tenants.is_root, facts.uid, facts.worker.as_ref());
+    let mut layers = live_layers(tenants.is_root, facts.uid, facts.worker.as_ref());
+    layers.push(cgroup_layer(
+        tenants,
+        id,
+        facts.worker.as_ref().map(|w| w.0),
+    ));
     let other = tenants.other_target(id);
     let targets = ProbeTargets {
         state_dir: tenants.cfg.state_dir.clone(),
@@ -273,6 +278,32 @@ fn live_layers(is_root: bool, uid: u32, worker: Option<&(u32, String)>) -> Vec<L
     ]
 }
 
+/// Whether the worker sits in its tenant's cgroup (limits: see the config).
+fn cgroup_layer(tenants: &Tenants, id: &TenantId, pid: Option<u32>) -> LayerState {
+    let (active, detail) = match (&tenants.cgroups, pid) {
+        (None, _) => (false, "no cgroups (not root)".to_string()),
+        (_, None) => (false, "the worker is not running".to_string()),
+        (Some(cg), Some(pid)) => {
+            let member = format!("/{}", cg.member_path(id.as_str()));
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let inside = text.lines().filter(|l| l.ends_with(&member)).count();
+            (
+                inside > 0,
+                format!(
+                    "cgroup {} {member}: {inside} hierarchies; limits {:?}",
+                    cg.version(),
+                    tenants.cfg.limits
+                ),
+            )
+        }
+    };
+    LayerState {
+        name: "cgroups".into(),
+        active,
+        detail,
+    }
+}
+
 /// Starts one probe worker with `variant`'s layers and returns its report.
 async fn probe_run(
     tenants: &Arc<Tenants>,
@@ -289,7 +320,14 @@ async fn probe_run(
         .root_mount_of(id)
         .map_err(|e| failed("root mount point", &e))?;
     let isolated = tenants.is_root;
+    // Its own group with the tenant's limits, so a probe never competes
+    // with the live worker for its pids or memory.
+    let probe_group = format!("{id}.probe");
+    let cgroup_procs = tenants
+        .cgroup_join(&probe_group)
+        .map_err(|e| failed("cgroup", &e))?;
     let spec = WorkerSpec {
+        cgroup_procs,
         bin: tenants.worker_bin.clone(),
         uid,
         gid: uid,
@@ -353,6 +391,15 @@ async fn probe_run(
     };
     let _ = child.kill();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    // The worker (the reaper's child) dies with the reaper; give it a moment.
+    if let Some(cg) = &tenants.cgroups {
+        for _ in 0..50 {
+            if cg.remove(&probe_group).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     result
 }
 

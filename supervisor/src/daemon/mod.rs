@@ -81,6 +81,14 @@ pub async fn start(
         .with_context(|| format!("failed to bind the SIP router on {}", cfg.sip_listen))?;
     let advertise = advertise_address(&cfg);
     tracing::info!(sip = %router.local, %advertise, "SIP router listening");
+    let cgroups = if nix::unistd::geteuid().is_root() {
+        let cg = crate::cgroup::detect(&crate::cgroup::instance_name(&cfg.state_dir))
+            .context("failed to set up per-tenant cgroups (on a systemd host, run bulkhead with Delegate=yes)")?;
+        tracing::info!(version = cg.version(), "per-tenant cgroups");
+        Some(cg)
+    } else {
+        None
+    };
     let tenants = Tenants::new(
         cfg.clone(),
         registry,
@@ -88,6 +96,7 @@ pub async fn start(
         router.clone(),
         worker_bin,
         advertise,
+        cgroups,
     );
     tenants.restore_all().await;
     let admin_socket = cfg.admin_socket();

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use super::worker::{self, WorkerLink};
 use super::AdminError;
 use crate::api::{TenantAdded, TenantSpec, TenantView, TokenIssued, TokenRequest};
+use crate::cgroup::Cgroups;
 use crate::config::Config;
 use crate::keystore::Keystore;
 use crate::ports::{self, TenantSockets};
@@ -78,6 +79,8 @@ pub struct Tenants {
     pub(super) worker_bin: PathBuf,
     pub advertise: IpAddr,
     pub(super) is_root: bool,
+    /// Per-tenant cgroups; `None` without root.
+    pub(super) cgroups: Option<Box<dyn Cgroups>>,
     live: Mutex<HashMap<TenantId, Live>>,
     /// Serializes tenant creation: uid and port choice read the live set,
     /// and two concurrent adds must not both pick the same free uid.
@@ -92,6 +95,7 @@ impl Tenants {
         router: Arc<Router>,
         worker_bin: PathBuf,
         advertise: IpAddr,
+        cgroups: Option<Box<dyn Cgroups>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             cfg,
@@ -102,6 +106,7 @@ impl Tenants {
             worker_bin,
             advertise,
             is_root: nix::unistd::geteuid().is_root(),
+            cgroups,
             live: Mutex::new(HashMap::new()),
             adding: tokio::sync::Mutex::new(()),
         })
@@ -311,6 +316,16 @@ impl Tenants {
         self.root_mount(id)
     }
 
+    /// Creates (or updates) the cgroup `group` with the configured limits and
+    /// returns the files a process writes to join it; empty without root.
+    pub(super) fn cgroup_join(&self, group: &str) -> Result<Vec<PathBuf>, String> {
+        let Some(cg) = &self.cgroups else {
+            return Ok(Vec::new());
+        };
+        let limits = self.cfg.limits.cgroup()?;
+        cg.prepare(group, limits).map_err(|e| e.to_string())
+    }
+
     fn make_data_dir(&self, id: &TenantId, uid: u32) -> std::io::Result<()> {
         let tenants = self.cfg.state_dir.join("tenants");
         std::fs::create_dir_all(&tenants)?;
@@ -398,12 +413,16 @@ impl Tenants {
         let root_mount = self
             .root_mount(&row.id)
             .map_err(|e| format!("root mount point: {e}"))?;
+        let cgroup_procs = self
+            .cgroup_join(row.id.as_str())
+            .map_err(|e| format!("cgroup: {e}"))?;
         let spec = WorkerSpec {
             bin: self.worker_bin.clone(),
             uid: row.uid,
             gid: row.uid,
             data_dir: self.data_dir(&row.id),
             root_mount,
+            cgroup_procs,
             isolation: self.is_root.then_some(Layers::ALL),
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
@@ -526,6 +545,20 @@ impl Tenants {
             .remove(id, shred)
             .map_err(AdminError::from_registry)?;
         let _ = std::fs::remove_dir(self.cfg.state_dir.join("roots").join(id.as_str()));
+        if let Some(cg) = &self.cgroups {
+            // The reaper leaves the group a moment after the worker.
+            let mut result = cg.remove(id.as_str());
+            for _ in 0..50 {
+                if result.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                result = cg.remove(id.as_str());
+            }
+            if let Err(e) = result {
+                tracing::warn!(tenant = %id, error = %e, "could not remove the tenant's cgroup");
+            }
+        }
         let dir = self.data_dir(id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| {

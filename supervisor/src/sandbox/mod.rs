@@ -65,11 +65,22 @@ pub struct SandboxPlan {
     pub isolation: Option<Isolation>,
     /// Highest capability number this kernel knows (`cap_last_cap`).
     pub cap_last: u32,
+    /// `cgroup.procs` files to join.
+    pub cgroups: Vec<std::ffi::CString>,
 }
 
 impl SandboxPlan {
     /// Prepares a plan (reads what must be read before the fork).
-    pub fn new(link_fd: RawFd, isolation: Option<Isolation>) -> Self {
+    pub fn new(
+        link_fd: RawFd,
+        isolation: Option<Isolation>,
+        cgroup_procs: &[std::path::PathBuf],
+    ) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let cgroups = cgroup_procs
+            .iter()
+            .map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("paths hold no NUL"))
+            .collect();
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -78,6 +89,7 @@ impl SandboxPlan {
             link_fd,
             isolation,
             cap_last,
+            cgroups,
         }
     }
 
@@ -89,6 +101,11 @@ impl SandboxPlan {
         process::place_link(self.link_fd)?;
         // 3. Resource limits, while still root (hard limits can only be lowered).
         process::limit_resources()?;
+        // 3'. Into the tenant's cgroups, before forking, so the reaper and
+        //     the worker are both limited from their first instruction.
+        for procs in &self.cgroups {
+            process::join_cgroup(procs)?;
+        }
         if let Some(iso) = &self.isolation {
             // 3a. Own mount, pid, ipc, uts and network namespaces; from here
             //     on we are the grandchild, pid 1 of the new pid namespace.

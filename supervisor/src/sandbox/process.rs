@@ -71,6 +71,25 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
     check(unsafe { libc::setrlimit(resource, &lim) })
 }
 
+/// Moves this process into the cgroup whose `cgroup.procs` is `procs`
+/// (writing `0` means "the writer").
+pub fn join_cgroup(procs: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: open reads a C string prepared before the fork.
+    let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    check(fd).map_err(|e| fail(b"opening a cgroup.procs file failed\n", e))?;
+    // SAFETY: writes one byte from a static buffer to the descriptor just opened.
+    let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+    // SAFETY: closes the descriptor just opened.
+    unsafe { libc::close(fd) };
+    if written != 1 {
+        return Err(fail(
+            b"joining a cgroup failed\n",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn die_with_parent() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     check(unsafe {

@@ -160,7 +160,33 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.stop();
+        remove_cgroups(&bulkhead_supervisor::cgroup::instance_name(&self.state_dir()));
     }
+}
+
+/// Removes this supervisor's (now empty) cgroup directories, which outlive
+/// it by design (a restarted supervisor reuses them).
+fn remove_cgroups(instance: &str) {
+    fn walk(dir: &Path, depth: usize, instance: &str) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            if e.file_name().to_string_lossy() == instance {
+                if let Ok(groups) = std::fs::read_dir(&p) {
+                    for g in groups.flatten().filter(|g| g.path().is_dir()) {
+                        let _ = std::fs::remove_dir(g.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&p);
+            } else if depth > 0 {
+                walk(&p, depth - 1, instance);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), 3, instance);
 }
 
 /// A free UDP port on loopback (for sipp's local port).

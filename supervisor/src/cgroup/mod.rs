@@ -1,0 +1,182 @@
+//! Per-tenant cgroups: memory, CPU and pids limits for each worker.
+//!
+//! One [`Cgroups`] trait with two implementations, chosen from the file
+//! system: v2 (unified, modern systemd hosts) and v1 (this machine, where
+//! cgroup2 offers only `hugetlb` and memory, cpu and pids live in v1
+//! hierarchies). Tenant groups are created under the supervisor's own cgroup
+//! (`/proc/self/cgroup`), in a directory named for this supervisor's state
+//! dir, so supervisors side by side never share a tenant's group. Both
+//! implementations take their root as a parameter so the unit tests run
+//! against temp-dir fixtures.
+//!
+//! A worker joins its groups itself, in the sandbox, before it forks into
+//! its pid namespace (writing `0` to `cgroup.procs` moves the writer), so it
+//! is limited from its first instruction.
+
+mod v1;
+mod v2;
+
+use std::path::{Path, PathBuf};
+
+pub use v1::V1;
+pub use v2::V2;
+
+/// Limits for one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub memory_bytes: u64,
+    pub pids: u64,
+    /// CPU time per 100 ms period, in microseconds (100 000 = one core).
+    pub cpu_quota_us: u64,
+}
+
+/// CFS period the quota is measured against.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("failed to create cgroup {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to write {value:?} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("failed to remove cgroup {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find this process's {0} cgroup in /proc/self/cgroup")]
+    NoOwnGroup(String),
+}
+
+/// Creating, joining and removing tenant groups.
+pub trait Cgroups: Send + Sync + std::fmt::Debug {
+    /// Creates (or updates) `tenant`'s groups with `limits`; returns the
+    /// `cgroup.procs` files a process writes `0` to in order to join them.
+    fn prepare(&self, tenant: &str, limits: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError>;
+    /// Removes `tenant`'s groups (they must be empty).
+    fn remove(&self, tenant: &str) -> Result<(), CgroupError>;
+    /// The path a member's `/proc/PID/cgroup` shows for this tenant.
+    fn member_path(&self, tenant: &str) -> String;
+    /// `v1` or `v2`.
+    fn version(&self) -> &'static str;
+}
+
+/// Detects the host's cgroup layout. `instance` names this supervisor's
+/// directory (derived from its state dir).
+pub fn detect(instance: &str) -> Result<Box<dyn Cgroups>, CgroupError> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let root = Path::new("/sys/fs/cgroup");
+    let is_v2 = nix::sys::statfs::statfs(root)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if is_v2 {
+        Ok(Box::new(V2::new(root, &own, instance)?))
+    } else {
+        Ok(Box::new(V1::new(root, &own, instance)?))
+    }
+}
+
+/// The group path of `controller` in `/proc/self/cgroup` text (`""` for the
+/// v2 line `0::/path`).
+pub(crate) fn own_path(self_cgroup: &str, controller: &str) -> Option<String> {
+    self_cgroup.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if controller.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == controller)
+        };
+        matches.then(|| path.trim_start_matches('/').to_string())
+    })
+}
+
+pub(crate) fn write(path: PathBuf, value: String) -> Result<(), CgroupError> {
+    std::fs::write(&path, &value).map_err(|source| CgroupError::Write {
+        path,
+        value,
+        source,
+    })
+}
+
+pub(crate) fn create(path: &Path) -> Result<(), CgroupError> {
+    std::fs::create_dir_all(path).map_err(|source| CgroupError::Create {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn remove_dir(path: PathBuf) -> Result<(), CgroupError> {
+    match std::fs::remove_dir(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(CgroupError::Remove { path, source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Parses `256M`, `1G`, `512K` or plain bytes.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|v| *v > 0)
+}
+
+/// A short stable name for a supervisor instance (FNV-1a of its state dir).
+pub fn instance_name(state_dir: &Path) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in state_dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    format!("bulkhead-{h:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_paths_for_v1_and_v2() {
+        let text = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/7ef1\n1:cpu,cpuacct:/a\n0::/user.slice/x.scope\n";
+        assert_eq!(
+            own_path(text, "memory").as_deref(),
+            Some("process_api/7ef1")
+        );
+        assert_eq!(own_path(text, "pids").as_deref(), Some(""));
+        assert_eq!(own_path(text, "cpu").as_deref(), Some("a"));
+        assert_eq!(own_path(text, "").as_deref(), Some("user.slice/x.scope"));
+        assert_eq!(own_path(text, "hugetlb"), None);
+    }
+
+    #[test]
+    fn sizes_and_instance_names() {
+        assert_eq!(parse_bytes("256M"), Some(256 << 20));
+        assert_eq!(parse_bytes("1G"), Some(1 << 30));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("0"), None);
+        assert_eq!(parse_bytes("lots"), None);
+        assert_ne!(
+            instance_name(Path::new("/a")),
+            instance_name(Path::new("/b"))
+        );
+        assert_eq!(
+            instance_name(Path::new("/a")),
+            instance_name(Path::new("/a"))
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! cgroup v1: one hierarchy per controller (`memory`, `cpu`, `pids`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{
+    create, own_path, remove_dir, write, CgroupError, CgroupLimits, Cgroups, CPU_PERIOD_US,
+};
+
+const CONTROLLERS: &[&str] = &["memory", "cpu", "pids"];
+
+/// v1 groups: `<root>/<controller>/<own path>/<instance>/<tenant>`.
+#[derive(Debug)]
+pub struct V1 {
+    /// controller → the instance directory in that hierarchy.
+    bases: BTreeMap<&'static str, PathBuf>,
+    instance: String,
+}
+
+impl V1 {
+    /// `root` is where the hierarchies are mounted (`/sys/fs/cgroup`),
+    /// `self_cgroup` the text of `/proc/self/cgroup`.
+    pub fn new(root: &Path, self_cgroup: &str, instance: &str) -> Result<Self, CgroupError> {
+        let mut bases = BTreeMap::new();
+        for c in CONTROLLERS {
+            let own =
+                own_path(self_cgroup, c).ok_or_else(|| CgroupError::NoOwnGroup((*c).into()))?;
+            bases.insert(*c, root.join(c).join(own).join(instance));
+        }
+        Ok(Self {
+            bases,
+            instance: instance.into(),
+        })
+    }
+
+    fn group(&self, controller: &str, tenant: &str) -> PathBuf {
+        self.bases[controller].join(tenant)
+    }
+}
+
+impl Cgroups for V1 {
+    fn prepare(&self, tenant: &str, l: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError> {
+        for c in CONTROLLERS {
+            create(&self.group(c, tenant))?;
+        }
+        let mem = self.group("memory", tenant);
+        write(
+            mem.join("memory.limit_in_bytes"),
+            l.memory_bytes.to_string(),
+        )?;
+        let cpu = self.group("cpu", tenant);
+        write(cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+        write(cpu.join("cpu.cfs_quota_us"), l.cpu_quota_us.to_string())?;
+        write(
+            self.group("pids", tenant).join("pids.max"),
+            l.pids.to_string(),
+        )?;
+        Ok(CONTROLLERS
+            .iter()
+            .map(|c| self.group(c, tenant).join("cgroup.procs"))
+            .collect())
+    }
+
+    fn remove(&self, tenant: &str) -> Result<(), CgroupError> {
+        for c in CONTROLLERS {
+            remove_dir(self.group(c, tenant))?;
+        }
+        Ok(())
+    }
+
+    fn member_path(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.instance)
+    }
+
+    fn version(&self) -> &'static str {
+        "v1"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_limits_into_each_hierarchy_under_our_own_group() {
+        let root = tempfile::tempdir().unwrap();
+        let v1 = V1::new(
+            root.path(),
+            "8:pids:/\n4:memory:/svc/a\n1:cpu,cpuacct:/\n0::/\n",
+            "bulkhead-1",
+        )
+        .unwrap();
+        let limits = CgroupLimits {
+            memory_bytes: 256 << 20,
+            pids: 64,
+            cpu_quota_us: 50_000,
+        };
+        let join = v1.prepare("clinic", limits).unwrap();
+        let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+        assert_eq!(
+            read("memory/svc/a/bulkhead-1/clinic/memory.limit_in_bytes"),
+            (256u64 << 20).to_string()
+        );
+        assert_eq!(read("cpu/bulkhead-1/clinic/cpu.cfs_quota_us"), "50000");
+        assert_eq!(read("cpu/bulkhead-1/clinic/cpu.cfs_period_us"), "100000");
+        assert_eq!(read("pids/bulkhead-1/clinic/pids.max"), "64");
+        assert_eq!(join.len(), 3);
+        assert!(join.iter().all(|p| p.ends_with("clinic/cgroup.procs")));
+        assert_eq!(v1.member_path("clinic"), "bulkhead-1/clinic");
+    }
+
+    #[test]
+    fn a_missing_controller_is_a_clear_error() {
+        let root = tempfile::tempdir().unwrap();
+        let err = V1::new(root.path(), "0::/\n", "x").unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+    }
+}
