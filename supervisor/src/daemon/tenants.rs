@@ -353,10 +353,15 @@ impl Tenants {
                     .map_err(|e| e.to_string())?,
             )
         };
+        let started = Instant::now();
         let result = self.spawn_and_attach(&row, &sockets).await;
         // Check it from outside before routing a single call to it.
         let result = result.and_then(|(pid, handle)| match self.verify_worker(id, row.uid, pid) {
-            Ok(()) => Ok((pid, handle)),
+            Ok(()) => {
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                tracing::info!(tenant = %id, pid, spawn_to_serving_ms = ms, "worker serving");
+                Ok((pid, handle))
+            }
             Err(e) => {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 Err(format!("worker failed verification and was killed: {e}"))

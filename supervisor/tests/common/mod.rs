@@ -160,7 +160,9 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.stop();
-        remove_cgroups(&bulkhead_supervisor::cgroup::instance_name(&self.state_dir()));
+        remove_cgroups(&bulkhead_supervisor::cgroup::instance_name(
+            &self.state_dir(),
+        ));
     }
 }
 
@@ -168,7 +170,9 @@ impl Drop for Supervisor {
 /// it by design (a restarted supervisor reuses them).
 fn remove_cgroups(instance: &str) {
     fn walk(dir: &Path, depth: usize, instance: &str) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if !p.is_dir() {
