@@ -79,6 +79,29 @@ pub struct NumberClaim {
     pub number: Number,
 }
 
+/// `egress add/remove/check` request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressRule {
+    pub tenant: TenantId,
+    /// `host:port` (IPv6 in brackets).
+    pub target: String,
+}
+
+impl EgressRule {
+    /// Splits `target` into host and port, or says what is wrong.
+    pub fn host_port(&self) -> Result<(String, u16), String> {
+        let bad = || format!("{:?} is not HOST:PORT", self.target);
+        let (host, port) = self.target.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        if host.is_empty() || host.contains(['/', ' ', '@']) {
+            return Err(bad());
+        }
+        Ok((host.to_string(), port))
+    }
+}
+
 /// `apply` request: the tenants of a tenant file.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -38,6 +38,9 @@ pub enum Command {
     /// Claim or release phone numbers.
     #[command(subcommand)]
     Number(NumberCmd),
+    /// The outbound destinations the supervisor connects to for a tenant.
+    #[command(subcommand)]
+    Egress(EgressCmd),
     /// Make the tenants of a TOML file exist as described.
     Apply { file: PathBuf },
     /// Supervisor health, router counters, per-worker state.
@@ -99,6 +102,28 @@ pub enum TenantCmd {
         /// Lifetime such as 30d, 12h, 15m or 3600s.
         #[arg(long)]
         expires: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EgressCmd {
+    /// Allow the tenant's worker to reach HOST:PORT through the broker.
+    Add {
+        id: String,
+        target: String,
+    },
+    Remove {
+        id: String,
+        target: String,
+    },
+    List {
+        id: Option<String>,
+    },
+    /// From inside the tenant's sandbox, connect to HOST:PORT through the
+    /// broker and exchange a line; exit 1 if it cannot.
+    Check {
+        id: String,
+        target: String,
     },
 }
 

@@ -63,6 +63,13 @@ CREATE TABLE IF NOT EXISTS retired_keys (
     wrapped_key BLOB NOT NULL,
     removed_at  TEXT NOT NULL
 );
+-- Where the egress broker may connect on a tenant's behalf.
+CREATE TABLE IF NOT EXISTS egress (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    host      TEXT NOT NULL,
+    port      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, host, port)
+);
 CREATE TABLE IF NOT EXISTS numbers (
     number    TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE
@@ -122,6 +129,59 @@ impl Registry {
         self.conn
             .execute("DELETE FROM numbers WHERE number = ?1", [number.as_str()])?;
         Ok(owner)
+    }
+
+    pub fn egress_add(
+        &mut self,
+        id: &TenantId,
+        host: &str,
+        port: u16,
+    ) -> Result<bool, RegistryError> {
+        Ok(self.conn.execute(
+            "INSERT OR IGNORE INTO egress (tenant_id, host, port) VALUES (?1, ?2, ?3)",
+            params![id.as_str(), host, port],
+        )? > 0)
+    }
+
+    pub fn egress_remove(
+        &mut self,
+        id: &TenantId,
+        host: &str,
+        port: u16,
+    ) -> Result<bool, RegistryError> {
+        Ok(self.conn.execute(
+            "DELETE FROM egress WHERE tenant_id = ?1 AND host = ?2 AND port = ?3",
+            params![id.as_str(), host, port],
+        )? > 0)
+    }
+
+    /// (tenant, host, port) rows, for one tenant or all.
+    pub fn egress_list(
+        &self,
+        id: Option<&TenantId>,
+    ) -> Result<Vec<(String, String, u16)>, RegistryError> {
+        let mut stmt = self.conn.prepare("SELECT tenant_id, host, port FROM egress WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY 1, 2, 3")?;
+        let rows = stmt.query_map([id.map(|i| i.as_str())], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn egress_allowed(
+        &self,
+        id: &TenantId,
+        host: &str,
+        port: u16,
+    ) -> Result<bool, RegistryError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM egress WHERE tenant_id = ?1 AND host = ?2 AND port = ?3",
+                params![id.as_str(), host, port],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     pub fn owner_of(&self, number: &Number) -> Result<Option<TenantId>, RegistryError> {

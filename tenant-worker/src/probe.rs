@@ -226,3 +226,57 @@ fn load_module() -> ProbeOutcome {
     };
     outcome("load_kernel_module", "finit_module(2)", verdict)
 }
+
+/// Asks the supervisor's egress broker for a connection to `host:port` and,
+/// when one arrives, checks that it carries data (writes a line, expects an
+/// answer). `escaped` here means "reached", which is the point of egress.
+pub fn egress(link: &std::os::fd::OwnedFd, seq: u64, host: &str, port: u16) -> ProbeOutcome {
+    use bulkhead_shared::ipc::codec::{decode_to_worker, encode_from_worker, MAX_FRAME};
+    use bulkhead_shared::ipc::fds::{recv_packet, send_packet};
+    use bulkhead_shared::ipc::{FromWorker, ToWorker};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let target = format!("{host}:{port}");
+    let attempt = || -> Result<String, String> {
+        let mut frame = Vec::new();
+        encode_from_worker(
+            &FromWorker::Connect {
+                seq,
+                host: host.into(),
+                port,
+            },
+            &mut frame,
+        )
+        .map_err(|e| e.to_string())?;
+        send_packet(link.as_fd(), &frame, &[]).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; MAX_FRAME];
+        let got = recv_packet(link.as_fd(), &mut buf)
+            .map_err(|e| e.to_string())?
+            .ok_or("link closed")?;
+        match decode_to_worker(&buf[..got.len]).map_err(|e| e.to_string())? {
+            ToWorker::Connected { error: Some(e), .. } => {
+                Err(format!("refused by the broker: {e}"))
+            }
+            ToWorker::Connected { error: None, .. } => {
+                let fd = got
+                    .fds
+                    .into_iter()
+                    .next()
+                    .ok_or("no socket came with the answer")?;
+                let mut stream = TcpStream::from(fd);
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .map_err(|e| e.to_string())?;
+                stream.write_all(b"ping\n").map_err(|e| e.to_string())?;
+                let mut answer = [0u8; 64];
+                let n = stream.read(&mut answer).map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "connected through the broker; the peer answered {:?}",
+                    String::from_utf8_lossy(&answer[..n])
+                ))
+            }
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    };
+    outcome("egress", target, attempt())
+}

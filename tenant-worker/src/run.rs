@@ -130,9 +130,11 @@ fn run_probes(start: Start, spec: &bulkhead_shared::ipc::probe::ProbeSpec) -> an
             seccomp: spec.seccomp,
         },
     )?;
-    let report = bulkhead_shared::ipc::probe::ProbeReport {
-        outcomes: crate::probe::run_all(&spec.targets),
-    };
+    let mut outcomes = crate::probe::run_all(&spec.targets);
+    for (seq, (host, port)) in spec.targets.egress.iter().enumerate() {
+        outcomes.push(crate::probe::egress(&link, seq as u64, host, *port));
+    }
+    let report = bulkhead_shared::ipc::probe::ProbeReport { outcomes };
     let mut frame = Vec::new();
     bulkhead_shared::ipc::codec::encode_from_worker(&FromWorker::Probe(report), &mut frame)?;
     bulkhead_shared::ipc::fds::send_packet(std::os::fd::AsFd::as_fd(&link), &frame, &[])?;
@@ -212,6 +214,11 @@ async fn serve_link(
                     .await?;
             }
             Ok(Some(ToWorker::Bootstrap(_))) => tracing::warn!("ignoring a second bootstrap frame"),
+            // No serving code path asks the broker yet (providers arrive with
+            // the voice-agent issue), so an answer here is unexpected.
+            Ok(Some(ToWorker::Connected { seq, .. })) => {
+                tracing::warn!(seq, "ignoring an egress answer nobody asked for")
+            }
             Err(e) => tracing::warn!(error = %e, "ignoring an invalid frame from the supervisor"),
         }
     }

@@ -31,6 +31,18 @@ const KIND_CONTROL: u8 = 3;
 const KIND_READY: u8 = 4;
 const KIND_REPLY: u8 = 5;
 const KIND_PROBE: u8 = 6;
+const KIND_CONNECT: u8 = 7;
+const KIND_CONNECTED: u8 = 8;
+
+/// Longest host name a worker may ask the egress broker for (DNS limit).
+pub const MAX_HOST: usize = 253;
+
+#[derive(Serialize, Deserialize)]
+struct ConnectJson {
+    seq: u64,
+    host: String,
+    port: u16,
+}
 
 /// Why a frame could not be decoded (or encoded).
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +85,16 @@ pub fn encode_to_worker(msg: &ToWorker, out: &mut Vec<u8>) -> Result<(), CodecEr
             out.push(KIND_CONTROL);
             serde_json::to_writer(&mut *out, c)?;
         }
+        ToWorker::Connected { seq, error } => {
+            out.push(KIND_CONNECTED);
+            serde_json::to_writer(
+                &mut *out,
+                &ReplyJson {
+                    seq: *seq,
+                    error: error.clone(),
+                },
+            )?;
+        }
     }
     Ok(())
 }
@@ -86,6 +108,17 @@ pub fn encode_from_worker(msg: &FromWorker, out: &mut Vec<u8>) -> Result<(), Cod
             serde_json::to_writer(&mut *out, r)?;
         }
         FromWorker::Sip(p) => encode_sip(p, out)?,
+        FromWorker::Connect { seq, host, port } => {
+            out.push(KIND_CONNECT);
+            serde_json::to_writer(
+                &mut *out,
+                &ConnectJson {
+                    seq: *seq,
+                    host: host.clone(),
+                    port: *port,
+                },
+            )?;
+        }
         FromWorker::Probe(report) => {
             out.push(KIND_PROBE);
             serde_json::to_writer(&mut *out, report)?;
@@ -124,7 +157,16 @@ pub fn decode_to_worker(frame: &[u8]) -> Result<ToWorker, CodecError> {
         }
         KIND_SIP => Ok(ToWorker::Sip(decode_sip(body)?)),
         KIND_CONTROL => Ok(ToWorker::Control(serde_json::from_slice::<Control>(body)?)),
-        KIND_READY | KIND_REPLY | KIND_PROBE => Err(CodecError::WrongDirection(kind)),
+        KIND_CONNECTED => {
+            let r: ReplyJson = serde_json::from_slice(body)?;
+            Ok(ToWorker::Connected {
+                seq: r.seq,
+                error: r.error,
+            })
+        }
+        KIND_READY | KIND_REPLY | KIND_PROBE | KIND_CONNECT => {
+            Err(CodecError::WrongDirection(kind))
+        }
         other => Err(CodecError::UnknownKind(other)),
     }
 }
@@ -136,6 +178,17 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
         KIND_SIP => Ok(FromWorker::Sip(decode_sip(body)?)),
         KIND_READY => Ok(FromWorker::Ready(serde_json::from_slice::<Ready>(body)?)),
         KIND_PROBE => Ok(FromWorker::Probe(serde_json::from_slice(body)?)),
+        KIND_CONNECT => {
+            let c: ConnectJson = serde_json::from_slice(body)?;
+            if c.host.is_empty() || c.host.len() > MAX_HOST {
+                return Err(CodecError::TooLarge(c.host.len()));
+            }
+            Ok(FromWorker::Connect {
+                seq: c.seq,
+                host: c.host,
+                port: c.port,
+            })
+        }
         KIND_REPLY => {
             let r: ReplyJson = serde_json::from_slice(body)?;
             Ok(FromWorker::Reply {
@@ -143,7 +196,7 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
                 error: r.error,
             })
         }
-        KIND_BOOTSTRAP | KIND_CONTROL => Err(CodecError::WrongDirection(kind)),
+        KIND_BOOTSTRAP | KIND_CONTROL | KIND_CONNECTED => Err(CodecError::WrongDirection(kind)),
         other => Err(CodecError::UnknownKind(other)),
     }
 }

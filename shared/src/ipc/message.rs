@@ -104,6 +104,12 @@ pub enum ToWorker {
     Bootstrap(Bootstrap),
     Sip(SipPacket),
     Control(Control),
+    /// The answer to [`FromWorker::Connect`]; on success the connected TCP
+    /// socket travels with it as a descriptor.
+    Connected {
+        seq: u64,
+        error: Option<String>,
+    },
 }
 
 /// The worker's start-up report: it serves SIP and HTTP from now on.
@@ -127,4 +133,11 @@ pub enum FromWorker {
     },
     /// A probe worker's results.
     Probe(super::probe::ProbeReport),
+    /// Ask the supervisor's egress broker for a TCP connection to
+    /// `host:port`; allowed only to the tenant's egress allowlist.
+    Connect {
+        seq: u64,
+        host: String,
+        port: u16,
+    },
 }

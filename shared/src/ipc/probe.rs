@@ -35,6 +35,10 @@ pub struct ProbeTargets {
     pub other_pid: Option<u32>,
     /// The supervisor's SIP router port on loopback.
     pub router_port: u16,
+    /// `host:port` destinations to request from the egress broker
+    /// (`bulkhead egress check`); empty for an audit.
+    #[serde(default)]
+    pub egress: Vec<(String, u16)>,
 }
 
 /// One probe's result.

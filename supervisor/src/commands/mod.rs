@@ -13,7 +13,7 @@ use bulkhead_shared::{Number, TenantId};
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{Cli, Command, NumberCmd, TenantCmd};
+use crate::cli::{Cli, Command, EgressCmd, NumberCmd, TenantCmd};
 pub use client::call;
 
 /// A command's failure and the exit status it maps to.
@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Demo { once } => demo::run(once).await.map_err(CommandError::Failed),
         Command::Tenant(cmd) => tenant(socket, cli.json, cmd).await,
         Command::Number(cmd) => number(socket, cli.json, cmd).await,
+        Command::Egress(cmd) => egress(socket, cli.json, cmd).await,
         Command::Apply { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
@@ -157,6 +158,57 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             output::record(&v, as_json);
         }
     }
+    Ok(())
+}
+
+async fn egress(socket: &Path, as_json: bool, cmd: EgressCmd) -> Result<(), CommandError> {
+    let rule = |id: String, target: String| -> Result<Value, CommandError> {
+        let id = TenantId::parse(&id).map_err(usage)?;
+        let r = crate::api::EgressRule { tenant: id, target };
+        r.host_port().map_err(usage)?;
+        Ok(serde_json::to_value(r).expect("serializable"))
+    };
+    let v = match cmd {
+        EgressCmd::Add { id, target } => {
+            admin(socket, Method::POST, "/v1/egress", Some(rule(id, target)?)).await?
+        }
+        EgressCmd::Remove { id, target } => {
+            admin(
+                socket,
+                Method::POST,
+                "/v1/egress/remove",
+                Some(rule(id, target)?),
+            )
+            .await?
+        }
+        EgressCmd::List { id } => {
+            let path = match id {
+                Some(id) => format!("/v1/egress?tenant={}", TenantId::parse(&id).map_err(usage)?),
+                None => "/v1/egress".into(),
+            };
+            let v = admin(socket, Method::GET, &path, None).await?;
+            output::egress_table(&v, as_json);
+            return Ok(());
+        }
+        EgressCmd::Check { id, target } => {
+            let v = admin(
+                socket,
+                Method::POST,
+                "/v1/egress/check",
+                Some(rule(id, target)?),
+            )
+            .await?;
+            output::record(&v, as_json);
+            if v["reached"] != true {
+                return Err(CommandError::Failed(anyhow::anyhow!(
+                    "{}",
+                    v["detail"].as_str().unwrap_or("not reached")
+                )));
+            }
+            return Ok(());
+        }
+    };
+    output::record(&v, as_json);
     Ok(())
 }
 

@@ -127,3 +127,13 @@ pub fn audit(v: &Value, as_json: bool) {
         println!();
     }
 }
+
+pub fn egress_table(v: &Value, as_json: bool) {
+    if as_json {
+        return println!("{v}");
+    }
+    table(
+        v["egress"].as_array().map_or(&[][..], |a| a),
+        &["tenant", "host", "port"],
+    );
+}

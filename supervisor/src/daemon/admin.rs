@@ -141,6 +141,43 @@ async fn route(
             t.remove_number(&number).await?;
             ok(serde_json::json!({"released": number}))
         }
+        (&Method::GET, ["v1", "egress"]) => {
+            let only = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("tenant="))
+                .map(tenant_id)
+                .transpose()?;
+            let rules: Vec<serde_json::Value> = t
+                .egress_list(only.as_ref())?
+                .into_iter()
+                .map(|(tenant, host, port)| serde_json::json!({"tenant": tenant, "host": host, "port": port}))
+                .collect();
+            ok(serde_json::json!({ "egress": rules }))
+        }
+        (&Method::POST, ["v1", "egress"])
+        | (&Method::POST, ["v1", "egress", "remove"])
+        | (&Method::POST, ["v1", "egress", "check"]) => {
+            let rule: crate::api::EgressRule = body(req).await?;
+            let (host, port) = rule.host_port().map_err(AdminError::BadRequest)?;
+            match segs.get(2) {
+                None => {
+                    t.egress_add(&rule.tenant, &host, port)?;
+                    ok(serde_json::json!({"tenant": rule.tenant, "host": host, "port": port}))
+                }
+                Some(&"remove") => {
+                    t.egress_remove(&rule.tenant, &host, port)?;
+                    ok(
+                        serde_json::json!({"tenant": rule.tenant, "removed": format!("{host}:{port}")}),
+                    )
+                }
+                _ => {
+                    let o = super::audit::egress_check(t, &rule.tenant, host, port).await?;
+                    ok(
+                        serde_json::json!({"tenant": rule.tenant, "target": o.target, "reached": o.escaped, "detail": o.detail}),
+                    )
+                }
+            }
+        }
         (&Method::POST, ["v1", "apply"]) => {
             let r: ApplyRequest = body(req).await?;
             ok(to_value(apply(t, r).await?))

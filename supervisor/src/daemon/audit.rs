@@ -135,6 +135,7 @@ async fn audit_tenant(tenants: &Arc<Tenants>, id: &TenantId) -> Result<TenantAud
         other_http_port: other.as_ref().map(|o| o.1),
         other_pid: other.as_ref().map(|o| o.2),
         router_port: tenants.router.local.port(),
+        egress: Vec::new(),
     };
     let run = |v: Variant| {
         probe_run(
@@ -304,6 +305,41 @@ fn cgroup_layer(tenants: &Tenants, id: &TenantId, pid: Option<u32>) -> LayerStat
     }
 }
 
+/// `bulkhead egress check`: from inside the tenant's sandbox (every layer
+/// on), ask the broker for `host:port` and exchange a line over it.
+pub async fn egress_check(
+    tenants: &Arc<Tenants>,
+    id: &TenantId,
+    host: String,
+    port: u16,
+) -> Result<ProbeOutcome, AdminError> {
+    let facts = tenants
+        .audit_facts(id)
+        .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
+    let targets = ProbeTargets {
+        state_dir: tenants.cfg.state_dir.clone(),
+        other_data_dir: None,
+        other_http_port: None,
+        other_pid: None,
+        router_port: tenants.router.local.port(),
+        egress: vec![(host, port)],
+    };
+    let report = probe_run(
+        tenants,
+        id,
+        facts.uid,
+        facts.data_dir,
+        targets,
+        Variant::ALL,
+    )
+    .await?;
+    report
+        .outcomes
+        .into_iter()
+        .find(|o| o.name == "egress")
+        .ok_or_else(|| AdminError::Failed("the probe worker reported no egress attempt".into()))
+}
+
 /// Starts one probe worker with `variant`'s layers and returns its report.
 async fn probe_run(
     tenants: &Arc<Tenants>,
@@ -379,6 +415,10 @@ async fn probe_run(
         loop {
             match link.recv_from_worker(&mut buf).await {
                 Ok(Some(FromWorker::Probe(r))) => return Ok(judge_listeners(r)),
+                Ok(Some(FromWorker::Connect { seq, host, port })) => {
+                    let result = super::egress::connect(tenants, id, &host, port).await;
+                    super::egress::answer(&link, seq, result).await;
+                }
                 Ok(Some(_)) => continue,
                 Ok(None) => return Err(failed("probe worker", &"exited without a report")),
                 Err(e) => return Err(failed("probe worker", &e)),

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod audit;
+pub mod egress;
 mod install;
 mod tenants;
 mod worker;

@@ -16,7 +16,6 @@ use zeroize::Zeroize;
 
 use crate::keystore::DataKey;
 use crate::ports::TenantSockets;
-use crate::router::Router;
 
 /// How long a worker may take from exec to `Ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -106,7 +105,7 @@ pub async fn send_bootstrap(
 pub async fn attach(
     tenant: TenantId,
     link: Arc<Link>,
-    router: Arc<Router>,
+    tenants: Arc<super::Tenants>,
 ) -> Result<(Arc<WorkerLink>, oneshot::Receiver<String>), String> {
     let pending: Pending = Default::default();
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -114,7 +113,7 @@ pub async fn attach(
     let reader = tokio::spawn(read_frames(
         tenant,
         link.clone(),
-        router,
+        tenants,
         pending.clone(),
         ready_tx,
         closed_tx,
@@ -143,11 +142,14 @@ pub async fn attach(
 async fn read_frames(
     tenant: TenantId,
     link: Arc<Link>,
-    router: Arc<Router>,
+    tenants: Arc<super::Tenants>,
     pending: Pending,
     ready: oneshot::Sender<bulkhead_shared::ipc::message::Ready>,
     closed: oneshot::Sender<String>,
 ) {
+    let router = tenants.router.clone();
+    // Egress requests run beside this loop, a bounded number at a time.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(super::egress::MAX_IN_FLIGHT));
     let mut ready = Some(ready);
     let mut buf = vec![0u8; MAX_FRAME];
     let reason = loop {
@@ -167,6 +169,23 @@ async fn read_frames(
                 if let Some(tx) = pending.lock().expect("pending lock").remove(&seq) {
                     let _ = tx.send(error);
                 }
+            }
+            Ok(Some(FromWorker::Connect { seq, host, port })) => {
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    let busy = super::egress::EgressError::Connect {
+                        host,
+                        port,
+                        reason: "too many connections in progress".into(),
+                    };
+                    super::egress::answer(&link, seq, Err(busy)).await;
+                    continue;
+                };
+                let (link, tenants, tenant) = (link.clone(), tenants.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    let result = super::egress::connect(&tenants, &tenant, &host, port).await;
+                    super::egress::answer(&link, seq, result).await;
+                    drop(permit);
+                });
             }
             // Only probe workers (`audit`) report probes, on their own link.
             Ok(Some(FromWorker::Probe(_))) => {
