@@ -67,6 +67,24 @@ pub struct SandboxPlan {
     pub cap_last: u32,
     /// `cgroup.procs` files to join.
     pub cgroups: Vec<std::ffi::CString>,
+    steps: Vec<Step>,
+}
+
+/// One step of the plan. The plan is this list, built before the fork and
+/// executed in order in the child, so its order is unit-tested without root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    SanitizeFds,
+    PlaceLink,
+    LimitResources,
+    JoinCgroups,
+    EnterNamespaces,
+    EnterRootFs,
+    DropBoundingSet,
+    BecomeTenant,
+    ClearCapabilities,
+    DieWithParent,
+    NoNewPrivs,
 }
 
 impl SandboxPlan {
@@ -85,48 +103,172 @@ impl SandboxPlan {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
+        let steps = steps(
+            isolation.as_ref().map(|i| i.layers),
+            !cgroup_procs.is_empty(),
+        );
         Self {
             link_fd,
             isolation,
             cap_last,
             cgroups,
+            steps,
         }
+    }
+
+    /// The steps this plan runs, in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
     }
 
     /// Runs the steps, in order, in the forked child.
     pub fn run_in_child(&self) -> io::Result<()> {
-        // 1. Nothing inherited but what we pass on purpose.
-        process::sanitize_fds()?;
-        // 2. The socketpair on fd 3, the one descriptor that survives exec.
-        process::place_link(self.link_fd)?;
-        // 3. Resource limits, while still root (hard limits can only be lowered).
-        process::limit_resources()?;
-        // 3'. Into the tenant's cgroups, before forking, so the reaper and
-        //     the worker are both limited from their first instruction.
-        for procs in &self.cgroups {
-            process::join_cgroup(procs)?;
+        for step in &self.steps {
+            self.run(*step)?;
         }
-        if let Some(iso) = &self.isolation {
-            // 3a. Own mount, pid, ipc, uts and network namespaces; from here
-            //     on we are the grandchild, pid 1 of the new pid namespace.
-            namespaces::enter(iso.layers.namespaces, iso.layers.network)?;
-            // 3b. The minimal root: needs root and the new mount namespace.
-            if iso.layers.namespaces {
-                iso.rootfs.enter()?;
-            }
-            if iso.layers.credentials {
-                // 4. The capability bounding set, which needs CAP_SETPCAP: before 5.
-                creds::drop_bounding_set(self.cap_last)?;
-                // 5. Own uid and gid, no supplementary groups.
-                creds::become_tenant(iso.identity)?;
-                // 6. Inheritable and ambient capabilities (5 cleared the others).
-                creds::clear_capabilities()?;
-            }
-        }
-        // 7. Die with the supervisor. After 5: changing credentials clears it.
-        process::die_with_parent()?;
-        // 8. No privilege gain through exec, from here on.
-        process::no_new_privs()?;
         Ok(())
+    }
+
+    fn run(&self, step: Step) -> io::Result<()> {
+        let iso = self.isolation.as_ref();
+        match step {
+            Step::SanitizeFds => process::sanitize_fds(),
+            Step::PlaceLink => process::place_link(self.link_fd),
+            Step::LimitResources => process::limit_resources(),
+            Step::JoinCgroups => self
+                .cgroups
+                .iter()
+                .try_for_each(|p| process::join_cgroup(p)),
+            Step::EnterNamespaces => {
+                let layers = iso.map_or(
+                    Layers {
+                        credentials: false,
+                        namespaces: false,
+                        network: false,
+                    },
+                    |i| i.layers,
+                );
+                namespaces::enter(layers.namespaces, layers.network)
+            }
+            Step::EnterRootFs => iso.map_or(Ok(()), |i| i.rootfs.enter()),
+            Step::DropBoundingSet => creds::drop_bounding_set(self.cap_last),
+            Step::BecomeTenant => iso.map_or(Ok(()), |i| creds::become_tenant(i.identity)),
+            Step::ClearCapabilities => creds::clear_capabilities(),
+            Step::DieWithParent => process::die_with_parent(),
+            Step::NoNewPrivs => process::no_new_privs(),
+        }
+    }
+}
+
+/// The ordered steps for `layers` (`None`: no root, no isolation). Why each
+/// sits where it does is in docs/sandbox.md.
+fn steps(layers: Option<Layers>, cgroups: bool) -> Vec<Step> {
+    // 1. Nothing inherited but what we pass on purpose; 2. the socketpair on
+    // fd 3; 3. limits while still root (hard limits only go down).
+    let mut s = vec![Step::SanitizeFds, Step::PlaceLink, Step::LimitResources];
+    // 3'. cgroups before forking, so reaper and worker are limited at once.
+    if cgroups {
+        s.push(Step::JoinCgroups);
+    }
+    if let Some(l) = layers {
+        // 3a. namespaces (and the fork into the pid namespace); 3b. the
+        // minimal root, which needs the new mount namespace and root.
+        s.push(Step::EnterNamespaces);
+        if l.namespaces {
+            s.push(Step::EnterRootFs);
+        }
+        // 4–6. The bounding set needs CAP_SETPCAP, so before the uid change;
+        // the inheritable and ambient sets survive it, so after.
+        if l.credentials {
+            s.extend([
+                Step::DropBoundingSet,
+                Step::BecomeTenant,
+                Step::ClearCapabilities,
+            ]);
+        }
+    }
+    // 7. After 5: a credential change clears the parent-death signal.
+    // 8. Last: nothing exec'd may gain privileges.
+    s.extend([Step::DieWithParent, Step::NoNewPrivs]);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(s: &[Step], step: Step) -> usize {
+        s.iter()
+            .position(|x| *x == step)
+            .unwrap_or_else(|| panic!("{step:?} missing from {s:?}"))
+    }
+
+    #[test]
+    fn a_real_worker_runs_every_step_in_the_documented_order() {
+        let s = steps(Some(Layers::ALL), true);
+        assert_eq!(
+            s,
+            [
+                Step::SanitizeFds,
+                Step::PlaceLink,
+                Step::LimitResources,
+                Step::JoinCgroups,
+                Step::EnterNamespaces,
+                Step::EnterRootFs,
+                Step::DropBoundingSet,
+                Step::BecomeTenant,
+                Step::ClearCapabilities,
+                Step::DieWithParent,
+                Step::NoNewPrivs,
+            ]
+        );
+    }
+
+    #[test]
+    fn ordering_constraints_hold_for_every_layer_combination() {
+        for bits in 0..8u8 {
+            let layers = Layers {
+                credentials: bits & 1 != 0,
+                namespaces: bits & 2 != 0,
+                network: bits & 4 != 0,
+            };
+            let s = steps(Some(layers), true);
+            assert!(
+                pos(&s, Step::JoinCgroups) < pos(&s, Step::EnterNamespaces),
+                "cgroups before the fork"
+            );
+            assert_eq!(s.contains(&Step::EnterRootFs), layers.namespaces);
+            if layers.credentials {
+                assert!(
+                    pos(&s, Step::DropBoundingSet) < pos(&s, Step::BecomeTenant),
+                    "CAP_SETPCAP is gone after the uid change"
+                );
+                assert!(
+                    pos(&s, Step::BecomeTenant) < pos(&s, Step::DieWithParent),
+                    "a uid change clears PDEATHSIG"
+                );
+            } else {
+                assert!(!s.contains(&Step::BecomeTenant));
+            }
+            if layers.namespaces {
+                assert!(pos(&s, Step::EnterRootFs) < pos(&s, Step::NoNewPrivs));
+            }
+            assert_eq!(s.last(), Some(&Step::NoNewPrivs));
+        }
+    }
+
+    #[test]
+    fn without_root_there_is_no_isolation_step() {
+        let s = steps(None, false);
+        assert_eq!(
+            s,
+            [
+                Step::SanitizeFds,
+                Step::PlaceLink,
+                Step::LimitResources,
+                Step::DieWithParent,
+                Step::NoNewPrivs
+            ]
+        );
     }
 }
