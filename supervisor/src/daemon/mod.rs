@@ -62,7 +62,12 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Running, tokio::task::JoinHandle<()>)> {
     if !nix::unistd::geteuid().is_root() {
-        tracing::warn!("not running as root: workers keep the supervisor's uid; tenant uid separation is NOT enforced");
+        tracing::warn!(
+            "NOT ROOT: development mode. NOT enforced between tenants: own uids (credentials), \
+             own mount/pid/ipc/uts namespaces and minimal root (namespaces), own network namespace (network), \
+             cgroup limits. Still enforced: Landlock, seccomp, per-tenant encryption keys. \
+             `bulkhead audit` shows the missing layers as inactive"
+        );
     }
     // Nothing the supervisor creates (registry, WAL files, keys) is readable
     // by other users unless a mode below says so explicitly.
