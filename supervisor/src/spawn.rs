@@ -16,6 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::oneshot;
 
+use crate::sandbox::namespaces::UserMaps;
 use crate::sandbox::{rootfs, Identity, Isolation, Layers, RootFs, SandboxPlan};
 
 /// The descriptor the worker finds its socketpair on.
@@ -101,7 +102,12 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(SpawnError::Socketpair)?;
+    let me = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
     let isolation = spec.isolation.map(|layers| Isolation {
+        user_maps: UserMaps::root_as(me.0, me.1),
         identity: Identity {
             uid: spec.uid,
             gid: spec.gid,

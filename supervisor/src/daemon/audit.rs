@@ -72,11 +72,7 @@ impl Variant {
         seccomp: true,
     };
     const NONE: Self = Self {
-        sandbox: Layers {
-            credentials: false,
-            namespaces: false,
-            network: false,
-        },
+        sandbox: Layers::NONE,
         landlock: false,
         seccomp: false,
     };
@@ -355,7 +351,6 @@ async fn probe_run(
     let root_mount = tenants
         .root_mount_of(id)
         .map_err(|e| failed("root mount point", &e))?;
-    let isolated = tenants.is_root;
     // Its own group with the tenant's limits, so a probe never competes
     // with the live worker for its pids or memory.
     let probe_group = format!("{id}.probe");
@@ -369,7 +364,7 @@ async fn probe_run(
         gid: uid,
         data_dir: data_dir.clone(),
         root_mount,
-        isolation: isolated.then_some(variant.sandbox),
+        isolation: tenants.layers(variant.sandbox),
     };
     let spawned = tenants
         .spawner
@@ -380,7 +375,9 @@ async fn probe_run(
     let link = Link::new(spawned.link).map_err(|e| failed("link", &e))?;
     // Sockets of its own, bound to loopback: a probe never sees real traffic.
     let sockets = dummy_sockets().map_err(|e| failed("sockets", &e))?;
-    let in_root = isolated && variant.sandbox.namespaces;
+    let in_root = tenants
+        .layers(variant.sandbox)
+        .is_some_and(|l| l.namespaces);
     let config = WorkerConfig {
         tenant_id: id.clone(),
         numbers: Vec::new(),

@@ -61,14 +61,6 @@ pub async fn start(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Running, tokio::task::JoinHandle<()>)> {
-    if !nix::unistd::geteuid().is_root() {
-        tracing::warn!(
-            "NOT ROOT: development mode. NOT enforced between tenants: own uids (credentials), \
-             own mount/pid/ipc/uts namespaces and minimal root (namespaces), own network namespace (network), \
-             cgroup limits. Still enforced: Landlock, seccomp, per-tenant encryption keys. \
-             `bulkhead audit` shows the missing layers as inactive"
-        );
-    }
     // Nothing the supervisor creates (registry, WAL files, keys) is readable
     // by other users unless a mode below says so explicitly.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -95,6 +87,7 @@ pub async fn start(
     } else {
         None
     };
+    warn_when_not_root();
     let tenants = Tenants::new(
         cfg.clone(),
         registry,
@@ -128,6 +121,26 @@ pub async fn start(
     tracing::info!(socket = %running.admin_socket.display(), "ready");
     notify_systemd_ready();
     Ok((running, handle))
+}
+
+/// Without root, says loudly which layers are missing.
+fn warn_when_not_root() {
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    if crate::sandbox::namespaces::user_namespaces_available() {
+        tracing::warn!(
+            "NOT ROOT: development mode with user namespaces. NOT enforced between tenants: own uids \
+             (credentials: every worker runs as this user) and cgroup limits. Enforced: namespaces and minimal \
+             root, network namespace, Landlock, seccomp, per-tenant keys. `bulkhead audit` shows each layer"
+        );
+    } else {
+        tracing::warn!(
+            "NOT ROOT and no user namespaces: NOT enforced between tenants: own uids, namespaces, minimal root, \
+             network namespace, cgroup limits. Enforced: Landlock, seccomp, per-tenant keys. \
+             `bulkhead audit` shows each layer"
+        );
+    }
 }
 
 /// The address for SDP and Contact (INTERFACES.md `advertise`).

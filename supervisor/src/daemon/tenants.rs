@@ -79,6 +79,8 @@ pub struct Tenants {
     pub(super) worker_bin: PathBuf,
     pub advertise: IpAddr,
     pub(super) is_root: bool,
+    /// Without root: whether unprivileged user namespaces work here.
+    user_namespaces: bool,
     /// Per-tenant cgroups; `None` without root.
     pub(super) cgroups: Option<Box<dyn Cgroups>>,
     live: Mutex<HashMap<TenantId, Live>>,
@@ -106,6 +108,8 @@ impl Tenants {
             worker_bin,
             advertise,
             is_root: nix::unistd::geteuid().is_root(),
+            user_namespaces: !nix::unistd::geteuid().is_root()
+                && crate::sandbox::namespaces::user_namespaces_available(),
             cgroups,
             live: Mutex::new(HashMap::new()),
             adding: tokio::sync::Mutex::new(()),
@@ -390,6 +394,23 @@ impl Tenants {
             .map_err(AdminError::from_registry)
     }
 
+    /// The layers a worker actually gets for the wanted `base`: all of them
+    /// as root; without root, no own uid, and the namespaces only through a
+    /// user namespace where the kernel allows one; none otherwise.
+    pub(super) fn layers(&self, base: Layers) -> Option<Layers> {
+        if self.is_root {
+            Some(base)
+        } else if self.user_namespaces {
+            Some(Layers {
+                credentials: false,
+                user_ns: base.namespaces || base.network,
+                ..base
+            })
+        } else {
+            None
+        }
+    }
+
     pub(super) fn ids(&self) -> Vec<TenantId> {
         let mut ids: Vec<TenantId> = self
             .live
@@ -518,7 +539,7 @@ impl Tenants {
             data_dir: self.data_dir(&row.id),
             root_mount,
             cgroup_procs,
-            isolation: self.is_root.then_some(Layers::ALL),
+            isolation: self.layers(Layers::ALL),
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
         let mut child = spawned.child;
@@ -532,7 +553,7 @@ impl Tenants {
             sip_port: row.sip_port,
             http_port: row.http_port,
             // Inside its own root, the data directory is mounted at /data.
-            data_dir: if self.is_root {
+            data_dir: if self.layers(Layers::ALL).is_some_and(|l| l.namespaces) {
                 rootfs::DATA.into()
             } else {
                 self.data_dir(&row.id)

@@ -10,7 +10,7 @@
 //! need root until the very end.
 
 mod creds;
-mod namespaces;
+pub mod namespaces;
 mod process;
 pub mod rootfs;
 pub mod verify;
@@ -37,6 +37,9 @@ pub struct Layers {
     pub namespaces: bool,
     /// Own network namespace (loopback only, down).
     pub network: bool,
+    /// Without root: first enter a user namespace in which the supervisor's
+    /// own uid is root, so the namespaces above can be made at all.
+    pub user_ns: bool,
 }
 
 impl Layers {
@@ -44,6 +47,13 @@ impl Layers {
         credentials: true,
         namespaces: true,
         network: true,
+        user_ns: false,
+    };
+    pub const NONE: Self = Self {
+        credentials: false,
+        namespaces: false,
+        network: false,
+        user_ns: false,
     };
 }
 
@@ -53,6 +63,9 @@ pub struct Isolation {
     pub identity: Identity,
     pub rootfs: RootFs,
     pub layers: Layers,
+    /// `/proc/self/{uid,gid}_map` lines for the user namespace, prepared
+    /// before the fork (`0 <supervisor uid> 1`).
+    pub user_maps: namespaces::UserMaps,
 }
 
 /// What one worker's sandbox needs to know, prepared before the fork.
@@ -78,6 +91,7 @@ pub enum Step {
     PlaceLink,
     LimitResources,
     JoinCgroups,
+    EnterUserNs,
     EnterNamespaces,
     EnterRootFs,
     DropBoundingSet,
@@ -139,15 +153,9 @@ impl SandboxPlan {
                 .cgroups
                 .iter()
                 .try_for_each(|p| process::join_cgroup(p)),
+            Step::EnterUserNs => iso.map_or(Ok(()), |i| namespaces::enter_user(&i.user_maps)),
             Step::EnterNamespaces => {
-                let layers = iso.map_or(
-                    Layers {
-                        credentials: false,
-                        namespaces: false,
-                        network: false,
-                    },
-                    |i| i.layers,
-                );
+                let layers = iso.map_or(Layers::NONE, |i| i.layers);
                 namespaces::enter(layers.namespaces, layers.network)
             }
             Step::EnterRootFs => iso.map_or(Ok(()), |i| i.rootfs.enter()),
@@ -171,6 +179,11 @@ fn steps(layers: Option<Layers>, cgroups: bool) -> Vec<Step> {
         s.push(Step::JoinCgroups);
     }
     if let Some(l) = layers {
+        // 3u. Without root: a user namespace first, for the capabilities the
+        // next steps need (inside it only).
+        if l.user_ns {
+            s.push(Step::EnterUserNs);
+        }
         // 3a. namespaces (and the fork into the pid namespace); 3b. the
         // minimal root, which needs the new mount namespace and root.
         s.push(Step::EnterNamespaces);
@@ -185,6 +198,9 @@ fn steps(layers: Option<Layers>, cgroups: bool) -> Vec<Step> {
                 Step::BecomeTenant,
                 Step::ClearCapabilities,
             ]);
+        } else if l.user_ns {
+            // Root of its user namespace: shed every capability anyway.
+            s.extend([Step::DropBoundingSet, Step::ClearCapabilities]);
         }
     }
     // 7. After 5: a credential change clears the parent-death signal.
@@ -226,11 +242,12 @@ mod tests {
 
     #[test]
     fn ordering_constraints_hold_for_every_layer_combination() {
-        for bits in 0..8u8 {
+        for bits in 0..16u8 {
             let layers = Layers {
                 credentials: bits & 1 != 0,
                 namespaces: bits & 2 != 0,
                 network: bits & 4 != 0,
+                user_ns: bits & 8 != 0,
             };
             let s = steps(Some(layers), true);
             assert!(
@@ -254,6 +271,13 @@ mod tests {
                 assert!(pos(&s, Step::EnterRootFs) < pos(&s, Step::NoNewPrivs));
             }
             assert_eq!(s.last(), Some(&Step::NoNewPrivs));
+            if layers.user_ns {
+                assert!(
+                    pos(&s, Step::EnterUserNs) < pos(&s, Step::EnterNamespaces),
+                    "the user namespace first"
+                );
+                assert!(s.contains(&Step::ClearCapabilities));
+            }
         }
     }
 

@@ -8,6 +8,8 @@
 
 use std::io;
 
+use std::ffi::CString;
+
 use super::process::{check, die_with_parent, fail};
 
 const PROCESS: libc::c_int =
@@ -70,4 +72,61 @@ fn reap(worker: libc::pid_t) -> ! {
     };
     // SAFETY: _exit ends the process without running atexit handlers.
     unsafe { libc::_exit(code) }
+}
+
+/// The uid and gid maps of a worker's user namespace (non-root mode).
+#[derive(Debug, Clone)]
+pub struct UserMaps {
+    uid_map: CString,
+    gid_map: CString,
+}
+
+impl UserMaps {
+    /// Root inside maps to `uid`/`gid` outside, and nothing else is mapped.
+    pub fn root_as(uid: u32, gid: u32) -> Self {
+        Self {
+            uid_map: CString::new(format!("0 {uid} 1")).expect("no NUL"),
+            gid_map: CString::new(format!("0 {gid} 1")).expect("no NUL"),
+        }
+    }
+}
+
+/// Enters a new user namespace and maps its root to our own ids. A process
+/// may write its own maps only after denying setgroups.
+pub fn enter_user(maps: &UserMaps) -> io::Result<()> {
+    // SAFETY: unshare with flags only.
+    check(unsafe { libc::unshare(libc::CLONE_NEWUSER) })
+        .map_err(|e| fail(b"unshare of the user namespace failed\n", e))?;
+    write_file(c"/proc/self/setgroups", b"deny")?;
+    write_file(c"/proc/self/uid_map", maps.uid_map.as_bytes())?;
+    write_file(c"/proc/self/gid_map", maps.gid_map.as_bytes())
+}
+
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: open reads a static C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    check(fd).map_err(|e| fail(b"opening a user namespace map failed\n", e))?;
+    // SAFETY: writes `data`, which outlives the call, to the descriptor just opened.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    // SAFETY: closes the descriptor just opened.
+    unsafe { libc::close(fd) };
+    if n != data.len() as isize {
+        return Err(fail(
+            b"writing a user namespace map failed\n",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether this process may create a user namespace (probed once, in a
+/// throwaway child, since a multi-threaded process never can itself).
+pub fn user_namespaces_available() -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("/bin/true");
+    // SAFETY: unshare is async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| check(libc::unshare(libc::CLONE_NEWUSER)));
+    }
+    cmd.status().is_ok_and(|s| s.success())
 }

@@ -20,6 +20,8 @@ pub struct Supervisor {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub sip: SocketAddr,
+    /// Run `bulkhead serve` as this uid (non-root mode) instead of ours.
+    as_uid: Option<u32>,
 }
 
 impl Supervisor {
@@ -36,6 +38,7 @@ impl Supervisor {
         // Tenant uids must traverse the temp dir to reach bin/ and tenants/<id>/.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let mut sup = Self {
+            as_uid: None,
             dir,
             child: None,
             sip: "127.0.0.1:0".parse().unwrap(),
@@ -62,15 +65,47 @@ impl Supervisor {
     }
 
     /// Starts `bulkhead serve` and waits until the admin socket answers.
+    /// Starts a supervisor running as `uid` (not root), in a temp dir it owns.
+    pub fn start_as(uid: u32) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("bh-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        nix::unistd::chown(
+            dir.path(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(uid)),
+        )
+        .unwrap();
+        let config = format!(
+            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
+             [tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut sup = Self {
+            as_uid: Some(uid),
+            dir,
+            child: None,
+            sip: "127.0.0.1:0".parse().unwrap(),
+        };
+        sup.boot();
+        sup
+    }
+
     pub fn boot(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
-        let child = Command::new(BULKHEAD)
-            .args(["serve", "--config"])
+        let mut cmd = Command::new(BULKHEAD);
+        cmd.args(["serve", "--config"])
             .arg(self.dir.path().join("config.toml"))
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if let Some(uid) = self.as_uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
