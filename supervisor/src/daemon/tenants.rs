@@ -803,14 +803,7 @@ impl Tenants {
 
     /// Stops every worker (supervisor shutdown).
     pub async fn stop_all(&self) {
-        let ids: Vec<TenantId> = self
-            .live
-            .lock()
-            .expect("live lock")
-            .keys()
-            .cloned()
-            .collect();
-        for id in ids {
+        for id in self.ids() {
             self.stop_worker(&id).await;
         }
     }
