@@ -48,6 +48,8 @@ pub struct WorkerSpec {
     /// `cgroup.procs` files the worker joins (writes `0` to) before it forks
     /// into its pid namespace.
     pub cgroup_procs: Vec<PathBuf>,
+    /// Threads and processes the tenant's uid may have (RLIMIT_NPROC).
+    pub tasks: u64,
     /// The layers to apply; `None` when the supervisor itself is not root:
     /// workers then keep its uid and its namespaces.
     pub isolation: Option<Layers>,
@@ -125,7 +127,12 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
     } else {
         spec.bin.clone()
     };
-    let plan = SandboxPlan::new(theirs.as_fd().as_raw_fd(), isolation, &spec.cgroup_procs);
+    let plan = SandboxPlan::new(
+        theirs.as_fd().as_raw_fd(),
+        isolation,
+        &spec.cgroup_procs,
+        spec.tasks,
+    );
     let mut cmd = Command::new(&program);
     cmd.env_clear()
         .current_dir(Path::new("/"))

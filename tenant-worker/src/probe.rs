@@ -50,6 +50,9 @@ pub fn run_all(t: &ProbeTargets) -> Vec<ProbeOutcome> {
     out.push(unshare());
     out.push(setuid_root());
     out.push(load_module());
+    if let Some(limit) = t.tasks_limit {
+        out.push(exhaust_tasks(limit));
+    }
     out
 }
 
@@ -279,4 +282,43 @@ pub fn egress(link: &std::os::fd::OwnedFd, seq: u64, host: &str, port: u16) -> P
         }
     };
     outcome("egress", target, attempt())
+}
+
+/// Tries to hold more threads at once than the tenant's pids limit allows,
+/// stopping one past it (so it never exhausts the uid's real budget). The
+/// threads wait on a channel and are released before the report goes out.
+fn exhaust_tasks(limit: u32) -> ProbeOutcome {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let mut threads = Vec::new();
+    let mut error = None;
+    // This process already is one task.
+    while threads.len() < limit as usize {
+        let rx = rx.clone();
+        match std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = rx.lock().map(|r| r.recv());
+            }) {
+            Ok(h) => threads.push(h),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let held = threads.len() + 1;
+    drop(tx);
+    for h in threads {
+        let _ = h.join();
+    }
+    let target = format!("more than {limit} tasks at once");
+    match error {
+        Some(e) => outcome(
+            "exhaust_tasks",
+            target,
+            Err(format!("stopped at {held} tasks: {e}")),
+        ),
+        None => outcome("exhaust_tasks", target, Ok(format!("held {held} tasks"))),
+    }
 }

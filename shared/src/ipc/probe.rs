@@ -14,6 +14,7 @@ pub const LAYERS: &[&str] = &[
     "network",
     "landlock",
     "seccomp",
+    "cgroups",
 ];
 
 /// What to probe, and with which of the worker-side layers.
@@ -39,6 +40,9 @@ pub struct ProbeTargets {
     /// (`bulkhead egress check`); empty for an audit.
     #[serde(default)]
     pub egress: Vec<(String, u16)>,
+    /// The tenant's pids limit: holding more tasks than this at once is an escape.
+    #[serde(default)]
+    pub tasks_limit: Option<u32>,
 }
 
 /// One probe's result.

@@ -63,6 +63,7 @@ struct Variant {
     sandbox: Layers,
     landlock: bool,
     seccomp: bool,
+    cgroups: bool,
 }
 
 impl Variant {
@@ -70,11 +71,13 @@ impl Variant {
         sandbox: Layers::ALL,
         landlock: true,
         seccomp: true,
+        cgroups: true,
     };
     const NONE: Self = Self {
         sandbox: Layers::NONE,
         landlock: false,
         seccomp: false,
+        cgroups: false,
     };
 
     fn only(layer: &str) -> Self {
@@ -85,6 +88,7 @@ impl Variant {
             "network" => v.sandbox.network = true,
             "landlock" => v.landlock = true,
             "seccomp" => v.seccomp = true,
+            "cgroups" => v.cgroups = true,
             _ => {}
         }
         v
@@ -132,6 +136,7 @@ async fn audit_tenant(tenants: &Arc<Tenants>, id: &TenantId) -> Result<TenantAud
         other_pid: other.as_ref().map(|o| o.2),
         router_port: tenants.router.local.port(),
         egress: Vec::new(),
+        tasks_limit: Some(tenants.cfg.limits.pids),
     };
     let run = |v: Variant| {
         probe_run(
@@ -211,6 +216,7 @@ fn live_layers(is_root: bool, uid: u32, worker: Option<&(u32, String)>) -> Vec<L
     let Some((pid, landlock)) = worker else {
         return LAYERS
             .iter()
+            .filter(|l| **l != "cgroups")
             .map(|l| state(l, false, "the worker is not running".into()))
             .collect();
     };
@@ -319,6 +325,7 @@ pub async fn egress_check(
         other_pid: None,
         router_port: tenants.router.local.port(),
         egress: vec![(host, port)],
+        tasks_limit: None,
     };
     let report = probe_run(
         tenants,
@@ -354,11 +361,16 @@ async fn probe_run(
     // Its own group with the tenant's limits, so a probe never competes
     // with the live worker for its pids or memory.
     let probe_group = format!("{id}.probe");
-    let cgroup_procs = tenants
-        .cgroup_join(&probe_group)
-        .map_err(|e| failed("cgroup", &e))?;
+    let cgroup_procs = if variant.cgroups {
+        tenants
+            .cgroup_join(&probe_group)
+            .map_err(|e| failed("cgroup", &e))?
+    } else {
+        Vec::new()
+    };
     let spec = WorkerSpec {
         cgroup_procs,
+        tasks: u64::from(tenants.cfg.limits.pids),
         bin: tenants.worker_bin.clone(),
         uid,
         gid: uid,

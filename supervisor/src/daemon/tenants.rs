@@ -539,6 +539,7 @@ impl Tenants {
             data_dir: self.data_dir(&row.id),
             root_mount,
             cgroup_procs,
+            tasks: u64::from(self.cfg.limits.pids),
             isolation: self.layers(Layers::ALL),
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;

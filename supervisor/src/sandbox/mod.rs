@@ -80,6 +80,9 @@ pub struct SandboxPlan {
     pub cap_last: u32,
     /// `cgroup.procs` files to join.
     pub cgroups: Vec<std::ffi::CString>,
+    /// RLIMIT_NPROC for the tenant's uid: the pids limit, a second bound
+    /// beside the cgroup's.
+    pub tasks: Option<u64>,
     steps: Vec<Step>,
 }
 
@@ -107,7 +110,12 @@ impl SandboxPlan {
         link_fd: RawFd,
         isolation: Option<Isolation>,
         cgroup_procs: &[std::path::PathBuf],
+        tasks: u64,
     ) -> Self {
+        let tasks = isolation
+            .as_ref()
+            .is_some_and(|i| i.layers.credentials)
+            .then_some(tasks);
         use std::os::unix::ffi::OsStrExt;
         let cgroups = cgroup_procs
             .iter()
@@ -127,6 +135,7 @@ impl SandboxPlan {
             cap_last,
             cgroups,
             steps,
+            tasks,
         }
     }
 
@@ -148,7 +157,7 @@ impl SandboxPlan {
         match step {
             Step::SanitizeFds => process::sanitize_fds(),
             Step::PlaceLink => process::place_link(self.link_fd),
-            Step::LimitResources => process::limit_resources(),
+            Step::LimitResources => process::limit_resources(self.tasks),
             Step::JoinCgroups => self
                 .cgroups
                 .iter()

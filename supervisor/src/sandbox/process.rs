@@ -7,8 +7,6 @@ use crate::spawn::LINK_FD;
 
 /// Files a worker may hold open (sockets for calls included).
 pub const MAX_FILES: u64 = 4096;
-/// Threads and processes of the tenant's uid.
-pub const MAX_TASKS: u64 = 256;
 
 /// Names the failed step on stderr (the supervisor's log), since only the
 /// errno travels back to the parent; returns `err` unchanged.
@@ -56,10 +54,17 @@ pub fn place_link(fd: RawFd) -> io::Result<()> {
 
 /// No core dumps (a core file would hold the tenant's data key), bounded
 /// files and tasks.
-pub fn limit_resources() -> io::Result<()> {
+/// No core dumps, bounded files, and at most `tasks` threads and processes
+/// for the tenant's uid (the kernel ignores this for root). Without own uids
+/// (`None`) the count would be shared with the supervisor's uid, so it is
+/// left alone.
+pub fn limit_resources(tasks: Option<u64>) -> io::Result<()> {
     set_limit(libc::RLIMIT_CORE, 0)?;
     set_limit(libc::RLIMIT_NOFILE, MAX_FILES)?;
-    set_limit(libc::RLIMIT_NPROC, MAX_TASKS)
+    match tasks {
+        Some(t) => set_limit(libc::RLIMIT_NPROC, t),
+        None => Ok(()),
+    }
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
