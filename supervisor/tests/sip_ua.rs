@@ -171,3 +171,78 @@ fn a_tenant_whose_worker_died_gets_503_with_retry_after_and_neighbours_carry_on(
     let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550200", 1, "u1");
     assert!(ok, "the neighbour still takes calls:\n{out}");
 }
+
+/// The RTP port of a response's SDP answer.
+fn sdp_port(msg: &str) -> u16 {
+    let m = msg
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .unwrap_or_else(|| panic!("no m=audio in {msg}"));
+    m.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn port_in_use(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+}
+
+#[test]
+fn each_call_gets_real_rtp_sockets_which_return_when_it_ends() {
+    let sup = Supervisor::start();
+    sup.add_tenant("clinic", &[NUMBER]);
+    let peer = Peer::new(sup.sip);
+    peer.send(&invite(NUMBER, "rtp-1"));
+    let ok = peer
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("200 OK");
+    let port = sdp_port(&ok);
+    assert_eq!(port % 2, 0, "RTP on an even port");
+    assert!(
+        port_in_use(port) && port_in_use(port + 1),
+        "RTP and RTCP bound for the call"
+    );
+    peer.send(&request("ACK", NUMBER, "rtp-1", 1, &to_tag(&ok)));
+    peer.send(&request("BYE", NUMBER, "rtp-1", 2, &to_tag(&ok)));
+    peer.expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("200 to BYE");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while port_in_use(port) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !port_in_use(port),
+        "the port pair went back when the call ended"
+    );
+}
+
+#[test]
+fn calls_past_the_concurrent_call_limit_are_busy() {
+    let sup = Supervisor::start_with("[limits]\nmax_concurrent_calls = 1");
+    let t = sup.add_tenant("clinic", &[NUMBER]);
+    let first = Peer::new(sup.sip);
+    first.send(&invite(NUMBER, "limit-1"));
+    let ok = first
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("the first call is answered");
+    first.send(&request("ACK", NUMBER, "limit-1", 1, &to_tag(&ok)));
+    let second = Peer::new(sup.sip);
+    second.send(&invite(NUMBER, "limit-2"));
+    let busy = second
+        .expect("SIP/2.0 4", Duration::from_secs(3))
+        .expect("a final answer");
+    assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
+    first.send(&request("BYE", NUMBER, "limit-1", 2, &to_tag(&ok)));
+    first
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("200 to BYE");
+    let third = Peer::new(sup.sip);
+    third.send(&invite(NUMBER, "limit-3"));
+    third
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("room again after the first call ended");
+    let calls = settled_calls(
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap(),
+    );
+    let rejected = calls.iter().filter(|c| c["outcome"] == "rejected").count();
+    assert_eq!(rejected, 1, "{calls:?}");
+}

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::bootstrap::{self, Start};
 use crate::harden;
 use crate::http::{self, ApiState};
+use crate::sip::rtp::RtpClient;
 use crate::sip::transport::{self, Outbound};
 use crate::sip::ua::{Event, Ua, UaConfig};
 use crate::store::{self, writer::Store};
@@ -84,7 +85,9 @@ pub fn main() -> anyhow::Result<()> {
         let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
         let out = Outbound::new(link.clone(), udp.clone());
+        let rtp = Arc::new(RtpClient::new(link.clone()));
         let ua_cfg = UaConfig {
+            rtp: rtp.clone(),
             numbers: numbers.clone(),
             advertise: cfg.advertise,
             router_port: cfg.router_port,
@@ -108,7 +111,7 @@ pub fn main() -> anyhow::Result<()> {
         }))
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
-        serve_link(&link, &store, &numbers, events_tx).await
+        serve_link(&link, &store, &numbers, events_tx, &rtp).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -163,6 +166,7 @@ async fn serve_link(
     store: &Store,
     numbers: &RwLock<Vec<bulkhead_shared::Number>>,
     events: mpsc::Sender<Event>,
+    rtp: &RtpClient,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; MAX_FRAME];
     // As pid 1 of its pid namespace the worker gets SIGTERM only if it
@@ -175,6 +179,11 @@ async fn serve_link(
                 tracing::info!("SIGTERM; exiting");
                 return Ok(());
             }
+        };
+        let (frame, fds) = match frame {
+            Ok(Some((msg, fds))) => (Ok(Some(msg)), fds),
+            Ok(None) => (Ok(None), Vec::new()),
+            Err(e) => (Err(e), Vec::new()),
         };
         match frame {
             Ok(None) => {
@@ -218,6 +227,9 @@ async fn serve_link(
             // the voice-agent issue), so an answer here is unexpected.
             Ok(Some(ToWorker::Connected { seq, .. })) => {
                 tracing::warn!(seq, "ignoring an egress answer nobody asked for")
+            }
+            Ok(Some(ToWorker::RtpOpened { seq, port, error })) => {
+                rtp.deliver(seq, port, error, fds)
             }
             Err(e) => tracing::warn!(error = %e, "ignoring an invalid frame from the supervisor"),
         }

@@ -33,6 +33,19 @@ const KIND_REPLY: u8 = 5;
 const KIND_PROBE: u8 = 6;
 const KIND_CONNECT: u8 = 7;
 const KIND_CONNECTED: u8 = 8;
+const KIND_RTP_OPEN: u8 = 9;
+const KIND_RTP_CLOSE: u8 = 10;
+const KIND_RTP_OPENED: u8 = 11;
+
+#[derive(Serialize, Deserialize)]
+struct RtpJson {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    error: Option<String>,
+}
 
 /// Longest host name a worker may ask the egress broker for (DNS limit).
 pub const MAX_HOST: usize = 253;
@@ -85,6 +98,17 @@ pub fn encode_to_worker(msg: &ToWorker, out: &mut Vec<u8>) -> Result<(), CodecEr
             out.push(KIND_CONTROL);
             serde_json::to_writer(&mut *out, c)?;
         }
+        ToWorker::RtpOpened { seq, port, error } => {
+            out.push(KIND_RTP_OPENED);
+            serde_json::to_writer(
+                &mut *out,
+                &RtpJson {
+                    seq: *seq,
+                    port: *port,
+                    error: error.clone(),
+                },
+            )?;
+        }
         ToWorker::Connected { seq, error } => {
             out.push(KIND_CONNECTED);
             serde_json::to_writer(
@@ -108,6 +132,28 @@ pub fn encode_from_worker(msg: &FromWorker, out: &mut Vec<u8>) -> Result<(), Cod
             serde_json::to_writer(&mut *out, r)?;
         }
         FromWorker::Sip(p) => encode_sip(p, out)?,
+        FromWorker::RtpOpen { seq } => {
+            out.push(KIND_RTP_OPEN);
+            serde_json::to_writer(
+                &mut *out,
+                &RtpJson {
+                    seq: *seq,
+                    port: None,
+                    error: None,
+                },
+            )?;
+        }
+        FromWorker::RtpClose { port } => {
+            out.push(KIND_RTP_CLOSE);
+            serde_json::to_writer(
+                &mut *out,
+                &RtpJson {
+                    seq: 0,
+                    port: Some(*port),
+                    error: None,
+                },
+            )?;
+        }
         FromWorker::Connect { seq, host, port } => {
             out.push(KIND_CONNECT);
             serde_json::to_writer(
@@ -164,7 +210,15 @@ pub fn decode_to_worker(frame: &[u8]) -> Result<ToWorker, CodecError> {
                 error: r.error,
             })
         }
-        KIND_READY | KIND_REPLY | KIND_PROBE | KIND_CONNECT => {
+        KIND_RTP_OPENED => {
+            let r: RtpJson = serde_json::from_slice(body)?;
+            Ok(ToWorker::RtpOpened {
+                seq: r.seq,
+                port: r.port,
+                error: r.error,
+            })
+        }
+        KIND_READY | KIND_REPLY | KIND_PROBE | KIND_CONNECT | KIND_RTP_OPEN | KIND_RTP_CLOSE => {
             Err(CodecError::WrongDirection(kind))
         }
         other => Err(CodecError::UnknownKind(other)),
@@ -196,7 +250,18 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
                 error: r.error,
             })
         }
-        KIND_BOOTSTRAP | KIND_CONTROL | KIND_CONNECTED => Err(CodecError::WrongDirection(kind)),
+        KIND_RTP_OPEN => Ok(FromWorker::RtpOpen {
+            seq: serde_json::from_slice::<RtpJson>(body)?.seq,
+        }),
+        KIND_RTP_CLOSE => {
+            let r: RtpJson = serde_json::from_slice(body)?;
+            Ok(FromWorker::RtpClose {
+                port: r.port.ok_or(CodecError::Truncated("rtp close"))?,
+            })
+        }
+        KIND_BOOTSTRAP | KIND_CONTROL | KIND_CONNECTED | KIND_RTP_OPENED => {
+            Err(CodecError::WrongDirection(kind))
+        }
         other => Err(CodecError::UnknownKind(other)),
     }
 }
@@ -422,5 +487,57 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn rtp_and_egress_frames_round_trip_and_keep_their_direction() {
+        let mut buf = Vec::new();
+        for msg in [
+            FromWorker::RtpOpen { seq: 3 },
+            FromWorker::RtpClose { port: 30000 },
+            FromWorker::Connect {
+                seq: 4,
+                host: "api.example.com".into(),
+                port: 443,
+            },
+        ] {
+            encode_from_worker(&msg, &mut buf).unwrap();
+            assert_eq!(decode_from_worker(&buf).unwrap(), msg);
+            assert!(matches!(
+                decode_to_worker(&buf),
+                Err(CodecError::WrongDirection(_))
+            ));
+        }
+        encode_to_worker(
+            &ToWorker::RtpOpened {
+                seq: 3,
+                port: Some(30000),
+                error: None,
+            },
+            &mut buf,
+        )
+        .unwrap();
+        assert!(matches!(
+            decode_to_worker(&buf).unwrap(),
+            ToWorker::RtpOpened {
+                seq: 3,
+                port: Some(30000),
+                error: None
+            }
+        ));
+        assert!(matches!(
+            decode_from_worker(&buf),
+            Err(CodecError::WrongDirection(_))
+        ));
+        // A host name longer than DNS allows is refused.
+        let long = format!(
+            "\x07{{\"seq\":1,\"host\":\"{}\",\"port\":1}}",
+            "a".repeat(300)
+        );
+        assert!(decode_from_worker(long.as_bytes()).is_err());
+        assert!(
+            decode_from_worker(b"\x0a{}").is_err(),
+            "an RTP close without a port"
+        );
     }
 }

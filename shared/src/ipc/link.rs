@@ -106,10 +106,10 @@ impl Link {
     pub async fn recv_from_supervisor(
         &self,
         buf: &mut [u8],
-    ) -> Result<Option<ToWorker>, LinkError> {
+    ) -> Result<Option<(ToWorker, Vec<OwnedFd>)>, LinkError> {
         match self.recv_packet(buf).await? {
             None => Ok(None),
-            Some(Received { len, fds: _closed }) => Ok(Some(codec::decode_to_worker(&buf[..len])?)),
+            Some(Received { len, fds }) => Ok(Some((codec::decode_to_worker(&buf[..len])?, fds))),
         }
     }
 }

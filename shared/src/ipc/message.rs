@@ -110,6 +110,13 @@ pub enum ToWorker {
         seq: u64,
         error: Option<String>,
     },
+    /// The answer to [`FromWorker::RtpOpen`]; on success the RTP and RTCP
+    /// sockets (ports `port` and `port + 1`) travel with it, in that order.
+    RtpOpened {
+        seq: u64,
+        port: Option<u16>,
+        error: Option<String>,
+    },
 }
 
 /// The worker's start-up report: it serves SIP and HTTP from now on.
@@ -138,6 +145,15 @@ pub enum FromWorker {
     Connect {
         seq: u64,
         host: String,
+        port: u16,
+    },
+    /// Ask for a pair of RTP/RTCP sockets for a call, within the tenant's
+    /// concurrent-call limit.
+    RtpOpen {
+        seq: u64,
+    },
+    /// A call ended: its RTP port pair goes back to the pool.
+    RtpClose {
         port: u16,
     },
 }

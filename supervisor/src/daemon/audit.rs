@@ -424,6 +424,9 @@ async fn probe_run(
         loop {
             match link.recv_from_worker(&mut buf).await {
                 Ok(Some(FromWorker::Probe(r))) => return Ok(judge_listeners(r)),
+                Ok(Some(FromWorker::RtpOpen { .. } | FromWorker::RtpClose { .. })) => {
+                    return Err(failed("probe worker", &"asked for RTP sockets"))
+                }
                 Ok(Some(FromWorker::Connect { seq, host, port })) => {
                     let result = super::egress::connect(tenants, id, &host, port).await;
                     super::egress::answer(&link, seq, result).await;

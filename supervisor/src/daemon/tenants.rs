@@ -79,6 +79,8 @@ pub struct Tenants {
     pub(super) worker_bin: PathBuf,
     pub advertise: IpAddr,
     pub(super) is_root: bool,
+    /// RTP port pairs for calls, machine-wide.
+    pub(super) rtp: super::rtp::RtpPool,
     /// Without root: whether unprivileged user namespaces work here.
     user_namespaces: bool,
     /// Per-tenant cgroups; `None` without root.
@@ -99,6 +101,7 @@ impl Tenants {
         advertise: IpAddr,
         cgroups: Option<Box<dyn Cgroups>>,
     ) -> Arc<Self> {
+        let rtp = super::rtp::RtpPool::new(cfg.tenant_bind.sip, cfg.rtp_ports.clone());
         Arc::new(Self {
             cfg,
             registry: Mutex::new(registry),
@@ -108,6 +111,7 @@ impl Tenants {
             worker_bin,
             advertise,
             is_root: nix::unistd::geteuid().is_root(),
+            rtp,
             user_namespaces: !nix::unistd::geteuid().is_root()
                 && crate::sandbox::namespaces::user_namespaces_available(),
             cgroups,

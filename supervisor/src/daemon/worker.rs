@@ -150,6 +150,7 @@ async fn read_frames(
     let router = tenants.router.clone();
     // Egress requests run beside this loop, a bounded number at a time.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(super::egress::MAX_IN_FLIGHT));
+    let mut rtp = super::rtp::WorkerRtp::new(tenants.cfg.limits.max_concurrent_calls as usize);
     let mut ready = Some(ready);
     let mut buf = vec![0u8; MAX_FRAME];
     let reason = loop {
@@ -187,6 +188,11 @@ async fn read_frames(
                     drop(permit);
                 });
             }
+            Ok(Some(FromWorker::RtpOpen { seq })) => {
+                let answer = rtp.open(&tenants.rtp);
+                send_rtp(&link, seq, answer).await;
+            }
+            Ok(Some(FromWorker::RtpClose { port })) => rtp.close(&tenants.rtp, port),
             // Only probe workers (`audit`) report probes, on their own link.
             Ok(Some(FromWorker::Probe(_))) => {
                 break "sent a probe report while serving; stopped as misbehaving".to_string()
@@ -195,6 +201,29 @@ async fn read_frames(
             Err(e) => break format!("sent an invalid frame ({e}); stopped as misbehaving"),
         }
     };
+    rtp.release_all(&tenants.rtp);
     pending.lock().expect("pending lock").clear();
     let _ = closed.send(reason);
+}
+
+/// Answers `RtpOpen`: the RTP and RTCP sockets on success, the reason otherwise.
+async fn send_rtp(link: &Link, seq: u64, answer: Result<super::rtp::RtpPair, String>) {
+    let (port, error) = match &answer {
+        Ok(pair) => (Some(pair.port), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    let mut frame = Vec::new();
+    if encode_to_worker(&ToWorker::RtpOpened { seq, port, error }, &mut frame).is_err() {
+        return;
+    }
+    let sent = match &answer {
+        Ok(pair) => {
+            link.send_packet(&frame, &[pair.rtp.as_fd(), pair.rtcp.as_fd()])
+                .await
+        }
+        Err(_) => link.send_packet(&frame, &[]).await,
+    };
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "could not answer an RTP request");
+    }
 }

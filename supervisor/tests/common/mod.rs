@@ -54,11 +54,13 @@ impl Supervisor {
         let config = format!(
             "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
              tenant_sip_ports = \"{sip}-{sip_end}\"\ntenant_http_ports = \"{http}-{http_end}\"\n\
-             uid_range = \"{uid}-{uid_end}\"\n\
+             uid_range = \"{uid}-{uid_end}\"\nrtp_ports = \"{rtp}-{rtp_end}\"\n\
              {extra}\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
             d = sup.dir.path().display(),
             // Tenant uids of their own too: RLIMIT_NPROC counts per uid, and
             // tests (the audit's exhaust_tasks probe above all) run in parallel.
+            rtp = 40_000 + pool * 40,
+            rtp_end = 40_000 + pool * 40 + 39,
             uid = 300_000 + pool * 100,
             uid_end = 300_000 + pool * 100 + 99,
             sip_end = sip + 29,

@@ -1,9 +1,8 @@
 //! SDP offer/answer (RFC 3264), as far as the foundation needs: pick G.711
 //! μ-law or A-law from the offer and answer with it.
 //!
-//! No RTP socket exists yet (media arrives with the voice-agent issue), so
-//! the answer names port 9 (discard): a valid answer that accepts the
-//! stream but promises no audio.
+//! The port is the call's RTP socket, which the supervisor bound for it;
+//! nothing reads the audio yet (the voice-agent issue).
 
 use std::net::IpAddr;
 
@@ -22,8 +21,9 @@ pub fn choose_codec(offer: &[u8]) -> Option<u8> {
         .find(|pt| CODECS.iter().any(|(c, _)| c == pt))
 }
 
-/// Our SDP for one codec (answer, or offer when the INVITE had none).
-pub fn describe(advertise: IpAddr, session: u64, pt: u8) -> String {
+/// Our SDP for one codec on RTP port `port` (answer, or offer when the
+/// INVITE had none).
+pub fn describe(advertise: IpAddr, port: u16, session: u64, pt: u8) -> String {
     let family = if advertise.is_ipv4() { "IP4" } else { "IP6" };
     let rtpmap = CODECS
         .iter()
@@ -31,7 +31,7 @@ pub fn describe(advertise: IpAddr, session: u64, pt: u8) -> String {
         .map_or("PCMU/8000", |(_, n)| n);
     format!(
         "v=0\r\no=bulkhead {session} {session} IN {family} {advertise}\r\ns=bulkhead\r\n\
-c=IN {family} {advertise}\r\nt=0 0\r\nm=audio 9 RTP/AVP {pt}\r\na=rtpmap:{pt} {rtpmap}\r\na=sendrecv\r\n"
+c=IN {family} {advertise}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {rtpmap}\r\na=sendrecv\r\n"
     )
 }
 
@@ -52,8 +52,8 @@ mod tests {
 
     #[test]
     fn describes_ipv4_and_ipv6() {
-        let s = describe("127.0.0.1".parse().unwrap(), 7, 0);
-        assert!(s.contains("c=IN IP4 127.0.0.1\r\n") && s.contains("m=audio 9 RTP/AVP 0\r\n"));
-        assert!(describe("::1".parse().unwrap(), 7, 8).contains("c=IN IP6 ::1"));
+        let s = describe("127.0.0.1".parse().unwrap(), 30000, 7, 0);
+        assert!(s.contains("c=IN IP4 127.0.0.1\r\n") && s.contains("m=audio 30000 RTP/AVP 0\r\n"));
+        assert!(describe("::1".parse().unwrap(), 30002, 7, 8).contains("c=IN IP6 ::1"));
     }
 }

@@ -16,6 +16,7 @@ use bulkhead_shared::Number;
 use tokio::sync::mpsc;
 
 use super::msg::{self, Reply, Scanned, StartLine};
+use super::rtp::{RtpClient, RtpLease};
 use super::sdp;
 use super::transport::{Origin, Outbound};
 use crate::store::writer::{Store, Write};
@@ -58,6 +59,8 @@ pub struct UaConfig {
     pub router_port: u16,
     pub sip_port: u16,
     pub answer_delay: Duration,
+    /// Where each call's RTP sockets come from.
+    pub rtp: Arc<RtpClient>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -83,6 +86,8 @@ struct Call {
     sdp: String,
     answered_at: Option<Instant>,
     answered_since: Option<Instant>,
+    /// The call's RTP/RTCP sockets, held from the INVITE to the end.
+    media: Option<RtpLease>,
 }
 
 /// The user agent's state.
@@ -278,8 +283,25 @@ impl Ua {
             );
             return self.expire_later(call_id);
         };
+        // Media sockets, within the tenant's concurrent-call limit.
+        let lease = match self.cfg.rtp.open().await {
+            Ok(lease) => lease,
+            Err(reason) => {
+                tracing::info!(%reason, "refusing a call: no RTP sockets");
+                let r = Reply::to(req, 486, "Busy Here", Some(&to_tag)).finish();
+                self.out.send(&origin, dest, r).await;
+                let ended = Write::Ended {
+                    id: record_id,
+                    at: now_rfc3339(),
+                    outcome: Outcome::Rejected,
+                    duration_ms: 0,
+                };
+                let _ = self.store.write_durable(ended).await;
+                return;
+            }
+        };
         let session = u64::from(getrandom_u32());
-        let sdp = sdp::describe(self.cfg.advertise, session, pt);
+        let sdp = sdp::describe(self.cfg.advertise, lease.port, session, pt);
         let ringing = Reply::to(req, 180, "Ringing", Some(&to_tag))
             .header("Contact", &self.contact(&origin, number.as_str()))
             .finish();
@@ -295,7 +317,13 @@ impl Ua {
             sdp,
             Phase::Ringing,
         );
-        self.calls.insert(call_id.clone(), call);
+        self.calls.insert(
+            call_id.clone(),
+            Call {
+                media: Some(lease),
+                ..call
+            },
+        );
         if self.cfg.answer_delay.is_zero() {
             self.answer(&call_id).await;
         } else {
@@ -365,6 +393,7 @@ impl Ua {
                 duration_ms: 0,
             };
             self.store.write(ended).await;
+            self.release_media(call_id).await;
             return self.expire_later(call_id.to_owned());
         }
         let (origin, dest, again) = (call.origin.clone(), call.dest, call.last_response.clone());
@@ -411,8 +440,12 @@ impl Ua {
                 outcome: Outcome::Completed,
                 duration_ms,
             };
+            // The caller's 200 means the record is final and on disk.
+            if let Err(e) = self.store.write_durable(ended).await {
+                tracing::error!(error = %e, "failed to record the end of a call");
+            }
             self.out.send(&origin, dest, ok).await;
-            self.store.write(ended).await;
+            self.release_media(call_id).await;
             self.expire_later(call_id.to_owned());
         } else {
             self.out.send(&origin, dest, ok).await;
@@ -455,7 +488,15 @@ impl Ua {
         };
         self.out.send(&o, d, terminated).await;
         self.store.write(ended).await;
+        self.release_media(call_id).await;
         self.expire_later(call_id.to_owned());
+    }
+
+    /// Gives a finished call's RTP sockets back to the supervisor.
+    async fn release_media(&mut self, call_id: &str) {
+        if let Some(lease) = self.calls.get_mut(call_id).and_then(|c| c.media.take()) {
+            self.cfg.rtp.close(lease).await;
+        }
     }
 
     fn owns(&self, n: &Number) -> bool {
@@ -505,6 +546,7 @@ impl Call {
             sdp,
             answered_at: None,
             answered_since: None,
+            media: None,
         }
     }
 }

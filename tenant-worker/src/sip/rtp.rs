@@ -1,0 +1,109 @@
+//! RTP sockets for calls. The worker can open no socket; for each call it
+//! asks the supervisor for an RTP/RTCP pair over the socketpair and returns
+//! it when the call ends. The supervisor enforces the tenant's
+//! concurrent-call limit, so a refusal here means "busy".
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulkhead_shared::ipc::{FromWorker, Link};
+use tokio::sync::oneshot;
+
+/// How long the supervisor may take to answer.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A call's media sockets; give them back with [`RtpClient::close`].
+#[derive(Debug)]
+pub struct RtpLease {
+    pub port: u16,
+    #[expect(
+        dead_code,
+        reason = "held open for the call; audio is read by the voice-agent issue's media code"
+    )]
+    pub rtp: UdpSocket,
+    #[expect(dead_code, reason = "held open for the call, like rtp")]
+    pub rtcp: UdpSocket,
+}
+
+type Answer = Result<RtpLease, String>;
+
+/// Asks for and returns RTP pairs; answers arrive through [`RtpClient::deliver`].
+#[derive(Debug)]
+pub struct RtpClient {
+    link: Arc<Link>,
+    next_seq: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+}
+
+impl RtpClient {
+    pub fn new(link: Arc<Link>) -> Self {
+        Self {
+            link,
+            next_seq: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A pair for a new call, or why not (the concurrent-call limit, a full pool).
+    pub async fn open(&self) -> Answer {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .expect("rtp pending lock")
+            .insert(seq, tx);
+        if let Err(e) = self
+            .link
+            .send_to_supervisor(&FromWorker::RtpOpen { seq })
+            .await
+        {
+            self.pending.lock().expect("rtp pending lock").remove(&seq);
+            return Err(e.to_string());
+        }
+        match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err("the supervisor went away".into()),
+            Err(_) => {
+                self.pending.lock().expect("rtp pending lock").remove(&seq);
+                Err("no RTP sockets in time".into())
+            }
+        }
+    }
+
+    /// Hands an `RtpOpened` answer (and its descriptors) to whoever asked.
+    pub fn deliver(&self, seq: u64, port: Option<u16>, error: Option<String>, fds: Vec<OwnedFd>) {
+        let Some(tx) = self.pending.lock().expect("rtp pending lock").remove(&seq) else {
+            return;
+        };
+        let answer = match (port, error) {
+            (_, Some(e)) => Err(e),
+            (Some(port), None) => {
+                let mut fds = fds.into_iter();
+                match (fds.next(), fds.next()) {
+                    (Some(rtp), Some(rtcp)) => Ok(RtpLease {
+                        port,
+                        rtp: UdpSocket::from(rtp),
+                        rtcp: UdpSocket::from(rtcp),
+                    }),
+                    _ => Err("the RTP answer carried no sockets".into()),
+                }
+            }
+            (None, None) => Err("the RTP answer carried no port".into()),
+        };
+        let _ = tx.send(answer);
+    }
+
+    /// The call ended: close the sockets and return the pair.
+    pub async fn close(&self, lease: RtpLease) {
+        let port = lease.port;
+        drop(lease);
+        let _ = self
+            .link
+            .send_to_supervisor(&FromWorker::RtpClose { port })
+            .await;
+    }
+}
