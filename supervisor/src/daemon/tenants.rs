@@ -516,7 +516,13 @@ impl Tenants {
             gid: uid,
             isolated: self.is_root,
         };
-        verify::verify(pid, expected, &others)
+        verify::verify(pid, expected, &others)?;
+        if let Some(cg) = &self.cgroups {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let hierarchies = if cg.version() == "v1" { 3 } else { 1 };
+            verify::check_cgroup(&text, &cg.member_path(id.as_str()), hierarchies)?;
+        }
+        Ok(())
     }
 
     async fn spawn_and_attach(

@@ -29,6 +29,8 @@ pub enum VerifyError {
     },
     #[error("its {0} namespace is the supervisor's own")]
     HostNamespace(&'static str),
+    #[error("it is not in its tenant's cgroup {0}")]
+    Cgroup(String),
     #[error("its {ns} namespace is shared with the worker of tenant {other}")]
     SharedNamespace { ns: &'static str, other: String },
 }
@@ -68,6 +70,18 @@ fn namespace(pid: u32, ns: &str) -> Option<std::path::PathBuf> {
 
 fn namespace_of_self(ns: &str) -> Option<std::path::PathBuf> {
     fs::read_link(format!("/proc/self/ns/{ns}")).ok()
+}
+
+/// Checks that `/proc/PID/cgroup` text puts the worker in `member` (the
+/// tenant's group path suffix) in at least `hierarchies` hierarchies.
+pub fn check_cgroup(text: &str, member: &str, hierarchies: usize) -> Result<(), VerifyError> {
+    let suffix = format!("/{member}");
+    let inside = text.lines().filter(|l| l.ends_with(&suffix)).count();
+    if inside >= hierarchies {
+        Ok(())
+    } else {
+        Err(VerifyError::Cgroup(member.to_owned()))
+    }
 }
 
 /// The status checks, on the text of `/proc/PID/status`.
@@ -205,5 +219,21 @@ CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
         // Our own process: not the expected uid, not no_new_privs, shares our namespaces.
         let me = std::process::id();
         assert!(verify(me, expected(), &[]).is_err());
+    }
+
+    #[test]
+    fn cgroup_membership_is_checked_per_hierarchy() {
+        let v1 = "8:pids:/bulkhead-1/clinic\n4:memory:/x/bulkhead-1/clinic\n1:cpu,cpuacct:/bulkhead-1/clinic\n0::/\n";
+        assert_eq!(check_cgroup(v1, "bulkhead-1/clinic", 3), Ok(()));
+        assert!(check_cgroup(v1, "bulkhead-1/other", 1).is_err());
+        let escaped = v1.replace("8:pids:/bulkhead-1/clinic", "8:pids:/");
+        assert!(
+            check_cgroup(&escaped, "bulkhead-1/clinic", 3).is_err(),
+            "out of the pids hierarchy"
+        );
+        assert_eq!(
+            check_cgroup("0::/svc/bulkhead-1/clinic\n", "bulkhead-1/clinic", 1),
+            Ok(())
+        );
     }
 }
