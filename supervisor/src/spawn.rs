@@ -50,6 +50,8 @@ pub struct WorkerSpec {
     pub cgroup_procs: Vec<PathBuf>,
     /// Threads and processes the tenant's uid may have (RLIMIT_NPROC).
     pub tasks: u64,
+    /// Private writable memory the worker may map (RLIMIT_DATA).
+    pub data_bytes: u64,
     /// The layers to apply; `None` when the supervisor itself is not root:
     /// workers then keep its uid and its namespaces.
     pub isolation: Option<Layers>,
@@ -131,7 +133,7 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
         theirs.as_fd().as_raw_fd(),
         isolation,
         &spec.cgroup_procs,
-        spec.tasks,
+        (spec.tasks, spec.data_bytes),
     );
     let mut cmd = Command::new(&program);
     cmd.env_clear()

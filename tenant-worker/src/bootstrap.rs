@@ -50,7 +50,7 @@ pub fn receive() -> Result<Start, BootstrapError> {
     let decoded = decode_to_worker(&buf[..received.len]);
     buf.zeroize(); // the frame held the data key
     let boot = match decoded {
-        Ok(ToWorker::Bootstrap(b)) => b,
+        Ok(ToWorker::Bootstrap(b)) => *b,
         Ok(other) => return Err(BootstrapError::BadFrame(format!("{other:?}"))),
         Err(e) => return Err(BootstrapError::BadFrame(e.to_string())),
     };

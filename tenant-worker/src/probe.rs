@@ -53,6 +53,9 @@ pub fn run_all(t: &ProbeTargets) -> Vec<ProbeOutcome> {
     if let Some(limit) = t.tasks_limit {
         out.push(exhaust_tasks(limit));
     }
+    if let Some(limit) = t.memory_limit {
+        out.push(exhaust_memory(limit));
+    }
     out
 }
 
@@ -320,5 +323,61 @@ fn exhaust_tasks(limit: u32) -> ProbeOutcome {
             Err(format!("stopped at {held} tasks: {e}")),
         ),
         None => outcome("exhaust_tasks", target, Ok(format!("held {held} tasks"))),
+    }
+}
+
+/// Tries to use more memory than the tenant's limit. A child process does
+/// the allocating, because the kernel's answer to a cgroup overrun is an OOM
+/// kill, which would take the report with it; the child says "held" over a
+/// socket only once every page of limit + 64 MiB is touched.
+fn exhaust_memory(limit: u64) -> ProbeOutcome {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let target = format!("more than {} MiB", limit >> 20);
+    let (mut parent_end, mut child_end) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => return outcome("exhaust_memory", target, Err(format!("no socketpair: {e}"))),
+    };
+    let want = (limit + (64 << 20)) as usize;
+    match fork_probe_child() {
+        Err(e) => return outcome("exhaust_memory", target, Err(format!("fork: {e}"))),
+        Ok(0) => {
+            drop(parent_end);
+            let mut block: Vec<u8> = Vec::new();
+            let verdict: &[u8] = if block.try_reserve_exact(want).is_ok() {
+                // Touch every page so the memory is really used (and charged).
+                let spare = block.spare_capacity_mut();
+                for i in (0..want).step_by(4096) {
+                    spare[i].write(1);
+                }
+                b"held"
+            } else {
+                b"refused"
+            };
+            let _ = child_end.write_all(verdict);
+            std::process::exit(0);
+        }
+        Ok(_) => drop(child_end),
+    }
+    let _ = parent_end.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut answer = Vec::new();
+    let _ = parent_end.read_to_end(&mut answer);
+    let r = match answer.as_slice() {
+        b"held" => Ok(format!("held {} MiB", want >> 20)),
+        b"refused" => Err("the allocation was refused (RLIMIT_DATA)".to_string()),
+        _ => Err("the allocating process was killed (the memory cgroup's OOM killer)".to_string()),
+    };
+    outcome("exhaust_memory", target, r)
+}
+
+/// `fork(2)` for the memory probe; returns 0 in the child.
+#[allow(unsafe_code)] // fork itself; the probe worker has one thread here
+fn fork_probe_child() -> nix::Result<i32> {
+    // SAFETY: a probe worker runs its probes on its only thread (the
+    // threads of exhaust_tasks are joined before this), so the child inherits
+    // no lock held by another thread; it only allocates, writes and exits.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(0),
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
     }
 }

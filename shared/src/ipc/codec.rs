@@ -199,7 +199,7 @@ pub fn decode_to_worker(frame: &[u8]) -> Result<ToWorker, CodecError> {
                 config: placeholder_config(),
             };
             boot.config = serde_json::from_slice(json)?;
-            Ok(ToWorker::Bootstrap(boot))
+            Ok(ToWorker::Bootstrap(Box::new(boot)))
         }
         KIND_SIP => Ok(ToWorker::Sip(decode_sip(body)?)),
         KIND_CONTROL => Ok(ToWorker::Control(serde_json::from_slice::<Control>(body)?)),
@@ -479,7 +479,7 @@ mod tests {
             config: placeholder_config(),
         };
         let mut buf = Vec::new();
-        encode_to_worker(&ToWorker::Bootstrap(boot), &mut buf).unwrap();
+        encode_to_worker(&ToWorker::Bootstrap(Box::new(boot)), &mut buf).unwrap();
         match decode_to_worker(&buf).unwrap() {
             ToWorker::Bootstrap(b) => {
                 assert_eq!(b.data_key, [9; DATA_KEY_LEN]);

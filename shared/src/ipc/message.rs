@@ -101,7 +101,7 @@ pub enum ControlOp {
 /// Supervisor → worker.
 #[derive(Debug)]
 pub enum ToWorker {
-    Bootstrap(Bootstrap),
+    Bootstrap(Box<Bootstrap>),
     Sip(SipPacket),
     Control(Control),
     /// The answer to [`FromWorker::Connect`]; on success the connected TCP

@@ -43,6 +43,9 @@ pub struct ProbeTargets {
     /// The tenant's pids limit: holding more tasks than this at once is an escape.
     #[serde(default)]
     pub tasks_limit: Option<u32>,
+    /// The tenant's memory limit in bytes: using more is an escape.
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
 }
 
 /// One probe's result.

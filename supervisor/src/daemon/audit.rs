@@ -137,6 +137,7 @@ async fn audit_tenant(tenants: &Arc<Tenants>, id: &TenantId) -> Result<TenantAud
         router_port: tenants.router.local.port(),
         egress: Vec::new(),
         tasks_limit: Some(tenants.cfg.limits.pids),
+        memory_limit: tenants.cfg.limits.cgroup().ok().map(|c| c.memory_bytes),
     };
     let run = |v: Variant| {
         probe_run(
@@ -326,6 +327,7 @@ pub async fn egress_check(
         router_port: tenants.router.local.port(),
         egress: vec![(host, port)],
         tasks_limit: None,
+        memory_limit: None,
     };
     let report = probe_run(
         tenants,
@@ -371,6 +373,12 @@ async fn probe_run(
     let spec = WorkerSpec {
         cgroup_procs,
         tasks: u64::from(tenants.cfg.limits.pids),
+        data_bytes: tenants
+            .cfg
+            .limits
+            .cgroup()
+            .map_err(|e| failed("limits", &e))?
+            .memory_bytes,
         bin: tenants.worker_bin.clone(),
         uid,
         gid: uid,

@@ -550,6 +550,7 @@ impl Tenants {
             root_mount,
             cgroup_procs,
             tasks: u64::from(self.cfg.limits.pids),
+            data_bytes: self.cfg.limits.cgroup()?.memory_bytes,
             isolation: self.layers(Layers::ALL),
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;

@@ -88,7 +88,8 @@ pub async fn send_bootstrap(
     sockets: &TenantSockets,
 ) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(1024);
-    encode_to_worker(&ToWorker::Bootstrap(boot), &mut frame).map_err(std::io::Error::other)?;
+    encode_to_worker(&ToWorker::Bootstrap(Box::new(boot)), &mut frame)
+        .map_err(std::io::Error::other)?;
     let fds = [
         sockets.sip_udp.as_fd(),
         sockets.sip_tcp.as_fd(),

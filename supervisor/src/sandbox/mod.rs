@@ -83,6 +83,8 @@ pub struct SandboxPlan {
     /// RLIMIT_NPROC for the tenant's uid: the pids limit, a second bound
     /// beside the cgroup's.
     pub tasks: Option<u64>,
+    /// RLIMIT_DATA: the memory limit, a second bound beside the cgroup's.
+    pub data: Option<u64>,
     steps: Vec<Step>,
 }
 
@@ -110,12 +112,12 @@ impl SandboxPlan {
         link_fd: RawFd,
         isolation: Option<Isolation>,
         cgroup_procs: &[std::path::PathBuf],
-        tasks: u64,
+        (tasks, data): (u64, u64),
     ) -> Self {
-        let tasks = isolation
-            .as_ref()
-            .is_some_and(|i| i.layers.credentials)
-            .then_some(tasks);
+        // Both come with the credentials layer: without an own uid the task
+        // count would be the supervisor's, and the audit switches them together.
+        let own = isolation.as_ref().is_some_and(|i| i.layers.credentials);
+        let (tasks, data) = (own.then_some(tasks), own.then_some(data));
         use std::os::unix::ffi::OsStrExt;
         let cgroups = cgroup_procs
             .iter()
@@ -136,6 +138,7 @@ impl SandboxPlan {
             cgroups,
             steps,
             tasks,
+            data,
         }
     }
 
@@ -157,7 +160,7 @@ impl SandboxPlan {
         match step {
             Step::SanitizeFds => process::sanitize_fds(),
             Step::PlaceLink => process::place_link(self.link_fd),
-            Step::LimitResources => process::limit_resources(self.tasks),
+            Step::LimitResources => process::limit_resources(self.tasks, self.data),
             Step::JoinCgroups => self
                 .cgroups
                 .iter()

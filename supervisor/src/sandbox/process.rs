@@ -58,9 +58,14 @@ pub fn place_link(fd: RawFd) -> io::Result<()> {
 /// for the tenant's uid (the kernel ignores this for root). Without own uids
 /// (`None`) the count would be shared with the supervisor's uid, so it is
 /// left alone.
-pub fn limit_resources(tasks: Option<u64>) -> io::Result<()> {
+/// `data` bounds the process's private writable memory (RLIMIT_DATA counts
+/// anonymous mappings too), a second bound beside the memory cgroup.
+pub fn limit_resources(tasks: Option<u64>, data: Option<u64>) -> io::Result<()> {
     set_limit(libc::RLIMIT_CORE, 0)?;
     set_limit(libc::RLIMIT_NOFILE, MAX_FILES)?;
+    if let Some(d) = data {
+        set_limit(libc::RLIMIT_DATA, d)?;
+    }
     match tasks {
         Some(t) => set_limit(libc::RLIMIT_NPROC, t),
         None => Ok(()),
