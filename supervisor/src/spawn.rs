@@ -17,7 +17,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use tokio::sync::oneshot;
 
 use crate::sandbox::namespaces::UserMaps;
-use crate::sandbox::{rootfs, Identity, Isolation, Layers, RootFs, SandboxPlan};
+use crate::sandbox::{rootfs, Identity, Isolation, Layers, RootFs, SandboxPlan, StepError};
 
 /// The descriptor the worker finds its socketpair on.
 pub const LINK_FD: i32 = 3;
@@ -30,6 +30,12 @@ pub enum SpawnError {
     Exec {
         bin: PathBuf,
         source: std::io::Error,
+    },
+    #[error("failed to start worker {bin}: {source}")]
+    Sandbox {
+        bin: PathBuf,
+        #[source]
+        source: crate::sandbox::StepError,
     },
     #[error("the spawner thread is gone")]
     SpawnerGone,
@@ -139,15 +145,24 @@ fn spawn(spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
     cmd.env_clear()
         .current_dir(Path::new("/"))
         .stdin(Stdio::null());
+    let steps = plan.steps().to_vec();
     // SAFETY: run_in_child makes only async-signal-safe syscalls and
     // allocates nothing (see sandbox/mod.rs).
     unsafe {
         cmd.pre_exec(move || plan.run_in_child());
     }
-    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
-        bin: spec.bin.clone(),
-        source,
-    })?;
+    let child = cmd
+        .spawn()
+        .map_err(|source| match StepError::decode(&source, &steps) {
+            Some(step) => SpawnError::Sandbox {
+                bin: spec.bin.clone(),
+                source: step,
+            },
+            None => SpawnError::Exec {
+                bin: spec.bin.clone(),
+                source,
+            },
+        })?;
     drop(theirs);
     let worker_pid = if spec.isolation.is_some() {
         reaped_child(child.id())

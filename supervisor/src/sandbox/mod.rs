@@ -148,9 +148,11 @@ impl SandboxPlan {
     }
 
     /// Runs the steps, in order, in the forked child.
+    /// A failure comes back to `spawn` as an errno only, so the failing step
+    /// travels inside it: see [`StepError::encode`].
     pub fn run_in_child(&self) -> io::Result<()> {
-        for step in &self.steps {
-            self.run(*step)?;
+        for (i, step) in self.steps.iter().enumerate() {
+            self.run(*step).map_err(|e| StepError::encode(i, &e))?;
         }
         Ok(())
     }
@@ -177,6 +179,36 @@ impl SandboxPlan {
             Step::DieWithParent => process::die_with_parent(),
             Step::NoNewPrivs => process::no_new_privs(),
         }
+    }
+}
+
+/// A step that failed in the child, as the parent sees it.
+#[derive(Debug, thiserror::Error)]
+#[error("sandbox step {step:?} failed: {source}")]
+pub struct StepError {
+    pub step: Step,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Step indexes ride in the thousands of the errno that std passes back
+/// from `pre_exec` (real errnos stay below 1000).
+const STEP_BASE: i32 = 1000;
+
+impl StepError {
+    fn encode(index: usize, e: &io::Error) -> io::Error {
+        let errno = e.raw_os_error().filter(|n| *n < STEP_BASE).unwrap_or(0);
+        io::Error::from_raw_os_error((index as i32 + 1) * STEP_BASE + errno)
+    }
+
+    /// Recovers the step from a `spawn` error, given the plan's steps.
+    pub fn decode(e: &io::Error, steps: &[Step]) -> Option<Self> {
+        let code = e.raw_os_error()?;
+        let step = *steps.get(usize::try_from(code / STEP_BASE - 1).ok()?)?;
+        Some(Self {
+            step,
+            source: io::Error::from_raw_os_error(code % STEP_BASE),
+        })
     }
 }
 
@@ -291,6 +323,21 @@ mod tests {
                 assert!(s.contains(&Step::ClearCapabilities));
             }
         }
+    }
+
+    #[test]
+    fn a_failing_step_is_named_in_the_parent() {
+        let steps = steps(Some(Layers::ALL), true);
+        let pivot = steps.iter().position(|s| *s == Step::EnterRootFs).unwrap();
+        let wire = StepError::encode(pivot, &io::Error::from_raw_os_error(libc::EPERM));
+        let back = StepError::decode(&wire, &steps).unwrap();
+        assert_eq!(back.step, Step::EnterRootFs);
+        assert_eq!(back.source.raw_os_error(), Some(libc::EPERM));
+        assert!(back.to_string().contains("EnterRootFs"), "{back}");
+        assert!(
+            StepError::decode(&io::Error::from_raw_os_error(libc::ENOENT), &steps).is_none(),
+            "a plain exec error"
+        );
     }
 
     #[test]
