@@ -94,6 +94,14 @@ pub enum TenantCmd {
         #[arg(long)]
         shred: bool,
     },
+    /// Stop the tenant's worker and start it again.
+    Restart {
+        id: String,
+    },
+    /// Clear a `failed` state (too many restarts) and start the worker.
+    Reset {
+        id: String,
+    },
     /// Issue an API token (shown once).
     Token {
         id: String,

@@ -1,6 +1,6 @@
 //! The worker's user agent seen from the network, through the router, one
 //! message at a time: CANCEL, 2xx retransmission until ACK, absorbed request
-//! retransmissions, OPTIONS, unknown dialogs, and a tenant that is down.
+//! retransmissions, OPTIONS, unknown dialogs, RTP sockets per call.
 
 mod common;
 
@@ -137,39 +137,6 @@ fn options_are_answered_and_unknown_dialogs_get_481() {
         .expect("SIP/2.0 ", Duration::from_secs(3))
         .expect("a reply to SUBSCRIBE");
     assert!(reply.starts_with("SIP/2.0 501"), "{reply}");
-}
-
-#[test]
-fn a_tenant_whose_worker_died_gets_503_with_retry_after_and_neighbours_carry_on() {
-    let sup = Supervisor::start();
-    let clinic = sup.add_tenant("clinic", &[NUMBER]);
-    sup.add_tenant("insurance", &["+15550200"]);
-    let pid = nix::unistd::Pid::from_raw(clinic["pid"].as_u64().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let shown = loop {
-        let shown = sup.cli_json(&["tenant", "show", "clinic"]);
-        if shown["state"] == "failed" || std::time::Instant::now() > deadline {
-            break shown;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(shown["state"], "failed", "{shown}");
-    assert!(
-        shown["last_failure"]
-            .as_str()
-            .unwrap()
-            .contains("signal: 9"),
-        "{shown}"
-    );
-    let reply =
-        udp_exchange(sup.sip, &invite(NUMBER, "down-1"), Duration::from_secs(3)).expect("a 503");
-    assert!(
-        reply.starts_with("SIP/2.0 503") && reply.contains("Retry-After: "),
-        "{reply}"
-    );
-    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550200", 1, "u1");
-    assert!(ok, "the neighbour still takes calls:\n{out}");
 }
 
 /// The RTP port of a response's SDP answer.

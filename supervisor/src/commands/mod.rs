@@ -140,6 +140,28 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             .await?;
             output::record(&v, as_json);
         }
+        TenantCmd::Restart { id } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let v = admin(
+                socket,
+                Method::POST,
+                &format!("/v1/tenants/{id}/restart"),
+                None,
+            )
+            .await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::Reset { id } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let v = admin(
+                socket,
+                Method::POST,
+                &format!("/v1/tenants/{id}/reset"),
+                None,
+            )
+            .await?;
+            output::record(&v, as_json);
+        }
         TenantCmd::Token { id, name, expires } => {
             let id = TenantId::parse(&id).map_err(usage)?;
             let expires_in_s = expires

@@ -126,6 +126,12 @@ async fn route(
             t.remove(&tenant_id(id)?, shred).await?;
             ok(serde_json::json!({"removed": id, "shredded": shred}))
         }
+        (&Method::POST, ["v1", "tenants", id, "restart"]) => {
+            ok(to_value(t.restart(&tenant_id(id)?).await?))
+        }
+        (&Method::POST, ["v1", "tenants", id, "reset"]) => {
+            ok(to_value(t.reset(&tenant_id(id)?).await?))
+        }
         (&Method::POST, ["v1", "tenants", id, "tokens"]) => {
             let id = tenant_id(id)?;
             let r: TokenRequest = body(req).await?;

@@ -6,6 +6,7 @@ mod admin;
 pub mod audit;
 pub mod egress;
 mod install;
+mod restart;
 mod rtp;
 mod tenants;
 mod worker;

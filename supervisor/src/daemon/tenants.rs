@@ -31,6 +31,7 @@ use crate::tokens;
 enum State {
     Starting,
     Running,
+    Restarting,
     Failed,
     Stopped,
 }
@@ -40,6 +41,7 @@ impl State {
         match self {
             Self::Starting => "starting",
             Self::Running => "running",
+            Self::Restarting => "restarting",
             Self::Failed => "failed",
             Self::Stopped => "stopped",
         }
@@ -65,6 +67,7 @@ struct Live {
     worker: Option<Arc<WorkerLink>>,
     started: Option<Instant>,
     restarts: u32,
+    history: super::restart::History,
     last_failure: Option<String>,
 }
 
@@ -181,6 +184,7 @@ impl Tenants {
             worker: None,
             started: None,
             restarts: 0,
+            history: Default::default(),
             last_failure: None,
         };
         self.live
@@ -605,23 +609,97 @@ impl Tenants {
         Ok((pid, handle))
     }
 
-    fn on_exit(&self, id: &TenantId, pid: u32, reason: String) {
-        let mut live = self.live.lock().expect("live lock");
-        let Some(l) = live.get_mut(id) else { return };
-        if l.pid != Some(pid) {
-            return;
+    /// A worker exited. Expected (stopped by us): done. Unexpected: restart
+    /// it after the policy's backoff, or mark the tenant failed when it
+    /// restarts too often (`tenant reset` clears that).
+    fn on_exit(self: &Arc<Self>, id: &TenantId, pid: u32, reason: String) {
+        let delay = {
+            let mut live = self.live.lock().expect("live lock");
+            let Some(l) = live.get_mut(id) else { return };
+            if l.pid != Some(pid) {
+                return;
+            }
+            self.router.set_worker(id, None);
+            l.worker = None;
+            l.pid = None;
+            l.started = None;
+            if l.state != State::Running {
+                l.state = State::Stopped;
+                return;
+            }
+            l.last_failure = Some(reason.clone());
+            match l.history.on_exit(Instant::now()) {
+                super::restart::Decision::RestartAfter(delay) => {
+                    tracing::warn!(tenant = %id, %reason, ?delay, "worker exited; restarting (calls get 503 meanwhile)");
+                    l.state = State::Restarting;
+                    l.restarts += 1;
+                    delay
+                }
+                super::restart::Decision::GiveUp => {
+                    let why = format!(
+                        "restarted more than {} times in {:?}; last exit: {reason} (bulkhead tenant reset {id})",
+                        super::restart::MAX_RESTARTS,
+                        super::restart::WINDOW
+                    );
+                    tracing::error!(tenant = %id, %why, "giving up on the worker");
+                    l.state = State::Failed;
+                    l.last_failure = Some(why);
+                    return;
+                }
+            }
+        };
+        let (me, id) = (self.clone(), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let still_wanted = me
+                .live
+                .lock()
+                .expect("live lock")
+                .get(&id)
+                .is_some_and(|l| l.state == State::Restarting);
+            if still_wanted {
+                if let Err(e) = me.start_worker(&id).await {
+                    tracing::error!(tenant = %id, error = %e, "restart failed");
+                }
+            }
+        });
+    }
+
+    /// `tenant restart`: stop the worker and start it again.
+    pub async fn restart(self: &Arc<Self>, id: &TenantId) -> Result<TenantView, AdminError> {
+        if !self.live.lock().expect("live lock").contains_key(id) {
+            return Err(AdminError::NotFound(format!("no tenant {id}")));
         }
-        self.router.set_worker(id, None);
-        l.worker = None;
-        l.pid = None;
-        l.started = None;
-        if l.state == State::Running {
-            tracing::warn!(tenant = %id, %reason, "worker exited; calls get 503 until it is restarted");
-            l.state = State::Failed;
-            l.last_failure = Some(reason);
-        } else {
-            l.state = State::Stopped;
+        self.stop_worker(id).await;
+        self.start_worker(id)
+            .await
+            .map_err(|e| AdminError::Failed(format!("tenant {id} did not restart: {e}")))?;
+        self.view(id)
+    }
+
+    /// `tenant reset`: forget the restart history of a failed tenant and start it.
+    pub async fn reset(self: &Arc<Self>, id: &TenantId) -> Result<TenantView, AdminError> {
+        {
+            let mut live = self.live.lock().expect("live lock");
+            let l = live
+                .get_mut(id)
+                .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
+            if matches!(
+                l.state,
+                State::Running | State::Starting | State::Restarting
+            ) {
+                return Err(AdminError::Conflict(format!(
+                    "tenant {id} is {}, not failed",
+                    l.state.as_str()
+                )));
+            }
+            l.history.reset();
+            l.last_failure = None;
         }
+        self.start_worker(id)
+            .await
+            .map_err(|e| AdminError::Failed(format!("tenant {id} did not start: {e}")))?;
+        self.view(id)
     }
 
     /// Stops the worker (SIGTERM, then SIGKILL) and waits for it to exit.

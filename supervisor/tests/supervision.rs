@@ -1,0 +1,134 @@
+//! Supervision: a worker that dies comes back (its data intact, its
+//! neighbours untouched); one that keeps dying is marked failed until an
+//! admin resets it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn kill9(pid: u64) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Waits (a generous liveness bound, not a speed check) until `id` runs
+/// with a pid other than `old`; returns its `tenant show`.
+fn back_up(sup: &Supervisor, id: &str, old: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = sup.cli_json(&["tenant", "show", id]);
+        if shown["state"] == "running" && shown["pid"].as_u64() != Some(old) {
+            return shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} did not come back: {shown}\n{}",
+            sup.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn killed_workers_come_back_with_their_data_and_neighbours_never_notice() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    sup.add_tenant("insurance", &["+15550200"]);
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 2, "u1");
+    assert!(ok, "{out}");
+    let token = clinic["token"].as_str().unwrap();
+    let port = clinic["http_port"].as_u64().unwrap() as u16;
+    let before = settled_calls(port, token);
+    assert_eq!(before.len(), 2);
+
+    std::thread::scope(|s| {
+        // The neighbour under load the whole time.
+        let load = s.spawn(|| sipp_uac(sup.dir.path(), sup.sip, "+15550200", 60, "u1"));
+        let mut pid = clinic["pid"].as_u64().unwrap();
+        for _ in 0..3 {
+            kill9(pid);
+            pid = back_up(&sup, "clinic", pid)["pid"].as_u64().unwrap();
+        }
+        let (ok, out) = load.join().unwrap();
+        assert!(
+            ok,
+            "the neighbour failed calls while clinic crashed:\n{out}"
+        );
+    });
+
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["restarts"], 3, "{shown}");
+    assert!(
+        shown["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("signal: 9"),
+        "{shown}"
+    );
+    // Same store, same token: the earlier records are all there, and it takes calls.
+    let after = settled_calls(port, token);
+    for call in &before {
+        assert!(after.iter().any(|c| c["id"] == call["id"]), "lost {call}");
+    }
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn a_crash_looping_worker_is_failed_until_reset() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let mut pid = clinic["pid"].as_u64().unwrap();
+    // Five restarts are allowed within the window; the sixth death is final.
+    for _ in 0..5 {
+        kill9(pid);
+        pid = back_up(&sup, "clinic", pid)["pid"].as_u64().unwrap();
+    }
+    kill9(pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+        if shown["state"] == "failed" || Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert!(
+        shown["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("restarted more than 5 times"),
+        "{shown}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sup.cli_json(&["tenant", "show", "clinic"])["state"],
+        "failed",
+        "no restart after giving up"
+    );
+    let reply = udp_exchange(
+        sup.sip,
+        &invite("+15550100", "looping-1"),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert!(
+        reply.starts_with("SIP/2.0 503") && reply.contains("Retry-After"),
+        "{reply}"
+    );
+
+    let reset = sup.cli_json(&["tenant", "reset", "clinic"]);
+    assert_eq!(reset["state"], "running", "{reset}");
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "{out}");
+    // And an admin restart is a clean stop and start.
+    let restarted = sup.cli_json(&["tenant", "restart", "clinic"]);
+    assert_eq!(restarted["state"], "running");
+    assert_ne!(restarted["pid"], reset["pid"]);
+}
