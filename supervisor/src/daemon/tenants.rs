@@ -68,6 +68,8 @@ struct Live {
     started: Option<Instant>,
     restarts: u32,
     history: super::restart::History,
+    /// When the worker died, until its replacement serves (crash-to-serving).
+    died_at: Option<Instant>,
     last_failure: Option<String>,
 }
 
@@ -185,6 +187,7 @@ impl Tenants {
             started: None,
             restarts: 0,
             history: Default::default(),
+            died_at: None,
             last_failure: None,
         };
         self.live
@@ -492,6 +495,10 @@ impl Tenants {
         };
         match result {
             Ok((pid, handle)) => {
+                if let Some(died) = l.died_at.take() {
+                    let ms = died.elapsed().as_secs_f64() * 1e3;
+                    tracing::info!(tenant = %id, crash_to_serving_ms = ms, "worker restarted");
+                }
                 l.state = State::Running;
                 l.pid = Some(pid);
                 l.started = Some(Instant::now());
@@ -628,6 +635,7 @@ impl Tenants {
                 return;
             }
             l.last_failure = Some(reason.clone());
+            l.died_at = Some(Instant::now());
             match l.history.on_exit(Instant::now()) {
                 super::restart::Decision::RestartAfter(delay) => {
                     tracing::warn!(tenant = %id, %reason, ?delay, "worker exited; restarting (calls get 503 meanwhile)");
