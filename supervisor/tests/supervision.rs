@@ -132,3 +132,27 @@ fn a_crash_looping_worker_is_failed_until_reset() {
     assert_eq!(restarted["state"], "running");
     assert_ne!(restarted["pid"], reset["pid"]);
 }
+
+#[test]
+fn a_hung_worker_misses_its_heartbeat_and_is_replaced() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let pid = clinic["pid"].as_u64().unwrap();
+    // Alive but answering nothing: stopped.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let shown = back_up(&sup, "clinic", pid);
+    assert!(
+        shown["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("missed a heartbeat"),
+        "{shown}"
+    );
+    assert!(!alive(pid), "the hung worker was killed");
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "{out}");
+}

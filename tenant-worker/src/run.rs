@@ -218,6 +218,7 @@ async fn serve_link(
                         *numbers.write().expect("numbers lock") = new;
                         None
                     }
+                    ControlOp::Ping => None,
                 };
                 link.send_to_supervisor(&FromWorker::Reply { seq, error })
                     .await?;

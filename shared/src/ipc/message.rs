@@ -96,6 +96,8 @@ pub enum ControlOp {
     },
     /// The tenant's numbers changed (admin `number add/remove`).
     SetNumbers { numbers: Vec<Number> },
+    /// Liveness: a worker that does not answer in time is killed and restarted.
+    Ping,
 }
 
 /// Supervisor → worker.

@@ -48,6 +48,9 @@ impl State {
     }
 }
 
+/// How often a running worker is pinged.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
 /// See [`Tenants::audit_facts`].
 #[derive(Debug)]
 pub(super) struct AuditFacts {
@@ -70,6 +73,8 @@ struct Live {
     history: super::restart::History,
     /// When the worker died, until its replacement serves (crash-to-serving).
     died_at: Option<Instant>,
+    /// Why we killed the worker, if we did (a missed heartbeat).
+    kill_reason: Option<String>,
     last_failure: Option<String>,
 }
 
@@ -188,6 +193,7 @@ impl Tenants {
             restarts: 0,
             history: Default::default(),
             died_at: None,
+            kill_reason: None,
             last_failure: None,
         };
         self.live
@@ -501,6 +507,7 @@ impl Tenants {
                 }
                 l.state = State::Running;
                 l.pid = Some(pid);
+                self.watch_liveness(id, pid, handle.clone());
                 l.started = Some(Instant::now());
                 self.router.set_worker(id, Some(handle.link.clone()));
                 l.worker = Some(handle);
@@ -634,6 +641,10 @@ impl Tenants {
                 l.state = State::Stopped;
                 return;
             }
+            let reason = match l.kill_reason.take() {
+                Some(why) => format!("{why}; {reason}"),
+                None => reason,
+            };
             l.last_failure = Some(reason.clone());
             l.died_at = Some(Instant::now());
             match l.history.on_exit(Instant::now()) {
@@ -669,6 +680,49 @@ impl Tenants {
                 if let Err(e) = me.start_worker(&id).await {
                     tracing::error!(tenant = %id, error = %e, "restart failed");
                 }
+            }
+        });
+    }
+
+    /// Pings the worker every [`HEARTBEAT_EVERY`]; one that does not answer
+    /// within the control timeout (5 s, generous on a loaded machine) is hung: it is killed, and the exit path
+    /// restarts it like any other death.
+    fn watch_liveness(self: &Arc<Self>, id: &TenantId, pid: u32, worker: Arc<WorkerLink>) {
+        let (me, id) = (self.clone(), id.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let current = me
+                    .live
+                    .lock()
+                    .expect("live lock")
+                    .get(&id)
+                    .and_then(|l| l.pid);
+                if current != Some(pid) {
+                    return; // replaced, stopped or removed
+                }
+                // `control` gives up after CONTROL_TIMEOUT without an answer.
+                if worker.control(ControlOp::Ping).await.is_ok() {
+                    continue;
+                }
+                let still = {
+                    let mut live = me.live.lock().expect("live lock");
+                    match live.get_mut(&id) {
+                        Some(l) if l.pid == Some(pid) => {
+                            let waited = super::worker::CONTROL_TIMEOUT;
+                            l.kill_reason = Some(format!(
+                                "missed a heartbeat ({waited:?} without an answer); killed as hung"
+                            ));
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if still {
+                    tracing::warn!(tenant = %id, pid, "worker missed a heartbeat; killing it");
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+                return;
             }
         });
     }
