@@ -140,28 +140,8 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             .await?;
             output::record(&v, as_json);
         }
-        TenantCmd::Restart { id } => {
-            let id = TenantId::parse(&id).map_err(usage)?;
-            let v = admin(
-                socket,
-                Method::POST,
-                &format!("/v1/tenants/{id}/restart"),
-                None,
-            )
-            .await?;
-            output::record(&v, as_json);
-        }
-        TenantCmd::Reset { id } => {
-            let id = TenantId::parse(&id).map_err(usage)?;
-            let v = admin(
-                socket,
-                Method::POST,
-                &format!("/v1/tenants/{id}/reset"),
-                None,
-            )
-            .await?;
-            output::record(&v, as_json);
-        }
+        TenantCmd::Restart { id } => tenant_action(socket, as_json, &id, "restart").await?,
+        TenantCmd::Reset { id } => tenant_action(socket, as_json, &id, "reset").await?,
         TenantCmd::Token { id, name, expires } => {
             let id = TenantId::parse(&id).map_err(usage)?;
             let expires_in_s = expires
@@ -230,6 +210,25 @@ async fn egress(socket: &Path, as_json: bool, cmd: EgressCmd) -> Result<(), Comm
             return Ok(());
         }
     };
+    output::record(&v, as_json);
+    Ok(())
+}
+
+/// `tenant restart|reset ID`: a POST to `/v1/tenants/ID/<action>`.
+async fn tenant_action(
+    socket: &Path,
+    as_json: bool,
+    id: &str,
+    action: &str,
+) -> Result<(), CommandError> {
+    let id = TenantId::parse(id).map_err(usage)?;
+    let v = admin(
+        socket,
+        Method::POST,
+        &format!("/v1/tenants/{id}/{action}"),
+        None,
+    )
+    .await?;
     output::record(&v, as_json);
     Ok(())
 }

@@ -90,6 +90,16 @@ struct Call {
     media: Option<RtpLease>,
 }
 
+/// What [`Ua::reject_invite`] needs about the INVITE it rejects.
+#[derive(Debug, Clone, Copy)]
+struct RejectedInvite<'a> {
+    record_id: &'a str,
+    call_id: &'a str,
+    raw: &'a [u8],
+    branch: &'a str,
+    to_tag: &'a str,
+}
+
 /// The user agent's state.
 #[derive(Debug)]
 pub struct Ua {
@@ -257,47 +267,26 @@ impl Ua {
                 .await;
         }
         let to_tag = new_tag();
+        let rejected = RejectedInvite {
+            record_id: &record_id,
+            call_id: &call_id,
+            raw,
+            branch: &branch,
+            to_tag: &to_tag,
+        };
         let Some(pt) = pt else {
-            let r = Reply::to(req, 488, "Not Acceptable Here", Some(&to_tag)).finish();
-            self.out.send(&origin, dest, r.clone()).await;
-            let ended = Write::Ended {
-                id: record_id.clone(),
-                at: now_rfc3339(),
-                outcome: Outcome::Rejected,
-                duration_ms: 0,
-            };
-            self.store.write(ended).await;
-            self.calls.insert(
-                call_id.clone(),
-                Call::new(
-                    record_id,
-                    origin,
-                    dest,
-                    raw,
-                    branch,
-                    to_tag,
-                    r,
-                    String::new(),
-                    Phase::Ended,
-                ),
-            );
-            return self.expire_later(call_id);
+            return self
+                .reject_invite(origin, dest, req, rejected, 488, "Not Acceptable Here")
+                .await;
         };
         // Media sockets, within the tenant's concurrent-call limit.
         let lease = match self.cfg.rtp.open().await {
             Ok(lease) => lease,
             Err(reason) => {
                 tracing::info!(%reason, "refusing a call: no RTP sockets");
-                let r = Reply::to(req, 486, "Busy Here", Some(&to_tag)).finish();
-                self.out.send(&origin, dest, r).await;
-                let ended = Write::Ended {
-                    id: record_id,
-                    at: now_rfc3339(),
-                    outcome: Outcome::Rejected,
-                    duration_ms: 0,
-                };
-                let _ = self.store.write_durable(ended).await;
-                return;
+                return self
+                    .reject_invite(origin, dest, req, rejected, 486, "Busy Here")
+                    .await;
             }
         };
         let session = u64::from(getrandom_u32());
@@ -490,6 +479,44 @@ impl Ua {
         self.store.write(ended).await;
         self.release_media(call_id).await;
         self.expire_later(call_id.to_owned());
+    }
+
+    /// Answers a new INVITE with a final error, records the call as
+    /// rejected, and keeps its state a while so a retransmitted INVITE gets
+    /// the same answer instead of becoming a second call.
+    async fn reject_invite(
+        &mut self,
+        origin: Origin,
+        dest: SocketAddr,
+        req: &Scanned<'_>,
+        call: RejectedInvite<'_>,
+        code: u16,
+        reason: &str,
+    ) {
+        let r = Reply::to(req, code, reason, Some(call.to_tag)).finish();
+        self.out.send(&origin, dest, r.clone()).await;
+        let ended = Write::Ended {
+            id: call.record_id.to_owned(),
+            at: now_rfc3339(),
+            outcome: Outcome::Rejected,
+            duration_ms: 0,
+        };
+        if let Err(e) = self.store.write_durable(ended).await {
+            tracing::error!(error = %e, "failed to record a rejected call");
+        }
+        let state = Call::new(
+            call.record_id.to_owned(),
+            origin,
+            dest,
+            call.raw,
+            call.branch.to_owned(),
+            call.to_tag.to_owned(),
+            r,
+            String::new(),
+            Phase::Ended,
+        );
+        self.calls.insert(call.call_id.to_owned(), state);
+        self.expire_later(call.call_id.to_owned());
     }
 
     /// Gives a finished call's RTP sockets back to the supervisor.
