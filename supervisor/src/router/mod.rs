@@ -58,13 +58,26 @@ pub struct Router {
     pub local: SocketAddr,
 }
 
+/// UDP and TCP on one port. With port 0 the kernel picks the UDP port, and
+/// that port may already be taken for TCP by something else: pick again.
+async fn bind_pair(listen: SocketAddr) -> std::io::Result<(UdpSocket, tokio::net::TcpListener)> {
+    let attempts = if listen.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(listen).await?;
+        match tokio::net::TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
 impl Router {
     /// Binds `listen` (UDP and TCP) and starts serving.
     pub async fn start(listen: SocketAddr) -> std::io::Result<Arc<Self>> {
-        let udp = UdpSocket::bind(listen).await?;
+        let (udp, tcp) = bind_pair(listen).await?;
         let local = udp.local_addr()?;
-        // TCP on the same port as UDP (port 0 resolves to UDP's choice).
-        let tcp = tokio::net::TcpListener::bind(local).await?;
         let router = Arc::new(Self {
             numbers: Default::default(),
             workers: Default::default(),
