@@ -36,6 +36,15 @@ pub struct TenantView {
     pub uptime_s: Option<u64>,
     pub key_version: u32,
     pub last_failure: Option<String>,
+    /// Calls holding a slot under `max_concurrent_calls` now.
+    #[serde(default)]
+    pub active_calls: usize,
+    /// New calls the router handed to the worker since the supervisor started.
+    #[serde(default)]
+    pub calls_admitted: u64,
+    /// New calls the router answered 503 (limits, drain, worker down).
+    #[serde(default)]
+    pub calls_refused: u64,
 }
 
 /// `tenant add --json`: the view plus the first token, shown once.

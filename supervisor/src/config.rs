@@ -51,6 +51,20 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The router's form of the call limits, or a message naming the bad key.
+    pub fn calls(&self) -> Result<crate::router::admission::CallLimits, String> {
+        if self.max_concurrent_calls == 0 {
+            return Err("limits.max_concurrent_calls must be at least 1".into());
+        }
+        if self.calls_per_second == 0 {
+            return Err("limits.calls_per_second must be at least 1".into());
+        }
+        Ok(crate::router::admission::CallLimits {
+            max_concurrent: self.max_concurrent_calls,
+            per_second: self.calls_per_second,
+        })
+    }
+
     /// The cgroup form of these limits, or a message naming the bad key.
     pub fn cgroup(&self) -> Result<crate::cgroup::CgroupLimits, String> {
         let memory_bytes = crate::cgroup::parse_bytes(&self.memory)
@@ -159,6 +173,7 @@ impl Config {
     fn from_file(f: ConfigFile, flags: &Overrides) -> Result<Self, ConfigError> {
         if let Some(l) = &f.limits {
             l.cgroup().map_err(ConfigError::Limits)?;
+            l.calls().map_err(ConfigError::Limits)?;
         }
         Ok(Self {
             state_dir: flags

@@ -182,7 +182,7 @@ fn each_call_gets_real_rtp_sockets_which_return_when_it_ends() {
 }
 
 #[test]
-fn calls_past_the_concurrent_call_limit_are_busy() {
+fn calls_past_the_concurrent_call_limit_are_refused_by_the_router_and_busy_on_the_trunk() {
     let sup = Supervisor::start_with("[limits]\nmax_concurrent_calls = 1");
     let t = sup.add_tenant("clinic", &[NUMBER]);
     let first = Peer::new(sup.sip);
@@ -191,9 +191,20 @@ fn calls_past_the_concurrent_call_limit_are_busy() {
         .expect("SIP/2.0 200", Duration::from_secs(3))
         .expect("the first call is answered");
     first.send(&request("ACK", NUMBER, "limit-1", 1, &to_tag(&ok)));
+    // Through the router: refused there, before the worker sees it.
     let second = Peer::new(sup.sip);
     second.send(&invite(NUMBER, "limit-2"));
-    let busy = second
+    let refused = second
+        .expect("SIP/2.0 5", Duration::from_secs(3))
+        .expect("a final answer");
+    assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
+    // On the tenant's own trunk port the worker's limit answers 486.
+    let trunk: std::net::SocketAddr = format!("127.0.0.1:{}", t["sip_port"].as_u64().unwrap())
+        .parse()
+        .unwrap();
+    let direct = Peer::new(trunk);
+    direct.send(&invite(NUMBER, "limit-trunk"));
+    let busy = direct
         .expect("SIP/2.0 4", Duration::from_secs(3))
         .expect("a final answer");
     assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
@@ -210,6 +221,13 @@ fn calls_past_the_concurrent_call_limit_are_busy() {
         t["http_port"].as_u64().unwrap() as u16,
         t["token"].as_str().unwrap(),
     );
-    let rejected = calls.iter().filter(|c| c["outcome"] == "rejected").count();
-    assert_eq!(rejected, 1, "{calls:?}");
+    let rejected: Vec<_> = calls
+        .iter()
+        .filter(|c| c["outcome"] == "rejected")
+        .collect();
+    assert_eq!(
+        rejected.len(),
+        1,
+        "only the trunk call reached the worker: {calls:?}"
+    );
 }

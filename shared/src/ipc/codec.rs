@@ -36,6 +36,7 @@ const KIND_CONNECTED: u8 = 8;
 const KIND_RTP_OPEN: u8 = 9;
 const KIND_RTP_CLOSE: u8 = 10;
 const KIND_RTP_OPENED: u8 = 11;
+const KIND_CALL_ENDED: u8 = 12;
 
 #[derive(Serialize, Deserialize)]
 struct RtpJson {
@@ -74,6 +75,8 @@ pub enum CodecError {
     BadFamily(u8),
     #[error("SIP payload of {0} bytes exceeds {MAX_SIP}")]
     TooLarge(usize),
+    #[error("{0} frame is not UTF-8")]
+    NotUtf8(&'static str),
     #[error("malformed JSON in frame: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -169,6 +172,13 @@ pub fn encode_from_worker(msg: &FromWorker, out: &mut Vec<u8>) -> Result<(), Cod
             out.push(KIND_PROBE);
             serde_json::to_writer(&mut *out, report)?;
         }
+        FromWorker::CallEnded { call_id } => {
+            if call_id.len() > MAX_SIP {
+                return Err(CodecError::TooLarge(call_id.len()));
+            }
+            out.push(KIND_CALL_ENDED);
+            out.extend_from_slice(call_id.as_bytes());
+        }
         FromWorker::Reply { seq, error } => {
             out.push(KIND_REPLY);
             let reply = ReplyJson {
@@ -218,9 +228,8 @@ pub fn decode_to_worker(frame: &[u8]) -> Result<ToWorker, CodecError> {
                 error: r.error,
             })
         }
-        KIND_READY | KIND_REPLY | KIND_PROBE | KIND_CONNECT | KIND_RTP_OPEN | KIND_RTP_CLOSE => {
-            Err(CodecError::WrongDirection(kind))
-        }
+        KIND_READY | KIND_REPLY | KIND_PROBE | KIND_CONNECT | KIND_RTP_OPEN | KIND_RTP_CLOSE
+        | KIND_CALL_ENDED => Err(CodecError::WrongDirection(kind)),
         other => Err(CodecError::UnknownKind(other)),
     }
 }
@@ -257,6 +266,16 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
             let r: RtpJson = serde_json::from_slice(body)?;
             Ok(FromWorker::RtpClose {
                 port: r.port.ok_or(CodecError::Truncated("rtp close"))?,
+            })
+        }
+        KIND_CALL_ENDED => {
+            if body.is_empty() || body.len() > MAX_SIP {
+                return Err(CodecError::Truncated("call ended"));
+            }
+            let call_id =
+                std::str::from_utf8(body).map_err(|_| CodecError::NotUtf8("call ended"))?;
+            Ok(FromWorker::CallEnded {
+                call_id: call_id.to_owned(),
             })
         }
         KIND_BOOTSTRAP | KIND_CONTROL | KIND_CONNECTED | KIND_RTP_OPENED => {
@@ -500,6 +519,9 @@ mod tests {
                 host: "api.example.com".into(),
                 port: 443,
             },
+            FromWorker::CallEnded {
+                call_id: "a84b4c76e66710@pc33.atlanta.com".into(),
+            },
         ] {
             encode_from_worker(&msg, &mut buf).unwrap();
             assert_eq!(decode_from_worker(&buf).unwrap(), msg);
@@ -538,6 +560,11 @@ mod tests {
         assert!(
             decode_from_worker(b"\x0a{}").is_err(),
             "an RTP close without a port"
+        );
+        assert!(decode_from_worker(b"\x0c").is_err(), "an empty Call-ID");
+        assert!(
+            decode_from_worker(b"\x0c\xff\xfe").is_err(),
+            "a Call-ID not UTF-8"
         );
     }
 }

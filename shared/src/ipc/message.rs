@@ -158,4 +158,10 @@ pub enum FromWorker {
     RtpClose {
         port: u16,
     },
+    /// A call that came through the router is over (answered and hung up,
+    /// cancelled, refused, or dead): its slot under the tenant's
+    /// concurrent-call limit is free again. Only frees the sender's own slots.
+    CallEnded {
+        call_id: String,
+    },
 }

@@ -47,7 +47,16 @@ pub fn status(v: &Value, as_json: bool) {
     println!();
     table(
         v["workers"].as_array().map_or(&[][..], |a| a),
-        &["id", "state", "pid", "numbers", "restarts", "last_failure"],
+        &[
+            "id",
+            "state",
+            "pid",
+            "numbers",
+            "active_calls",
+            "calls_refused",
+            "restarts",
+            "last_failure",
+        ],
     );
 }
 

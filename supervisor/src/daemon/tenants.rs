@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::keystore::Keystore;
 use crate::ports::{self, TenantSockets};
 use crate::registry::{Registry, TenantRow};
+use crate::router::admission::GateCounts;
 use crate::router::Router;
 use crate::sandbox::{rootfs, verify, Layers};
 use crate::spawn::{Spawner, WorkerSpec};
@@ -183,6 +184,10 @@ impl Tenants {
     }
 
     fn insert_live(&self, row: TenantRow, sockets: Option<TenantSockets>) {
+        // Validated when the configuration was loaded.
+        if let Ok(calls) = self.cfg.limits.calls() {
+            self.router.admission.set_limits(&row.id, calls);
+        }
         let live = Live {
             row,
             sockets,
@@ -802,6 +807,7 @@ impl Tenants {
         }
         self.stop_worker(id).await;
         let l = self.live.lock().expect("live lock").remove(id);
+        self.router.admission.remove(id);
         if let Some(l) = &l {
             for n in &l.row.numbers {
                 self.router.remove_number(n);
@@ -935,12 +941,15 @@ impl Tenants {
         let l = live
             .get(id)
             .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
-        Ok(view_of(l))
+        Ok(view_of(l, self.router.admission.counts(id)))
     }
 
     pub fn views(&self) -> Vec<TenantView> {
         let live = self.live.lock().expect("live lock");
-        let mut v: Vec<TenantView> = live.values().map(view_of).collect();
+        let mut v: Vec<TenantView> = live
+            .values()
+            .map(|l| view_of(l, self.router.admission.counts(&l.row.id)))
+            .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -961,7 +970,7 @@ impl Tenants {
     }
 }
 
-fn view_of(l: &Live) -> TenantView {
+fn view_of(l: &Live, calls: GateCounts) -> TenantView {
     TenantView {
         id: l.row.id.to_string(),
         state: l.state.as_str().into(),
@@ -974,6 +983,9 @@ fn view_of(l: &Live) -> TenantView {
         uptime_s: l.started.map(|s| s.elapsed().as_secs()),
         key_version: l.row.key_version,
         last_failure: l.last_failure.clone(),
+        active_calls: calls.active,
+        calls_admitted: calls.admitted,
+        calls_refused: calls.refused,
     }
 }
 

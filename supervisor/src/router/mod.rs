@@ -6,7 +6,9 @@
 //!
 //! A slow or dead worker never stalls it: relaying uses a non-blocking send,
 //! and a full socketpair is answered with 503 like a worker that is down.
+//! New calls pass each tenant's limits first ([`admission`]).
 
+pub mod admission;
 mod peers;
 pub mod route;
 mod tcp;
@@ -32,7 +34,7 @@ use route::Decision;
 const MAX_DIALOGS: usize = 100_000;
 /// How long a Call-ID keeps routing to its tenant after the INVITE.
 const DIALOG_TTL: Duration = Duration::from_secs(4 * 3600);
-/// What 503 tells a client to wait, in seconds.
+/// What 503 tells a client to wait, in seconds, when the tenant is down.
 const RETRY_AFTER: &str = "5";
 
 /// Counters shown by `bulkhead status`.
@@ -55,7 +57,16 @@ pub struct Router {
     tcp_conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     next_conn: AtomicU64,
     pub counters: Counters,
+    pub admission: admission::Admission,
     pub local: SocketAddr,
+}
+
+/// Where an inbound message came from: enough to answer it.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    transport: Transport,
+    conn: u64,
+    peer: SocketAddr,
 }
 
 /// UDP and TCP on one port. With port 0 the kernel picks the UDP port, and
@@ -87,6 +98,7 @@ impl Router {
             tcp_conns: Default::default(),
             next_conn: AtomicU64::new(1),
             counters: Counters::default(),
+            admission: Default::default(),
             local,
         });
         tokio::spawn(udp::serve(router.clone()));
@@ -105,17 +117,26 @@ impl Router {
         self.numbers.write().expect("numbers lock").remove(number);
     }
 
-    /// The worker for `tenant` is serving on `link` (or, with `None`, is not).
+    /// The worker for `tenant` is serving on `link` (or, with `None`, is
+    /// not, and none of its calls survive).
     pub fn set_worker(&self, tenant: &TenantId, link: Option<Arc<Link>>) {
         let mut workers = self.workers.write().expect("workers lock");
         match link {
             Some(l) => workers.insert(tenant.clone(), l),
-            None => workers.remove(tenant),
+            None => {
+                self.admission.release_all(tenant);
+                workers.remove(tenant)
+            }
         };
     }
 
     /// Handles one inbound message from `peer`.
     fn dispatch(&self, transport: Transport, conn: u64, peer: SocketAddr, data: &[u8]) {
+        let source = Source {
+            transport,
+            conn,
+            peer,
+        };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let decision = route::decide(
             data,
@@ -136,14 +157,27 @@ impl Router {
                     .expect("workers lock")
                     .get(&tenant)
                     .cloned();
+                // A retransmitted INVITE is not a new call.
+                let new_call = new_dialog.filter(|c| !self.knows_dialog(c));
                 let Some(link) = link else {
-                    return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
+                    if new_call.is_some() {
+                        self.admission.note_refused(&tenant);
+                    }
+                    return self.reject(source, data, 503, "Service Unavailable", RETRY_AFTER);
                 };
+                if let Some(call_id) = new_call {
+                    if let Err(refusal) = self.admission.admit(&tenant, call_id, Instant::now()) {
+                        return self.refuse(source, data, refusal);
+                    }
+                }
                 let mut frame = Vec::with_capacity(data.len() + 32);
                 if encode_sip_frame(transport, conn, peer, data, &mut frame).is_err()
                     || link.try_send_packet(&frame).is_err()
                 {
-                    return self.reject(transport, conn, peer, data, 503, "Service Unavailable");
+                    if let Some(call_id) = new_call {
+                        self.admission.unadmit(&tenant, call_id);
+                    }
+                    return self.reject(source, data, 503, "Service Unavailable", RETRY_AFTER);
                 }
                 self.peers.allow(&tenant, transport, conn, peer.ip());
                 if let Some(call_id) = new_dialog {
@@ -152,12 +186,19 @@ impl Router {
                 self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
             }
             Decision::Reply { code, reason } => {
-                self.reject(transport, conn, peer, data, code, reason)
+                self.reject(source, data, code, reason, RETRY_AFTER)
             }
             Decision::Drop => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    fn knows_dialog(&self, call_id: &str) -> bool {
+        self.dialogs
+            .lock()
+            .expect("dialogs lock")
+            .contains_key(call_id)
     }
 
     fn remember_dialog(&self, call_id: &str, tenant: TenantId) {
@@ -177,28 +218,30 @@ impl Router {
         dialogs.insert(call_id.to_owned(), (tenant, Instant::now()));
     }
 
-    /// Answers a request from the router itself.
-    fn reject(
-        &self,
-        transport: Transport,
-        conn: u64,
-        peer: SocketAddr,
-        data: &[u8],
-        code: u16,
-        reason: &str,
-    ) {
+    /// Answers a new call a tenant's limits (or a drain) refused.
+    fn refuse(&self, source: Source, data: &[u8], refusal: admission::Refusal) {
+        let reason = match refusal {
+            admission::Refusal::Draining => "Service Unavailable (draining)",
+            admission::Refusal::TooManyCalls => "Service Unavailable (too many calls)",
+            admission::Refusal::TooFast => "Service Unavailable (call rate limit)",
+        };
+        self.reject(source, data, 503, reason, refusal.retry_after());
+    }
+
+    /// Answers a request from the router itself; a 503 says when to retry.
+    fn reject(&self, source: Source, data: &[u8], code: u16, reason: &str, retry_after: &str) {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
         let Ok(req) = scan_head(data) else { return };
         let top = via::top_via(&req);
-        let dest = via::response_target(top.as_ref(), peer);
+        let dest = via::response_target(top.as_ref(), source.peer);
         let mut reply = Reply::to(&req, code, reason, Some("bhr"));
         if code == 503 {
-            reply = reply.header("Retry-After", RETRY_AFTER);
+            reply = reply.header("Retry-After", retry_after);
         }
         if code == 405 {
             reply = reply.header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
         }
-        self.send(transport, conn, dest, reply.finish());
+        self.send(source.transport, source.conn, dest, reply.finish());
     }
 
     /// Sends a message out of the router's sockets (a worker's reply, or our own).

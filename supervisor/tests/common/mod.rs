@@ -253,6 +253,18 @@ pub fn sipp_uac(
     calls: u32,
     transport: &str,
 ) -> (bool, String) {
+    sipp_uac_at(dir, target, number, calls, 20, transport)
+}
+
+/// [`sipp_uac`] at `rate` calls per second.
+pub fn sipp_uac_at(
+    dir: &Path,
+    target: SocketAddr,
+    number: &str,
+    calls: u32,
+    rate: u32,
+    transport: &str,
+) -> (bool, String) {
     let port = free_udp_port().to_string();
     let out = Command::new("sipp")
         .current_dir(dir)
@@ -261,7 +273,7 @@ pub fn sipp_uac(
             "-m",
             &calls.to_string(),
             "-r",
-            "20",
+            &rate.to_string(),
             "-i",
             "127.0.0.1",
             "-p",
@@ -278,6 +290,20 @@ pub fn sipp_uac(
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// The cumulative (successful, failed) call counts from sipp's final report.
+pub fn sipp_counts(report: &str) -> (u64, u64) {
+    let count = |label: &str| {
+        report
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} line in sipp's report:\n{report}"))
+    };
+    (count("Successful call"), count("Failed call"))
 }
 
 /// Sends one raw SIP datagram and returns the first reply, if any within `wait`.

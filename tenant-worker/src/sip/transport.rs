@@ -109,6 +109,14 @@ impl Outbound {
             tracing::debug!(error = %e, "failed to send SIP response");
         }
     }
+
+    /// Tells the router a call it admitted is over.
+    pub async fn call_ended(&self, call_id: String) {
+        let msg = FromWorker::CallEnded { call_id };
+        if let Err(e) = self.link.send_to_supervisor(&msg).await {
+            tracing::debug!(error = %e, "failed to report a call's end");
+        }
+    }
 }
 
 /// Reads the trunk UDP socket into the user agent's event queue.

@@ -6,7 +6,7 @@
 //! request gets the last response again, and a 2xx to INVITE is retransmitted
 //! (Timer G-style, T1 doubling to T2) until the ACK arrives or 64·T1 passes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -108,6 +108,9 @@ pub struct Ua {
     out: Outbound,
     events: mpsc::Sender<Event>,
     calls: HashMap<String, Call>,
+    /// Calls the router admitted under the tenant's concurrent-call limit
+    /// and that have not been reported over yet (see [`Ua::settle`]).
+    router_slots: HashSet<String>,
 }
 
 impl Ua {
@@ -118,6 +121,7 @@ impl Ua {
             out,
             events,
             calls: HashMap::new(),
+            router_slots: HashSet::new(),
         }
     }
 
@@ -140,6 +144,30 @@ impl Ua {
                     }
                 }
             }
+            self.settle().await;
+        }
+    }
+
+    /// Tells the router about every admitted call that is over, whichever
+    /// way it ended (hung up, cancelled, refused, never acknowledged), so
+    /// its slot under the concurrent-call limit is free again. Checking
+    /// after every event, rather than at each place a call can end, keeps
+    /// a future end path from leaking a slot.
+    async fn settle(&mut self) {
+        if self.router_slots.is_empty() {
+            return;
+        }
+        let calls = &self.calls;
+        let mut over = Vec::new();
+        self.router_slots.retain(|id| {
+            let live = calls.get(id).is_some_and(|c| c.phase != Phase::Ended);
+            if !live {
+                over.push(id.clone());
+            }
+            live
+        });
+        for call_id in over {
+            self.out.call_ended(call_id).await;
         }
     }
 
@@ -236,6 +264,9 @@ impl Ua {
                 .body("application/sdp", call.sdp.as_bytes())
                 .finish();
             return self.out.send(&call.origin, call.dest, r).await;
+        }
+        if matches!(origin, Origin::Router { .. }) {
+            self.router_slots.insert(call_id.clone());
         }
         let Some(number) = msg::dialed_number(uri_of_request(req)).filter(|n| self.owns(n)) else {
             return self.reply(&origin, dest, req, 404, "Not Found").await;
@@ -433,6 +464,8 @@ impl Ua {
             if let Err(e) = self.store.write_durable(ended).await {
                 tracing::error!(error = %e, "failed to record the end of a call");
             }
+            // The slot is free before the caller hears the end (same link, in order).
+            self.settle().await;
             self.out.send(&origin, dest, ok).await;
             self.release_media(call_id).await;
             self.expire_later(call_id.to_owned());
@@ -475,6 +508,7 @@ impl Ua {
             outcome: Outcome::Abandoned,
             duration_ms: 0,
         };
+        self.settle().await;
         self.out.send(&o, d, terminated).await;
         self.store.write(ended).await;
         self.release_media(call_id).await;
@@ -494,6 +528,7 @@ impl Ua {
         reason: &str,
     ) {
         let r = Reply::to(req, code, reason, Some(call.to_tag)).finish();
+        self.settle().await;
         self.out.send(&origin, dest, r.clone()).await;
         let ended = Write::Ended {
             id: call.record_id.to_owned(),

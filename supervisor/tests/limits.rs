@@ -1,0 +1,128 @@
+//! Noisy neighbours: the router holds each tenant to its call-rate and
+//! concurrent-call limits (503 + Retry-After past them), so one tenant
+//! flooded far past its limits does not cost another tenant a call.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn worker_view(sup: &Supervisor, id: &str) -> serde_json::Value {
+    let status = sup.cli_json(&["status"]);
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {id} in {status}"))
+}
+
+#[test]
+fn a_tenant_flooded_past_its_call_rate_gets_503s_and_its_neighbour_completes_every_call() {
+    let sup = Supervisor::start_with("[limits]\ncalls_per_second = 10\n");
+    sup.add_tenant("clinic", &["+15550100"]);
+    sup.add_tenant("insurance", &["+15550200"]);
+
+    let (flood, calm) = std::thread::scope(|s| {
+        // Ten times the limit for three seconds...
+        let flood = s.spawn(|| sipp_uac_at(sup.dir.path(), sup.sip, "+15550100", 300, 100, "u1"));
+        // ...while the neighbour calls at half its limit.
+        let calm = s.spawn(|| sipp_uac_at(sup.dir.path(), sup.sip, "+15550200", 15, 5, "u1"));
+        (flood.join().unwrap(), calm.join().unwrap())
+    });
+    let (ok, report) = calm;
+    assert!(ok, "the neighbour lost calls during the flood:\n{report}");
+    assert_eq!(sipp_counts(&report), (15, 0), "{report}");
+
+    let (flood_ok, flooded) = flood;
+    let (succeeded, failed) = sipp_counts(&flooded);
+    assert!(
+        !flood_ok,
+        "300 calls at 100/s all passed a 10/s limit:\n{flooded}"
+    );
+    assert!(succeeded > 0 && failed > 0, "{flooded}");
+    // A one-second burst plus 10/s lets about 40 of 300 through; the bound
+    // leaves room for slow pacing, never for the offered rate.
+    assert!(
+        succeeded <= 150,
+        "{succeeded} calls passed a 10/s limit:\n{flooded}"
+    );
+
+    let clinic = worker_view(&sup, "clinic");
+    eprintln!("flooded tenant: {succeeded} calls passed, {failed} refused");
+    assert_eq!(clinic["calls_admitted"], succeeded, "{clinic}");
+    assert_eq!(clinic["calls_refused"], failed, "{clinic}");
+    assert_eq!(clinic["active_calls"], 0, "every slot is back: {clinic}");
+    assert_eq!(worker_view(&sup, "insurance")["calls_refused"], 0);
+}
+
+#[test]
+fn the_rate_limit_answers_503_with_retry_after_from_the_router() {
+    let sup = Supervisor::start_with("[limits]\ncalls_per_second = 1\n");
+    sup.add_tenant("clinic", &["+15550100"]);
+    // One call a second, one second's burst: five at once cannot all pass.
+    let replies: Vec<String> = (0..5)
+        .map(|i| {
+            udp_exchange(
+                sup.sip,
+                &invite("+15550100", &format!("burst-{i}")),
+                Duration::from_secs(5),
+            )
+            .expect("every INVITE is answered")
+        })
+        .collect();
+    let refused: Vec<&String> = replies
+        .iter()
+        .filter(|r| r.starts_with("SIP/2.0 503"))
+        .collect();
+    assert!(!refused.is_empty(), "{replies:#?}");
+    for r in refused {
+        assert!(r.contains("call rate limit"), "{r}");
+        assert!(r.contains("Retry-After: 1"), "{r}");
+    }
+}
+
+#[test]
+fn the_concurrent_call_limit_holds_a_slot_until_the_call_ends() {
+    // Calls ring for a minute, so they stay in progress until cancelled.
+    let sup =
+        Supervisor::start_with("answer_delay_ms = 60000\n[limits]\nmax_concurrent_calls = 2\n");
+    sup.add_tenant("clinic", &["+15550100"]);
+    let callers: Vec<Peer> = (0..3).map(|_| Peer::new(sup.sip)).collect();
+    for (i, c) in callers.iter().take(2).enumerate() {
+        c.send(&invite("+15550100", &format!("slot-{i}")));
+        assert!(
+            c.expect("SIP/2.0 180", Duration::from_secs(5)).is_some(),
+            "call {i} rings"
+        );
+    }
+    callers[2].send(&invite("+15550100", "slot-2"));
+    let busy = callers[2]
+        .expect("SIP/2.0 503", Duration::from_secs(5))
+        .expect("a third call is refused");
+    assert!(
+        busy.contains("too many calls") && busy.contains("Retry-After: 5"),
+        "{busy}"
+    );
+    assert_eq!(worker_view(&sup, "clinic")["active_calls"], 2);
+
+    // Cancelling one frees its slot (the worker reports the call over).
+    callers[0].send(&request("CANCEL", "+15550100", "slot-0", 1, ""));
+    assert!(callers[0]
+        .expect("SIP/2.0 487", Duration::from_secs(5))
+        .is_some());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while worker_view(&sup, "clinic")["active_calls"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    callers[2].send(&invite("+15550100", "slot-3"));
+    assert!(callers[2]
+        .expect("SIP/2.0 180", Duration::from_secs(5))
+        .is_some());
+}
