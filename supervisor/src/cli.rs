@@ -97,6 +97,10 @@ pub enum TenantCmd {
     /// Stop the tenant's worker and start it again.
     Restart {
         id: String,
+        /// First refuse new calls (503) and let calls in progress finish,
+        /// up to `drain_timeout_s`.
+        #[arg(long)]
+        drain: bool,
     },
     /// Clear a `failed` state (too many restarts) and start the worker.
     Reset {

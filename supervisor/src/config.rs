@@ -104,6 +104,7 @@ struct ConfigFile {
     worker_bin: Option<PathBuf>,
     limits: Option<Limits>,
     answer_delay_ms: Option<u64>,
+    drain_timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +131,9 @@ pub struct Config {
     pub limits: Limits,
     /// How long workers let a call ring before answering (default 0).
     pub answer_delay_ms: u64,
+    /// How long a drain (SIGTERM, `tenant restart --drain`) waits for calls
+    /// in progress before stopping the worker anyway (default 30 s).
+    pub drain_timeout: std::time::Duration,
     /// Log filter handed to workers: `RUST_LOG` of the supervisor, else `info`.
     pub worker_log_filter: String,
 }
@@ -214,6 +218,7 @@ impl Config {
             worker_bin: f.worker_bin,
             limits: f.limits.unwrap_or_default(),
             answer_delay_ms: f.answer_delay_ms.unwrap_or(0),
+            drain_timeout: std::time::Duration::from_secs(f.drain_timeout_s.unwrap_or(30)),
             worker_log_filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         })
     }

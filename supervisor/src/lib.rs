@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod keystore;
 pub mod ports;
+pub mod rate;
 pub mod registry;
 pub mod router;
 #[allow(unsafe_code)] // pre-exec syscalls, each with a SAFETY comment

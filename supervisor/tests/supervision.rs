@@ -134,17 +134,38 @@ fn a_crash_looping_worker_is_failed_until_reset() {
 }
 
 #[test]
-fn a_hung_worker_misses_its_heartbeat_and_is_replaced() {
-    let sup = Supervisor::start();
+fn a_hung_worker_with_a_full_socket_misses_its_heartbeat_and_neighbours_never_notice() {
+    // Limits high enough that the socket, not the router's limits, refuses.
+    let sup = Supervisor::start_with(
+        "[limits]\ncalls_per_second = 100000\nmax_concurrent_calls = 100000\n",
+    );
     let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    sup.add_tenant("insurance", &["+15550200"]);
     let pid = clinic["pid"].as_u64().unwrap();
-    // Alive but answering nothing: stopped.
+    // Alive but reading nothing: stopped.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGSTOP,
     )
     .unwrap();
-    let shown = back_up(&sup, "clinic", pid);
+    let shown = std::thread::scope(|s| {
+        let calls = s.spawn(|| sipp_uac_at(sup.dir.path(), sup.sip, "+15550200", 40, 10, "u1"));
+        // Fill the stopped worker's socket buffer through the router: the
+        // router must answer 503 for it, never wait on it.
+        let caller = Peer::new(sup.sip);
+        for i in 0..3000 {
+            caller.send(&invite("+15550100", &format!("fill-{i}")));
+        }
+        let mut refused = 0;
+        while let Some(m) = caller.recv(Duration::from_millis(500)) {
+            refused += usize::from(m.starts_with("SIP/2.0 503 Service Unavailable\r\n"));
+        }
+        assert!(refused > 0, "a full worker socket is answered with 503");
+        let shown = back_up(&sup, "clinic", pid);
+        let (ok, out) = calls.join().unwrap();
+        assert!(ok, "the neighbour lost calls while clinic hung:\n{out}");
+        shown
+    });
     assert!(
         shown["last_failure"]
             .as_str()

@@ -30,11 +30,8 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         cfg.worker_log_filter = "warn".into();
     }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (running, handle) = daemon::start(cfg, async move {
-        let _ = stop_rx.await;
-    })
-    .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(daemon::Shutdown::Serve);
+    let (running, handle) = daemon::start(cfg, stop_rx).await?;
     let router = running.router.local;
 
     let apply: serde_json::Value =
@@ -81,13 +78,13 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         );
     }
     if once {
-        let _ = stop_tx.send(());
+        let _ = stop_tx.send(daemon::Shutdown::Now);
         handle.await?;
         return Ok(());
     }
     println!("Serving until Ctrl-C. Try: sipp -sn uac -s +15550100 {router} -m 1");
     tokio::signal::ctrl_c().await?;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(daemon::Shutdown::Now);
     handle.await?;
     Ok(())
 }

@@ -140,7 +140,12 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             .await?;
             output::record(&v, as_json);
         }
-        TenantCmd::Restart { id } => tenant_action(socket, as_json, &id, "restart").await?,
+        TenantCmd::Restart { id, drain: false } => {
+            tenant_action(socket, as_json, &id, "restart").await?
+        }
+        TenantCmd::Restart { id, drain: true } => {
+            tenant_action(socket, as_json, &id, "restart?drain=true").await?
+        }
         TenantCmd::Reset { id } => tenant_action(socket, as_json, &id, "reset").await?,
         TenantCmd::Token { id, name, expires } => {
             let id = TenantId::parse(&id).map_err(usage)?;
@@ -214,7 +219,7 @@ async fn egress(socket: &Path, as_json: bool, cmd: EgressCmd) -> Result<(), Comm
     Ok(())
 }
 
-/// `tenant restart|reset ID`: a POST to `/v1/tenants/ID/<action>`.
+/// `tenant restart [--drain]|reset ID`: a POST to `/v1/tenants/ID/<action>`.
 async fn tenant_action(
     socket: &Path,
     as_json: bool,

@@ -127,7 +127,14 @@ async fn route(
             ok(serde_json::json!({"removed": id, "shredded": shred}))
         }
         (&Method::POST, ["v1", "tenants", id, "restart"]) => {
-            ok(to_value(t.restart(&tenant_id(id)?).await?))
+            let id = tenant_id(id)?;
+            match query.as_str() {
+                "" | "drain=false" => ok(to_value(t.restart(&id).await?)),
+                "drain=true" => ok(to_value(t.restart_drained(&id).await?)),
+                other => Err(AdminError::BadRequest(format!(
+                    "unknown query {other:?}: restart takes only drain=true"
+                ))),
+            }
         }
         (&Method::POST, ["v1", "tenants", id, "reset"]) => {
             ok(to_value(t.reset(&tenant_id(id)?).await?))

@@ -1,6 +1,6 @@
-//! `bulkhead serve`: the supervisor daemon. [`run`] owns start-up in order —
+//! `bulkhead serve`: the supervisor daemon. [`start`] owns start-up in order —
 //! state dir, keystore, registry, worker binary, router, tenants, admin API —
-//! and runs until `shutdown` resolves, so tests and `demo` drive it in-process.
+//! and runs until told to stop ([`Shutdown`]), so `demo` drives it in-process.
 
 mod admin;
 pub mod audit;
@@ -11,13 +11,13 @@ mod rtp;
 mod tenants;
 mod worker;
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::keystore::Keystore;
@@ -49,6 +49,18 @@ impl AdminError {
     }
 }
 
+/// What the daemon is asked to do; `serve` maps signals onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Keep serving.
+    Serve,
+    /// Refuse new calls, let calls in progress finish (up to
+    /// `drain_timeout`), then stop the workers and exit (SIGTERM).
+    Drain,
+    /// Stop the workers and exit now (SIGINT, or a second SIGTERM).
+    Now,
+}
+
 /// What a running daemon exposes to an in-process caller (demo, tests).
 #[derive(Debug, Clone)]
 pub struct Running {
@@ -58,10 +70,10 @@ pub struct Running {
 }
 
 /// Starts the daemon and returns once the admin socket accepts connections;
-/// the returned future runs it until `shutdown` resolves.
+/// the returned task runs it until `shutdown` leaves [`Shutdown::Serve`].
 pub async fn start(
     cfg: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut shutdown: watch::Receiver<Shutdown>,
 ) -> anyhow::Result<(Running, tokio::task::JoinHandle<()>)> {
     // Nothing the supervisor creates (registry, WAL files, keys) is readable
     // by other users unless a mode below says so explicitly.
@@ -112,12 +124,20 @@ pub async fn start(
         router,
     };
     let handle = tokio::spawn(async move {
-        tokio::select! {
-            _ = admin::serve(listener, status_ctx) => {}
-            _ = shutdown => {}
+        // The admin API keeps answering during a drain (`status` shows it).
+        let admin = tokio::spawn(admin::serve(listener, status_ctx));
+        let asked = match shutdown.wait_for(|s| *s != Shutdown::Serve).await {
+            Ok(s) => *s,
+            Err(_) => Shutdown::Now, // every sender gone
+        };
+        if asked == Shutdown::Drain {
+            tracing::info!(timeout = ?tenants.cfg.drain_timeout, "draining: new calls get 503, calls in progress may finish");
+            let drained = tenants.drain_all(shutdown).await;
+            tracing::info!(waited = ?drained.waited, cut = drained.cut, "drained");
         }
         tracing::info!("stopping workers");
         tenants.stop_all().await;
+        admin.abort();
         let _ = std::fs::remove_file(&admin_socket);
     });
     tracing::info!(socket = %running.admin_socket.display(), "ready");

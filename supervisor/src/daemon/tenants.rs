@@ -28,10 +28,14 @@ use crate::sandbox::{rootfs, verify, Layers};
 use crate::spawn::{Spawner, WorkerSpec};
 use crate::tokens;
 
+mod drain;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Starting,
     Running,
+    /// New calls refused while calls in progress finish.
+    Draining,
     Restarting,
     Failed,
     Stopped,
@@ -42,6 +46,7 @@ impl State {
         match self {
             Self::Starting => "starting",
             Self::Running => "running",
+            Self::Draining => "draining",
             Self::Restarting => "restarting",
             Self::Failed => "failed",
             Self::Stopped => "stopped",
@@ -753,7 +758,7 @@ impl Tenants {
                 .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
             if matches!(
                 l.state,
-                State::Running | State::Starting | State::Restarting
+                State::Running | State::Starting | State::Restarting | State::Draining
             ) {
                 return Err(AdminError::Conflict(format!(
                     "tenant {id} is {}, not failed",

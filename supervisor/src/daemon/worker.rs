@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bulkhead_shared::ipc::codec::{encode_to_worker, MAX_FRAME};
 use bulkhead_shared::ipc::message::{Control, ControlOp};
@@ -16,11 +16,21 @@ use zeroize::Zeroize;
 
 use crate::keystore::DataKey;
 use crate::ports::TenantSockets;
+use crate::rate::TokenBucket;
 
 /// How long a worker may take from exec to `Ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a control request may wait for its reply.
+/// How long a control request may take, sending included: a worker that
+/// stops reading fills its socket buffer, and must not stall the caller.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Frames a second a worker may send: about eight per call at the tenant's
+/// call rate, twenty for headroom, plus a floor; twice that may come at once.
+/// A worker past it is flooding the supervisor and is stopped.
+pub fn frame_budget(calls_per_second: u32) -> (f64, f64) {
+    let rate = 1000.0 + 20.0 * f64::from(calls_per_second);
+    (rate, 2.0 * rate)
+}
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>>;
 
@@ -44,23 +54,24 @@ impl WorkerLink {
         };
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(seq, tx);
-        let sent = self
-            .link
-            .send_to_worker(&ToWorker::Control(Control { seq, op }))
-            .await;
-        if let Err(e) = sent {
-            self.pending.lock().expect("pending lock").remove(&seq);
-            return Err(format!("failed to reach the worker: {e}"));
-        }
-        match tokio::time::timeout(CONTROL_TIMEOUT, rx).await {
-            Ok(Ok(None)) => Ok(()),
-            Ok(Ok(Some(err))) => Err(err),
-            Ok(Err(_)) => Err("the worker exited before replying".into()),
-            Err(_) => {
-                self.pending.lock().expect("pending lock").remove(&seq);
-                Err("the worker did not reply in time".into())
+        let exchange = async {
+            self.link
+                .send_to_worker(&ToWorker::Control(Control { seq, op }))
+                .await
+                .map_err(|e| format!("failed to reach the worker: {e}"))?;
+            match rx.await {
+                Ok(None) => Ok(()),
+                Ok(Some(err)) => Err(err),
+                Err(_) => Err("the worker exited before replying".to_string()),
             }
+        };
+        let result = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err("the worker did not reply in time".into()));
+        if result.is_err() {
+            self.pending.lock().expect("pending lock").remove(&seq);
         }
+        result
     }
 }
 
@@ -154,8 +165,16 @@ async fn read_frames(
     let mut rtp = super::rtp::WorkerRtp::new(tenants.cfg.limits.max_concurrent_calls as usize);
     let mut ready = Some(ready);
     let mut buf = vec![0u8; MAX_FRAME];
+    let (rate, burst) = frame_budget(tenants.cfg.limits.calls_per_second);
+    let mut budget = TokenBucket::new(rate, burst, Instant::now());
     let reason = loop {
-        match link.recv_from_worker(&mut buf).await {
+        let frame = link.recv_from_worker(&mut buf).await;
+        if !budget.take(Instant::now()) {
+            break format!(
+                "sent frames faster than {rate}/s (flooding the supervisor); stopped as misbehaving"
+            );
+        }
+        match frame {
             Ok(None) => break "closed its socketpair (exited)".to_string(),
             Ok(Some(FromWorker::Ready(report))) => {
                 if let Some(r) = ready.take() {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use bulkhead_shared::TenantId;
 
+use crate::rate::TokenBucket;
+
 /// A slot nobody reported over for this long is taken back (a safety net
 /// for a worker that loses track of a call; real calls end far sooner).
 const SLOT_MAX_AGE: Duration = Duration::from_secs(4 * 3600);
@@ -66,8 +68,8 @@ pub struct GateCounts {
 #[derive(Debug)]
 struct Gate {
     limits: CallLimits,
-    tokens: f64,
-    refilled: Instant,
+    /// One second's worth of calls may come at once.
+    bucket: TokenBucket,
     active: HashMap<String, Instant>,
     draining: bool,
     admitted: u64,
@@ -78,26 +80,15 @@ impl Gate {
     fn new(limits: CallLimits, now: Instant) -> Self {
         Self {
             limits,
-            tokens: f64::from(limits.per_second),
-            refilled: now,
+            bucket: TokenBucket::new(
+                f64::from(limits.per_second),
+                f64::from(limits.per_second),
+                now,
+            ),
             active: HashMap::new(),
             draining: false,
             admitted: 0,
             refused: 0,
-        }
-    }
-
-    /// Token bucket: `per_second` tokens a second, at most one second's worth saved.
-    fn take_token(&mut self, now: Instant) -> bool {
-        let rate = f64::from(self.limits.per_second);
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate.max(1.0));
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 
@@ -112,7 +103,7 @@ impl Gate {
                 return Err(Refusal::TooManyCalls);
             }
         }
-        if !self.take_token(now) {
+        if !self.bucket.take(now) {
             return Err(Refusal::TooFast);
         }
         Ok(())
@@ -133,7 +124,11 @@ impl Admission {
         let mut gates = self.gates.lock().expect("gates lock");
         gates
             .entry(tenant.clone())
-            .and_modify(|g| g.limits = limits)
+            .and_modify(|g| {
+                g.limits = limits;
+                let rate = f64::from(limits.per_second);
+                g.bucket.set(rate, rate);
+            })
             .or_insert_with(|| Gate::new(limits, now));
     }
 
