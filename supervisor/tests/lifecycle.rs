@@ -232,6 +232,53 @@ fn workers_die_with_a_killed_supervisor() {
     );
 }
 
+/// The `cgroup.procs` file of the group `pid` is in (v1: its memory hierarchy).
+fn cgroup_procs_of(pid: u64) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        if controllers.split(',').any(|c| c == "memory") {
+            return format!("/sys/fs/cgroup/memory{path}/cgroup.procs").into();
+        }
+        if controllers.is_empty() && text.lines().count() == 1 {
+            return format!("/sys/fs/cgroup{path}/cgroup.procs").into();
+        }
+    }
+    panic!("no memory cgroup for {pid}: {text}");
+}
+
+#[test]
+fn a_restarted_supervisor_kills_processes_left_in_a_tenants_cgroup() {
+    let mut sup = Supervisor::start();
+    let t = sup.add_tenant("clinic", &["+15550100"]);
+    let procs = cgroup_procs_of(t["pid"].as_u64().unwrap());
+    sup.kill_hard();
+    // A process that outlived its supervisor (as if the parent-death signal
+    // had not fired), still in the tenant's group.
+    let mut leftover = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    std::fs::write(&procs, leftover.id().to_string()).unwrap();
+    sup.boot();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = leftover.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the leftover survived a restart");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(sup.log().contains("left behind"), "{}", sup.log());
+    assert_eq!(
+        sup.cli_json(&["tenant", "show", "clinic"])["state"],
+        "running"
+    );
+}
+
 #[test]
 fn a_tenant_whose_port_was_taken_while_down_is_listed_as_failed_with_the_reason() {
     let mut sup = Supervisor::start();

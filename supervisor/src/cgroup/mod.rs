@@ -66,6 +66,25 @@ pub trait Cgroups: Send + Sync + std::fmt::Debug {
     fn member_path(&self, tenant: &str) -> String;
     /// `v1` or `v2`.
     fn version(&self) -> &'static str;
+    /// Bytes of memory the tenant's group uses now (page cache included,
+    /// as the limit counts it), if it exists.
+    fn memory_usage(&self, tenant: &str) -> Option<u64>;
+    /// Processes in the tenant's group (empty if it does not exist).
+    fn procs(&self, tenant: &str) -> Vec<u32>;
+}
+
+/// A single number from a cgroup file.
+pub(crate) fn read_u64(path: PathBuf) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The pids listed in a `cgroup.procs` file.
+pub(crate) fn read_procs(path: PathBuf) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 /// Detects the host's cgroup layout. `instance` names this supervisor's

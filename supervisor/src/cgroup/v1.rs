@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    create, own_path, remove_dir, write, CgroupError, CgroupLimits, Cgroups, CPU_PERIOD_US,
+    create, own_path, read_procs, read_u64, remove_dir, write, CgroupError, CgroupLimits, Cgroups,
+    CPU_PERIOD_US,
 };
 
 const CONTROLLERS: &[&str] = &["memory", "cpu", "pids"];
@@ -75,6 +76,15 @@ impl Cgroups for V1 {
     fn version(&self) -> &'static str {
         "v1"
     }
+
+    fn memory_usage(&self, tenant: &str) -> Option<u64> {
+        read_u64(self.group("memory", tenant).join("memory.usage_in_bytes"))
+    }
+
+    fn procs(&self, tenant: &str) -> Vec<u32> {
+        // Every process joins all three hierarchies; the memory one suffices.
+        read_procs(self.group("memory", tenant).join("cgroup.procs"))
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +117,13 @@ mod tests {
         assert_eq!(join.len(), 3);
         assert!(join.iter().all(|p| p.ends_with("clinic/cgroup.procs")));
         assert_eq!(v1.member_path("clinic"), "bulkhead-1/clinic");
+        let mem = root.path().join("memory/svc/a/bulkhead-1/clinic");
+        std::fs::write(mem.join("memory.usage_in_bytes"), "1048576\n").unwrap();
+        std::fs::write(mem.join("cgroup.procs"), "12\n34\n").unwrap();
+        assert_eq!(v1.memory_usage("clinic"), Some(1 << 20));
+        assert_eq!(v1.procs("clinic"), vec![12, 34]);
+        assert_eq!(v1.memory_usage("gone"), None);
+        assert!(v1.procs("gone").is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    create, own_path, remove_dir, write, CgroupError, CgroupLimits, Cgroups, CPU_PERIOD_US,
+    create, own_path, read_procs, read_u64, remove_dir, write, CgroupError, CgroupLimits, Cgroups,
+    CPU_PERIOD_US,
 };
 
 /// v2 groups: `<root>/<own path>/<instance>/<tenant>`.
@@ -69,6 +70,14 @@ impl Cgroups for V2 {
     fn version(&self) -> &'static str {
         "v2"
     }
+
+    fn memory_usage(&self, tenant: &str) -> Option<u64> {
+        read_u64(self.base().join(tenant).join("memory.current"))
+    }
+
+    fn procs(&self, tenant: &str) -> Vec<u32> {
+        read_procs(self.base().join(tenant).join("cgroup.procs"))
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +119,12 @@ mod tests {
                 .path()
                 .join("system.slice/bh.service/bulkhead-2/clinic/cgroup.procs")]
         );
+        let group = root
+            .path()
+            .join("system.slice/bh.service/bulkhead-2/clinic");
+        std::fs::write(group.join("memory.current"), "2097152\n").unwrap();
+        std::fs::write(group.join("cgroup.procs"), "7\n").unwrap();
+        assert_eq!(v2.memory_usage("clinic"), Some(2 << 20));
+        assert_eq!(v2.procs("clinic"), vec![7]);
     }
 }

@@ -29,6 +29,7 @@ use crate::spawn::{Spawner, WorkerSpec};
 use crate::tokens;
 
 mod drain;
+mod supervise;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -150,6 +151,7 @@ impl Tenants {
         };
         for row in rows {
             let id = row.id.clone();
+            self.kill_leftovers(&id).await;
             let bound = ports::bind_tenant(
                 &self.cfg.tenant_bind,
                 Some(row.sip_port),
@@ -631,177 +633,6 @@ impl Tenants {
             );
         });
         Ok((pid, handle))
-    }
-
-    /// A worker exited. Expected (stopped by us): done. Unexpected: restart
-    /// it after the policy's backoff, or mark the tenant failed when it
-    /// restarts too often (`tenant reset` clears that).
-    fn on_exit(self: &Arc<Self>, id: &TenantId, pid: u32, reason: String) {
-        let delay = {
-            let mut live = self.live.lock().expect("live lock");
-            let Some(l) = live.get_mut(id) else { return };
-            if l.pid != Some(pid) {
-                return;
-            }
-            self.router.set_worker(id, None);
-            l.worker = None;
-            l.pid = None;
-            l.started = None;
-            if l.state != State::Running {
-                l.state = State::Stopped;
-                return;
-            }
-            let reason = match l.kill_reason.take() {
-                Some(why) => format!("{why}; {reason}"),
-                None => reason,
-            };
-            l.last_failure = Some(reason.clone());
-            l.died_at = Some(Instant::now());
-            match l.history.on_exit(Instant::now()) {
-                super::restart::Decision::RestartAfter(delay) => {
-                    tracing::warn!(tenant = %id, %reason, ?delay, "worker exited; restarting (calls get 503 meanwhile)");
-                    l.state = State::Restarting;
-                    l.restarts += 1;
-                    delay
-                }
-                super::restart::Decision::GiveUp => {
-                    let why = format!(
-                        "restarted more than {} times in {:?}; last exit: {reason} (bulkhead tenant reset {id})",
-                        super::restart::MAX_RESTARTS,
-                        super::restart::WINDOW
-                    );
-                    tracing::error!(tenant = %id, %why, "giving up on the worker");
-                    l.state = State::Failed;
-                    l.last_failure = Some(why);
-                    return;
-                }
-            }
-        };
-        let (me, id) = (self.clone(), id.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let still_wanted = me
-                .live
-                .lock()
-                .expect("live lock")
-                .get(&id)
-                .is_some_and(|l| l.state == State::Restarting);
-            if still_wanted {
-                if let Err(e) = me.start_worker(&id).await {
-                    tracing::error!(tenant = %id, error = %e, "restart failed");
-                }
-            }
-        });
-    }
-
-    /// Pings the worker every [`HEARTBEAT_EVERY`]; one that does not answer
-    /// within the control timeout (5 s, generous on a loaded machine) is hung: it is killed, and the exit path
-    /// restarts it like any other death.
-    fn watch_liveness(self: &Arc<Self>, id: &TenantId, pid: u32, worker: Arc<WorkerLink>) {
-        let (me, id) = (self.clone(), id.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
-                let current = me
-                    .live
-                    .lock()
-                    .expect("live lock")
-                    .get(&id)
-                    .and_then(|l| l.pid);
-                if current != Some(pid) {
-                    return; // replaced, stopped or removed
-                }
-                // `control` gives up after CONTROL_TIMEOUT without an answer.
-                if worker.control(ControlOp::Ping).await.is_ok() {
-                    continue;
-                }
-                let still = {
-                    let mut live = me.live.lock().expect("live lock");
-                    match live.get_mut(&id) {
-                        Some(l) if l.pid == Some(pid) => {
-                            let waited = super::worker::CONTROL_TIMEOUT;
-                            l.kill_reason = Some(format!(
-                                "missed a heartbeat ({waited:?} without an answer); killed as hung"
-                            ));
-                            true
-                        }
-                        _ => false,
-                    }
-                };
-                if still {
-                    tracing::warn!(tenant = %id, pid, "worker missed a heartbeat; killing it");
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                }
-                return;
-            }
-        });
-    }
-
-    /// `tenant restart`: stop the worker and start it again.
-    pub async fn restart(self: &Arc<Self>, id: &TenantId) -> Result<TenantView, AdminError> {
-        if !self.live.lock().expect("live lock").contains_key(id) {
-            return Err(AdminError::NotFound(format!("no tenant {id}")));
-        }
-        self.stop_worker(id).await;
-        self.start_worker(id)
-            .await
-            .map_err(|e| AdminError::Failed(format!("tenant {id} did not restart: {e}")))?;
-        self.view(id)
-    }
-
-    /// `tenant reset`: forget the restart history of a failed tenant and start it.
-    pub async fn reset(self: &Arc<Self>, id: &TenantId) -> Result<TenantView, AdminError> {
-        {
-            let mut live = self.live.lock().expect("live lock");
-            let l = live
-                .get_mut(id)
-                .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
-            if matches!(
-                l.state,
-                State::Running | State::Starting | State::Restarting | State::Draining
-            ) {
-                return Err(AdminError::Conflict(format!(
-                    "tenant {id} is {}, not failed",
-                    l.state.as_str()
-                )));
-            }
-            l.history.reset();
-            l.last_failure = None;
-        }
-        self.start_worker(id)
-            .await
-            .map_err(|e| AdminError::Failed(format!("tenant {id} did not start: {e}")))?;
-        self.view(id)
-    }
-
-    /// Stops the worker (SIGTERM, then SIGKILL) and waits for it to exit.
-    async fn stop_worker(&self, id: &TenantId) {
-        let pid = {
-            let mut live = self.live.lock().expect("live lock");
-            let Some(l) = live.get_mut(id) else { return };
-            l.state = State::Stopped;
-            self.router.set_worker(id, None);
-            l.pid
-        };
-        let Some(pid) = pid else { return };
-        let pid = Pid::from_raw(pid as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        for _ in 0..50 {
-            if kill(pid, None).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if self
-                .live
-                .lock()
-                .expect("live lock")
-                .get(id)
-                .is_none_or(|l| l.pid.is_none())
-            {
-                return;
-            }
-        }
-        let _ = kill(pid, Signal::SIGKILL);
     }
 
     /// `tenant remove`: stops the worker, releases numbers and ports, deletes
