@@ -131,6 +131,8 @@ pub struct ApplyResult {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
     pub sip_listen: String,
+    #[serde(default)]
+    pub metrics_listen: String,
     pub advertise: String,
     pub tenants: usize,
     pub running: usize,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod histogram;
 pub mod keystore;
 pub mod ports;
 pub mod rate;

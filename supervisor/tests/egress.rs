@@ -59,7 +59,12 @@ fn a_worker_reaches_only_its_allowlist_through_the_broker() {
     );
 
     // Never another tenant's ports, nor the supervisor's own.
+    let metrics = sup.cli_json(&["status"])["metrics_listen"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for forbidden in [
+        metrics,
         format!("127.0.0.1:{}", insurance["http_port"]),
         format!("127.0.0.1:{}", insurance["sip_port"]),
         format!("127.0.0.1:{}", sup.sip.port()),

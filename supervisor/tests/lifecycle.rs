@@ -306,3 +306,27 @@ fn a_tenant_whose_port_was_taken_while_down_is_listed_as_failed_with_the_reason(
     );
     drop(squatter);
 }
+
+#[test]
+fn a_taken_metrics_address_stops_start_up_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nmetrics_listen = \"{m}\"\n",
+            d = dir.path().display(),
+            m = taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BULKHEAD)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed to bind metrics_listen"), "{err}");
+}

@@ -56,6 +56,33 @@ fn a_tenant_flooded_past_its_call_rate_gets_503s_and_its_neighbour_completes_eve
     assert_eq!(clinic["calls_refused"], failed, "{clinic}");
     assert_eq!(clinic["active_calls"], 0, "every slot is back: {clinic}");
     assert_eq!(worker_view(&sup, "insurance")["calls_refused"], 0);
+
+    // The same story in /metrics.
+    let m = sup.scrape_metrics();
+    let tenant_metric =
+        |name: &str, t: &str| metric(&m, &format!("bulkhead_tenant_{name}{{tenant=\"{t}\"}}"));
+    assert_eq!(
+        tenant_metric("calls_refused_total", "clinic"),
+        failed as f64
+    );
+    assert_eq!(
+        tenant_metric("calls_admitted_total", "clinic"),
+        succeeded as f64
+    );
+    assert_eq!(tenant_metric("calls_admitted_total", "insurance"), 15.0);
+    assert_eq!(tenant_metric("calls_refused_total", "insurance"), 0.0);
+    assert_eq!(tenant_metric("calls_active", "clinic"), 0.0);
+    assert_eq!(tenant_metric("worker_up", "clinic"), 1.0);
+    assert_eq!(tenant_metric("worker_restarts_total", "clinic"), 0.0);
+    assert!(tenant_metric("memory_bytes", "clinic") > 1e6, "{m}");
+    let received = metric(&m, "bulkhead_router_received_total");
+    assert!(received >= 315.0, "{m}");
+    // Every routed message was timed (the scrape may race a late retransmission).
+    assert!(
+        metric(&m, "bulkhead_router_dispatch_seconds_count") >= received,
+        "{m}"
+    );
+    assert!(metric(&m, "bulkhead_router_dispatch_seconds_bucket{le=\"+Inf\"}") >= received);
 }
 
 #[test]

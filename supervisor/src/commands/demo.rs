@@ -24,7 +24,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         .tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
     let mut cfg = Config::from_toml(
-        "sip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
+        "sip_listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
         &Overrides { state_dir: Some(dir.path().join("state")), run_dir: Some(dir.path().join("run")), sip_listen: None },
     )?;
     if std::env::var_os("RUST_LOG").is_none() {
@@ -46,7 +46,8 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     let created: ApplyResult = serde_json::from_value(result)?;
 
     println!(
-        "Bulkhead demo: SIP router on udp/tcp {router}, state in {}\n",
+        "Bulkhead demo: SIP router on udp/tcp {router}, metrics at http://{}/metrics, state in {}\n",
+        running.metrics,
         dir.path().display()
     );
     for t in &created.created {

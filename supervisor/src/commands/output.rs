@@ -40,10 +40,16 @@ pub fn status(v: &Value, as_json: bool) {
     if as_json {
         return println!("{v}");
     }
-    for k in ["sip_listen", "advertise", "tenants", "running"] {
-        println!("{k:10}  {}", plain(&v[k]));
+    for k in [
+        "sip_listen",
+        "metrics_listen",
+        "advertise",
+        "tenants",
+        "running",
+    ] {
+        println!("{k:14}  {}", plain(&v[k]));
     }
-    println!("router      {}", plain(&v["router"]));
+    println!("router          {}", plain(&v["router"]));
     println!();
     table(
         v["workers"].as_array().map_or(&[][..], |a| a),

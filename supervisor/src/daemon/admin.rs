@@ -33,6 +33,8 @@ const MAX_BODY: usize = 8 << 20;
 pub struct Ctx {
     pub tenants: Arc<Tenants>,
     pub router: Arc<Router>,
+    /// Where `/metrics` is served (the bound address, for `metrics_listen` port 0).
+    pub metrics: std::net::SocketAddr,
 }
 
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
@@ -238,6 +240,7 @@ fn status(ctx: &Ctx) -> Status {
     let c = &ctx.router.counters;
     Status {
         sip_listen: ctx.router.local.to_string(),
+        metrics_listen: ctx.metrics.to_string(),
         advertise: ctx.tenants.advertise.to_string(),
         tenants: workers.len(),
         running: workers.iter().filter(|w| w.state == "running").count(),

@@ -6,6 +6,7 @@ mod admin;
 pub mod audit;
 pub mod egress;
 mod install;
+pub mod metrics;
 mod restart;
 mod rtp;
 mod tenants;
@@ -67,6 +68,8 @@ pub struct Running {
     pub router: Arc<Router>,
     pub tenants: Arc<Tenants>,
     pub admin_socket: PathBuf,
+    /// Where `/metrics` is served.
+    pub metrics: std::net::SocketAddr,
 }
 
 /// Starts the daemon and returns once the admin socket accepts connections;
@@ -111,6 +114,15 @@ pub async fn start(
         advertise,
         cgroups,
     );
+    let metrics_listener = metrics::bind(cfg.metrics_listen).await?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    let _ = tenants.metrics_addr.set(metrics_addr);
+    tracing::info!(metrics = %metrics_addr, "Prometheus metrics at /metrics");
+    tokio::spawn(metrics::serve(
+        metrics_listener,
+        tenants.clone(),
+        router.clone(),
+    ));
     tenants.restore_all().await;
     let admin_socket = cfg.admin_socket();
     let listener = admin::bind(&admin_socket)?;
@@ -118,10 +130,12 @@ pub async fn start(
         router: router.clone(),
         tenants: tenants.clone(),
         admin_socket: admin_socket.clone(),
+        metrics: metrics_addr,
     };
     let status_ctx = admin::Ctx {
         tenants: tenants.clone(),
         router,
+        metrics: metrics_addr,
     };
     let handle = tokio::spawn(async move {
         // The admin API keeps answering during a drain (`status` shows it).

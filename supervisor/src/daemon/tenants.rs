@@ -103,6 +103,9 @@ pub struct Tenants {
     /// Per-tenant cgroups; `None` without root.
     pub(super) cgroups: Option<Box<dyn Cgroups>>,
     live: Mutex<HashMap<TenantId, Live>>,
+    /// Where `/metrics` is bound (set once at start; with port 0 only the
+    /// bound port is known), so egress can refuse it.
+    pub(super) metrics_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Serializes tenant creation: uid and port choice read the live set,
     /// and two concurrent adds must not both pick the same free uid.
     adding: tokio::sync::Mutex<()>,
@@ -133,6 +136,7 @@ impl Tenants {
                 && crate::sandbox::namespaces::user_namespaces_available(),
             cgroups,
             live: Mutex::new(HashMap::new()),
+            metrics_addr: Default::default(),
             adding: tokio::sync::Mutex::new(()),
         })
     }
@@ -363,8 +367,11 @@ impl Tenants {
                         .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
                 }),
         );
-        let mut ports: HashSet<u16> =
-            [self.router.local.port(), self.cfg.metrics_listen.port()].into();
+        let metrics = self
+            .metrics_addr
+            .get()
+            .map_or(self.cfg.metrics_listen.port(), |a| a.port());
+        let mut ports: HashSet<u16> = [self.router.local.port(), metrics].into();
         for l in self.live.lock().expect("live lock").values() {
             ports.extend([l.row.sip_port, l.row.http_port]);
         }

@@ -57,6 +57,8 @@ pub struct Router {
     tcp_conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     next_conn: AtomicU64,
     pub counters: Counters,
+    /// Time spent deciding and relaying each inbound message.
+    pub latency: crate::histogram::Histogram,
     pub admission: admission::Admission,
     pub local: SocketAddr,
 }
@@ -98,6 +100,7 @@ impl Router {
             tcp_conns: Default::default(),
             next_conn: AtomicU64::new(1),
             counters: Counters::default(),
+            latency: Default::default(),
             admission: Default::default(),
             local,
         });
@@ -130,8 +133,14 @@ impl Router {
         };
     }
 
-    /// Handles one inbound message from `peer`.
+    /// Handles one inbound message from `peer`, timed for `/metrics`.
     fn dispatch(&self, transport: Transport, conn: u64, peer: SocketAddr, data: &[u8]) {
+        let start = Instant::now();
+        self.route_message(transport, conn, peer, data);
+        self.latency.record(start.elapsed());
+    }
+
+    fn route_message(&self, transport: Transport, conn: u64, peer: SocketAddr, data: &[u8]) {
         let source = Source {
             transport,
             conn,

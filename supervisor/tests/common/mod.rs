@@ -52,7 +52,7 @@ impl Supervisor {
         // Below Linux's ephemeral range (32768-), so client sockets never take them.
         let (sip, http) = (20_000 + pool * 30, 26_000 + pool * 30);
         let config = format!(
-            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
+            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\nmetrics_listen = \"127.0.0.1:0\"\n\
              tenant_sip_ports = \"{sip}-{sip_end}\"\ntenant_http_ports = \"{http}-{http_end}\"\n\
              uid_range = \"{uid}-{uid_end}\"\nrtp_ports = \"{rtp}-{rtp_end}\"\n\
              {extra}\n[tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
@@ -86,7 +86,7 @@ impl Supervisor {
         )
         .unwrap();
         let config = format!(
-            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\n\
+            "state_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\nsip_listen = \"127.0.0.1:0\"\nadvertise = \"127.0.0.1\"\nmetrics_listen = \"127.0.0.1:0\"\n\
              [tenant_bind]\nsip = \"127.0.0.1\"\nhttp = \"127.0.0.1\"\n",
             d = dir.path().display()
         );
@@ -186,6 +186,22 @@ impl Supervisor {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// The text of `GET /metrics` from this supervisor's `metrics_listen`.
+    pub fn scrape_metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let addr = self.cli_json(&["status"])["metrics_listen"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bulkhead\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        text.split_once("\r\n\r\n").unwrap().1.to_owned()
     }
 
     /// Runs the real CLI against this supervisor.
@@ -312,6 +328,15 @@ pub fn sipp_uac_at(
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// The value of the sample `series` (name with labels, exactly as exposed).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 /// The cumulative (successful, failed) call counts from sipp's final report.
