@@ -4,7 +4,7 @@
 use bulkhead_shared::{Number, TenantId};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Limits;
+use crate::limits::{LimitOverrides, Limits};
 
 /// A tenant as described by `tenant add` or a tenant file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,8 +15,9 @@ pub struct TenantSpec {
     pub numbers: Vec<Number>,
     pub sip_port: Option<u16>,
     pub http_port: Option<u16>,
+    /// Per-tenant overrides of the configured limits.
     #[serde(default)]
-    pub limits: Option<Limits>,
+    pub limits: Option<LimitOverrides>,
     /// The agent document, stored and handed to the worker as given.
     #[serde(default)]
     pub agent: Option<serde_json::Value>,
@@ -45,6 +46,9 @@ pub struct TenantView {
     /// New calls the router answered 503 (limits, drain, worker down).
     #[serde(default)]
     pub calls_refused: u64,
+    /// The tenant's effective limits (configured defaults and its overrides).
+    #[serde(default)]
+    pub limits: Option<Limits>,
 }
 
 /// `tenant add --json`: the view plus the first token, shown once.

@@ -82,6 +82,10 @@ pub enum TenantCmd {
         sip_port: Option<u16>,
         #[arg(long)]
         http_port: Option<u16>,
+        /// Override a configured limit for this tenant, e.g. `calls_per_second=20`
+        /// (keys: max_concurrent_calls, calls_per_second, memory, pids, cpu).
+        #[arg(long = "limit", value_name = "KEY=VALUE")]
+        limits: Vec<String>,
     },
     List,
     Show {
@@ -93,6 +97,12 @@ pub enum TenantCmd {
         /// Destroy the key too: every copy of the data becomes unreadable.
         #[arg(long)]
         shred: bool,
+    },
+    /// Change a tenant's limits while it runs (keys as for `--limit`).
+    Limits {
+        id: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        limits: Vec<String>,
     },
     /// Stop the tenant's worker and start it again.
     Restart {

@@ -26,66 +26,7 @@ pub enum ConfigError {
     Limits(String),
 }
 
-/// Per-tenant limits (enforced by the sandbox and router issues; recorded now).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    pub max_concurrent_calls: u32,
-    pub calls_per_second: u32,
-    pub memory: String,
-    pub pids: u32,
-    /// CPU cores' worth of time per period (cgroup quota); 1.0 = one core.
-    pub cpu: f64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_concurrent_calls: 100,
-            calls_per_second: 100,
-            memory: "256M".into(),
-            pids: 64,
-            cpu: 1.0,
-        }
-    }
-}
-
-impl Limits {
-    /// The router's form of the call limits, or a message naming the bad key.
-    pub fn calls(&self) -> Result<crate::router::admission::CallLimits, String> {
-        if self.max_concurrent_calls == 0 {
-            return Err("limits.max_concurrent_calls must be at least 1".into());
-        }
-        if self.calls_per_second == 0 {
-            return Err("limits.calls_per_second must be at least 1".into());
-        }
-        Ok(crate::router::admission::CallLimits {
-            max_concurrent: self.max_concurrent_calls,
-            per_second: self.calls_per_second,
-        })
-    }
-
-    /// The cgroup form of these limits, or a message naming the bad key.
-    pub fn cgroup(&self) -> Result<crate::cgroup::CgroupLimits, String> {
-        let memory_bytes = crate::cgroup::parse_bytes(&self.memory)
-            .ok_or_else(|| format!("limits.memory {:?} is not a size such as 256M", self.memory))?;
-        if !(self.cpu > 0.0 && self.cpu <= 1024.0) {
-            return Err(format!("limits.cpu {} must be above 0 (cores)", self.cpu));
-        }
-        if self.pids < 8 {
-            return Err(format!(
-                "limits.pids {} is too small for a worker (at least 8)",
-                self.pids
-            ));
-        }
-        let cpu_quota_us = (self.cpu * crate::cgroup::CPU_PERIOD_US as f64) as u64;
-        Ok(crate::cgroup::CgroupLimits {
-            memory_bytes,
-            pids: u64::from(self.pids),
-            cpu_quota_us,
-        })
-    }
-}
+pub use crate::limits::Limits;
 
 /// The file form: every key optional.
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod histogram;
 pub mod keystore;
+pub mod limits;
 pub mod ports;
 pub mod rate;
 pub mod registry;

@@ -28,7 +28,7 @@ pub enum RegistryError {
 }
 
 /// One tenant as registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantRow {
     pub id: TenantId,
     pub uid: u32,
@@ -38,6 +38,8 @@ pub struct TenantRow {
     pub key_version: u32,
     pub agent: String,
     pub numbers: Vec<Number>,
+    /// The admin's per-tenant limit overrides.
+    pub limits: crate::limits::LimitOverrides,
 }
 
 #[derive(Debug)]
@@ -54,7 +56,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     wrapped_key BLOB NOT NULL,
     key_version INTEGER NOT NULL DEFAULT 1,
     agent       TEXT NOT NULL DEFAULT '{}',
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    limits      TEXT NOT NULL DEFAULT '{}'
 );
 -- Keys of removed tenants, kept (wrapped) unless the removal shredded them,
 -- so a backup of the tenant's store can still be restored.
@@ -88,6 +91,19 @@ impl Registry {
         )
         .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
+        // Registries from before per-tenant limits lack the column.
+        let has_limits: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('tenants') WHERE name = 'limits'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(open)?
+            > 0;
+        if !has_limits {
+            conn.execute_batch("ALTER TABLE tenants ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'")
+                .map_err(open)?;
+        }
         Ok(Self { conn })
     }
 
@@ -106,8 +122,8 @@ impl Registry {
             return Err(RegistryError::TenantExists(t.id.clone()));
         }
         tx.execute(
-            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339()],
+            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at, limits) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339(), limits_json(&t.limits)],
         )?;
         for n in &t.numbers {
             claim(&tx, &t.id, n)?;
@@ -217,7 +233,7 @@ impl Registry {
 
     pub fn all(&self) -> Result<Vec<TenantRow>, RegistryError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent FROM tenants ORDER BY id",
+            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits FROM tenants ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -228,12 +244,15 @@ impl Registry {
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get::<_, String>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, uid, sip_port, http_port, wrapped_key, key_version, agent) = row?;
+            let (id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits) = row?;
             let id = TenantId::parse(&id).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+            let limits = serde_json::from_str(&limits)
+                .map_err(|e| RegistryError::Corrupt(format!("limits of tenant {id}: {e}")))?;
             let numbers = self.numbers_of(&id)?;
             out.push(TenantRow {
                 id,
@@ -244,9 +263,23 @@ impl Registry {
                 key_version,
                 agent,
                 numbers,
+                limits,
             });
         }
         Ok(out)
+    }
+
+    /// Replaces the tenant's limit overrides.
+    pub fn set_limits(
+        &mut self,
+        id: &TenantId,
+        limits: &crate::limits::LimitOverrides,
+    ) -> Result<(), RegistryError> {
+        self.conn.execute(
+            "UPDATE tenants SET limits = ?2 WHERE id = ?1",
+            params![id.as_str(), limits_json(limits)],
+        )?;
+        Ok(())
     }
 
     pub fn numbers_of(&self, id: &TenantId) -> Result<Vec<Number>, RegistryError> {
@@ -258,6 +291,10 @@ impl Registry {
             .map(|n| Number::parse(&n?).map_err(|e| RegistryError::Corrupt(e.to_string())))
             .collect()
     }
+}
+
+fn limits_json(l: &crate::limits::LimitOverrides) -> String {
+    serde_json::to_string(l).expect("limit overrides serialize")
 }
 
 fn claim(conn: &Connection, tenant: &TenantId, number: &Number) -> Result<(), RegistryError> {
@@ -298,6 +335,7 @@ mod tests {
             key_version: 1,
             agent: "{}".into(),
             numbers: numbers.iter().map(|n| Number::parse(n).unwrap()).collect(),
+            limits: Default::default(),
         }
     }
 
@@ -362,5 +400,31 @@ mod tests {
             .query_row("SELECT count(*) FROM retired_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kept, 0, "--shred destroys every copy of the key");
+    }
+
+    #[test]
+    fn limits_are_stored_and_an_older_registry_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        // A registry as the foundation issue wrote it: no limits column.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE tenants (id TEXT PRIMARY KEY, uid INTEGER NOT NULL UNIQUE,
+                 sip_port INTEGER NOT NULL UNIQUE, http_port INTEGER NOT NULL UNIQUE,
+                 wrapped_key BLOB NOT NULL, key_version INTEGER NOT NULL DEFAULT 1,
+                 agent TEXT NOT NULL DEFAULT '{}', created_at TEXT NOT NULL);
+                 INSERT INTO tenants VALUES ('clinic', 1, 100, 101, x'01', 1, '{}', 't');",
+            )
+            .unwrap();
+        let mut reg = Registry::open(&path).unwrap();
+        let id = TenantId::parse("clinic").unwrap();
+        assert_eq!(reg.all().unwrap()[0].limits, Default::default());
+        let limits =
+            crate::limits::LimitOverrides::from_pairs(&["calls_per_second=7".into()]).unwrap();
+        reg.set_limits(&id, &limits).unwrap();
+        drop(reg);
+        let reg = Registry::open(&path).unwrap();
+        assert_eq!(reg.all().unwrap()[0].limits, limits);
     }
 }

@@ -124,6 +124,17 @@ fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
         second["unchanged"],
         serde_json::json!(["clinic", "insurance"])
     );
+    // A limits table in the file is applied to an existing tenant, exactly.
+    std::fs::write(&file, "[[tenant]]\nid = \"clinic\"\nnumbers = [\"+15550100\"]\n[tenant.limits]\ncalls_per_second = 7\n\n[[tenant]]\nid = \"insurance\"\nnumbers = [\"+15550200\"]\n").unwrap();
+    let third = sup.cli_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(third["updated"], serde_json::json!(["clinic"]), "{third}");
+    let clinic = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(clinic["limits"]["calls_per_second"], 7, "{clinic}");
+    let again = sup.cli_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(
+        again["unchanged"],
+        serde_json::json!(["clinic", "insurance"])
+    );
 
     let token = sup.cli_json(&[
         "tenant",
@@ -232,27 +243,11 @@ fn workers_die_with_a_killed_supervisor() {
     );
 }
 
-/// The `cgroup.procs` file of the group `pid` is in (v1: its memory hierarchy).
-fn cgroup_procs_of(pid: u64) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
-        if controllers.split(',').any(|c| c == "memory") {
-            return format!("/sys/fs/cgroup/memory{path}/cgroup.procs").into();
-        }
-        if controllers.is_empty() && text.lines().count() == 1 {
-            return format!("/sys/fs/cgroup{path}/cgroup.procs").into();
-        }
-    }
-    panic!("no memory cgroup for {pid}: {text}");
-}
-
 #[test]
 fn a_restarted_supervisor_kills_processes_left_in_a_tenants_cgroup() {
     let mut sup = Supervisor::start();
     let t = sup.add_tenant("clinic", &["+15550100"]);
-    let procs = cgroup_procs_of(t["pid"].as_u64().unwrap());
+    let procs = memory_cgroup_of(t["pid"].as_u64().unwrap()).join("cgroup.procs");
     sup.kill_hard();
     // A process that outlived its supervisor (as if the parent-death signal
     // had not fired), still in the tenant's group.

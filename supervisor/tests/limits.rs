@@ -153,3 +153,93 @@ fn the_concurrent_call_limit_holds_a_slot_until_the_call_ends() {
         .expect("SIP/2.0 180", Duration::from_secs(5))
         .is_some());
 }
+
+#[test]
+fn per_tenant_limits_are_set_at_add_changed_live_and_kept_across_restarts() {
+    // Calls ring for a minute, so each holds its slot.
+    let mut sup = Supervisor::start_with("answer_delay_ms = 60000\n");
+    let clinic = sup.cli_json(&[
+        "tenant",
+        "add",
+        "clinic",
+        "--number",
+        "+15550100",
+        "--limit",
+        "max_concurrent_calls=1",
+        "--limit",
+        "memory=128M",
+    ]);
+    sup.add_tenant("insurance", &["+15550200"]);
+    assert_eq!(clinic["limits"]["max_concurrent_calls"], 1, "{clinic}");
+    assert_eq!(clinic["limits"]["memory"], "128M");
+    let insurance = sup.cli_json(&["tenant", "show", "insurance"]);
+    assert_eq!(
+        insurance["limits"]["max_concurrent_calls"], 100,
+        "the configured default"
+    );
+    let group = memory_cgroup_of(clinic["pid"].as_u64().unwrap());
+    assert_eq!(memory_limit_of(&group), 128 << 20);
+
+    // The first answer past 100 Trying: 180 when admitted, 503 when not.
+    let ring = |number: &str, call_id: &str| {
+        let p = Peer::new(sup.sip);
+        p.send(&invite(number, call_id));
+        let mut answer = String::new();
+        while let Some(m) = p.recv(Duration::from_secs(5)) {
+            if !m.starts_with("SIP/2.0 100") {
+                answer = m;
+                break;
+            }
+        }
+        (p, answer)
+    };
+    let _first = ring("+15550100", "pl-1");
+    let (_p, second) = ring("+15550100", "pl-2");
+    assert!(
+        second.contains("too many calls"),
+        "clinic's own limit: {second}"
+    );
+    let _a = ring("+15550200", "pl-3");
+    let (_p, b) = ring("+15550200", "pl-4");
+    assert!(
+        b.starts_with("SIP/2.0 180"),
+        "the neighbour keeps the default: {b}"
+    );
+
+    // Live: more calls and more memory, while the worker runs.
+    let changed = sup.cli_json(&[
+        "tenant",
+        "limits",
+        "clinic",
+        "max_concurrent_calls=2",
+        "memory=192M",
+    ]);
+    assert_eq!(changed["limits"]["max_concurrent_calls"], 2, "{changed}");
+    assert_eq!(changed["pid"], clinic["pid"], "no restart");
+    assert_eq!(memory_limit_of(&group), 192 << 20);
+    let (_p, now) = ring("+15550100", "pl-5");
+    assert!(now.starts_with("SIP/2.0 180"), "{now}");
+
+    // Bad input changes nothing and says why.
+    let bad = sup.cli(&["tenant", "limits", "clinic", "colour=blue"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown limit"));
+    let bad = sup.cli(&["tenant", "limits", "clinic", "pids=2"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("limits.pids"));
+    let bad = sup.cli(&["tenant", "add", "lab", "--limit", "calls_per_second=0"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        sup.cli(&["tenant", "show", "lab"]).status.code(),
+        Some(1),
+        "not created"
+    );
+
+    sup.stop();
+    sup.boot();
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["limits"]["max_concurrent_calls"], 2, "{shown}");
+    assert_eq!(shown["limits"]["memory"], "192M");
+    let group = memory_cgroup_of(shown["pid"].as_u64().unwrap());
+    assert_eq!(memory_limit_of(&group), 192 << 20);
+}

@@ -80,6 +80,29 @@ fn killed_workers_come_back_with_their_data_and_neighbours_never_notice() {
 }
 
 #[test]
+fn a_worker_killed_mid_call_leaves_the_call_recorded_failed_not_missing() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let caller = Peer::new(sup.sip);
+    caller.send(&invite("+15550100", "mid-call"));
+    let ok = caller
+        .expect("SIP/2.0 200", Duration::from_secs(5))
+        .expect("answered");
+    caller.send(&request("ACK", "+15550100", "mid-call", 1, &to_tag(&ok)));
+    let pid = clinic["pid"].as_u64().unwrap();
+    kill9(pid);
+    back_up(&sup, "clinic", pid);
+    let port = clinic["http_port"].as_u64().unwrap() as u16;
+    let calls = settled_calls(port, clinic["token"].as_str().unwrap());
+    let call = calls
+        .iter()
+        .find(|c| c["call_id"] == "mid-call")
+        .unwrap_or_else(|| panic!("the call left no record: {calls:?}"));
+    assert_eq!(call["outcome"], "failed", "{call}");
+    assert!(call["ended_at"].is_string(), "{call}");
+}
+
+#[test]
 fn a_crash_looping_worker_is_failed_until_reset() {
     let sup = Supervisor::start();
     let clinic = sup.add_tenant("clinic", &["+15550100"]);

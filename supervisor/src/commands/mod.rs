@@ -14,6 +14,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, EgressCmd, NumberCmd, TenantCmd};
+use crate::limits::LimitOverrides;
 pub use client::call;
 
 /// A command's failure and the exit status it maps to.
@@ -108,6 +109,7 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             numbers,
             sip_port,
             http_port,
+            limits,
         } => {
             let id = TenantId::parse(&id).map_err(usage)?;
             let numbers: Vec<Number> = numbers
@@ -115,9 +117,18 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
                 .map(|n| Number::parse(n))
                 .collect::<Result<_, _>>()
                 .map_err(usage)?;
-            let body =
-                json!({"id": id, "numbers": numbers, "sip_port": sip_port, "http_port": http_port});
+            let limits = LimitOverrides::from_pairs(&limits).map_err(usage)?;
+            let body = json!({"id": id, "numbers": numbers, "sip_port": sip_port,
+                              "http_port": http_port, "limits": limits});
             let v = admin(socket, Method::POST, "/v1/tenants", Some(body)).await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::Limits { id, limits } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let limits = LimitOverrides::from_pairs(&limits).map_err(usage)?;
+            let body = serde_json::to_value(limits).expect("limits serialize");
+            let path = format!("/v1/tenants/{id}/limits");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
             output::record(&v, as_json);
         }
         TenantCmd::List => {

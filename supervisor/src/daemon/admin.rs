@@ -19,11 +19,13 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
 
+use super::tenants::LimitChange;
 use super::{AdminError, Tenants};
 use crate::api::{
     ApplyRequest, ApplyResult, ErrorBody, ErrorDetail, NumberClaim, RouterCounters, Status,
     TenantList, TenantSpec, TokenRequest,
 };
+use crate::limits::LimitOverrides;
 use crate::router::Router;
 
 /// Largest request body accepted (a tenant file of thousands of tenants fits).
@@ -138,6 +140,12 @@ async fn route(
                 ))),
             }
         }
+        (&Method::POST, ["v1", "tenants", id, "limits"]) => {
+            let id = tenant_id(id)?;
+            let given: LimitOverrides = body(req).await?;
+            t.set_limits(&id, given, LimitChange::Merge).await?;
+            ok(to_value(t.view(&id)?))
+        }
         (&Method::POST, ["v1", "tenants", id, "reset"]) => {
             ok(to_value(t.reset(&tenant_id(id)?).await?))
         }
@@ -226,6 +234,8 @@ async fn apply(t: &Arc<Tenants>, r: ApplyRequest) -> Result<ApplyResult, AdminEr
             t.remove_number(n).await?;
             changed = true;
         }
+        let limits = spec.limits.unwrap_or_default();
+        changed |= t.set_limits(&id, limits, LimitChange::Replace).await?;
         if changed {
             result.updated.push(id.to_string())
         } else {

@@ -136,8 +136,8 @@ async fn audit_tenant(tenants: &Arc<Tenants>, id: &TenantId) -> Result<TenantAud
         other_pid: other.as_ref().map(|o| o.2),
         router_port: tenants.router.local.port(),
         egress: Vec::new(),
-        tasks_limit: Some(tenants.cfg.limits.pids),
-        memory_limit: tenants.cfg.limits.cgroup().ok().map(|c| c.memory_bytes),
+        tasks_limit: Some(tenants.limits_of(id).pids),
+        memory_limit: tenants.limits_of(id).cgroup().ok().map(|c| c.memory_bytes),
     };
     let run = |v: Variant| {
         probe_run(
@@ -296,7 +296,7 @@ fn cgroup_layer(tenants: &Tenants, id: &TenantId, pid: Option<u32>) -> LayerStat
                 format!(
                     "cgroup {} {member}: {inside} hierarchies; limits {:?}",
                     cg.version(),
-                    tenants.cfg.limits
+                    tenants.limits_of(id)
                 ),
             )
         }
@@ -363,19 +363,18 @@ async fn probe_run(
     // Its own group with the tenant's limits, so a probe never competes
     // with the live worker for its pids or memory.
     let probe_group = format!("{id}.probe");
+    let limits = tenants.limits_of(id);
     let cgroup_procs = if variant.cgroups {
         tenants
-            .cgroup_join(&probe_group)
+            .cgroup_join(&probe_group, &limits)
             .map_err(|e| failed("cgroup", &e))?
     } else {
         Vec::new()
     };
     let spec = WorkerSpec {
         cgroup_procs,
-        tasks: u64::from(tenants.cfg.limits.pids),
-        data_bytes: tenants
-            .cfg
-            .limits
+        tasks: u64::from(limits.pids),
+        data_bytes: limits
             .cgroup()
             .map_err(|e| failed("limits", &e))?
             .memory_bytes,

@@ -81,26 +81,18 @@ impl RtpPool {
 }
 
 /// One worker's pairs, bounded by its concurrent-call limit.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WorkerRtp {
-    limit: usize,
     held: HashSet<u16>,
 }
 
 impl WorkerRtp {
-    pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            held: HashSet::new(),
-        }
-    }
-
-    /// A pair for a new call, or why not.
-    pub fn open(&mut self, pool: &RtpPool) -> Result<RtpPair, String> {
-        if self.held.len() >= self.limit {
+    /// A pair for a new call, or why not. `limit` is the tenant's
+    /// concurrent-call limit now (it may change while the worker runs).
+    pub fn open(&mut self, pool: &RtpPool, limit: usize) -> Result<RtpPair, String> {
+        if self.held.len() >= limit {
             return Err(format!(
-                "the tenant's concurrent-call limit ({}) is reached",
-                self.limit
+                "the tenant's concurrent-call limit ({limit}) is reached"
             ));
         }
         let pair = pool.open()?;
@@ -130,14 +122,14 @@ mod tests {
     #[test]
     fn pairs_are_even_bounded_per_worker_and_returned() {
         let pool = RtpPool::new("127.0.0.1".parse().unwrap(), 42000..=42019);
-        let mut a = WorkerRtp::new(2);
-        let mut b = WorkerRtp::new(2);
-        let p1 = a.open(&pool).unwrap();
-        let p2 = a.open(&pool).unwrap();
+        let mut a = WorkerRtp::default();
+        let mut b = WorkerRtp::default();
+        let p1 = a.open(&pool, 2).unwrap();
+        let p2 = a.open(&pool, 2).unwrap();
         assert!(p1.port.is_multiple_of(2) && p2.port.is_multiple_of(2) && p1.port != p2.port);
         assert_eq!(p1.rtcp.local_addr().unwrap().port(), p1.port + 1);
         assert!(a
-            .open(&pool)
+            .open(&pool, 2)
             .unwrap_err()
             .contains("concurrent-call limit (2)"));
         // B cannot free A's port.
@@ -146,7 +138,7 @@ mod tests {
         a.close(&pool, p1.port);
         drop(p1);
         assert_eq!(pool.in_use(), 1);
-        a.open(&pool).unwrap();
+        a.open(&pool, 2).unwrap();
         a.release_all(&pool);
         assert_eq!(pool.in_use(), 0);
     }

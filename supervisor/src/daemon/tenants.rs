@@ -20,6 +20,7 @@ use crate::api::{TenantAdded, TenantSpec, TenantView, TokenIssued, TokenRequest}
 use crate::cgroup::Cgroups;
 use crate::config::Config;
 use crate::keystore::Keystore;
+use crate::limits::Limits;
 use crate::ports::{self, TenantSockets};
 use crate::registry::{Registry, TenantRow};
 use crate::router::admission::GateCounts;
@@ -29,7 +30,10 @@ use crate::spawn::{Spawner, WorkerSpec};
 use crate::tokens;
 
 mod drain;
+mod limits;
 mod supervise;
+
+pub use limits::Change as LimitChange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -195,8 +199,14 @@ impl Tenants {
     }
 
     fn insert_live(&self, row: TenantRow, sockets: Option<TenantSockets>) {
-        // Validated when the configuration was loaded.
-        if let Ok(calls) = self.cfg.limits.calls() {
+        // Validated when the configuration was loaded and when the
+        // overrides were set; a registry edited by hand falls back to the
+        // configured limits.
+        let limits = row.limits.over(&self.cfg.limits).unwrap_or_else(|e| {
+            tracing::error!(tenant = %row.id, error = %e, "invalid stored limits; using the configured ones");
+            self.cfg.limits.clone()
+        });
+        if let Ok(calls) = limits.calls() {
             self.router.admission.set_limits(&row.id, calls);
         }
         let live = Live {
@@ -222,6 +232,10 @@ impl Tenants {
     pub async fn add(self: &Arc<Self>, spec: TenantSpec) -> Result<TenantAdded, AdminError> {
         let _one_at_a_time = self.adding.lock().await;
         let id = spec.id.clone();
+        let limits = spec.limits.clone().unwrap_or_default();
+        limits
+            .over(&self.cfg.limits)
+            .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
         let (uid, taken) = {
             let live = self.live.lock().expect("live lock");
             if live.contains_key(&id) {
@@ -265,6 +279,7 @@ impl Tenants {
                 .as_ref()
                 .map_or_else(|| "{}".to_string(), |a| a.to_string()),
             numbers: dedup(spec.numbers),
+            limits,
         };
         self.registry
             .lock()
@@ -465,12 +480,13 @@ impl Tenants {
 
     /// Creates (or updates) the cgroup `group` with the configured limits and
     /// returns the files a process writes to join it; empty without root.
-    pub(super) fn cgroup_join(&self, group: &str) -> Result<Vec<PathBuf>, String> {
+    /// Creates or updates `group` with `limits`; returns what to write to join it.
+    pub(super) fn cgroup_join(&self, group: &str, limits: &Limits) -> Result<Vec<PathBuf>, String> {
         let Some(cg) = &self.cgroups else {
             return Ok(Vec::new());
         };
-        let limits = self.cfg.limits.cgroup()?;
-        cg.prepare(group, limits).map_err(|e| e.to_string())
+        cg.prepare(group, limits.cgroup()?)
+            .map_err(|e| e.to_string())
     }
 
     fn make_data_dir(&self, id: &TenantId, uid: u32) -> std::io::Result<()> {
@@ -576,8 +592,9 @@ impl Tenants {
         let root_mount = self
             .root_mount(&row.id)
             .map_err(|e| format!("root mount point: {e}"))?;
+        let limits = self.limits_of(&row.id);
         let cgroup_procs = self
-            .cgroup_join(row.id.as_str())
+            .cgroup_join(row.id.as_str(), &limits)
             .map_err(|e| format!("cgroup: {e}"))?;
         let spec = WorkerSpec {
             bin: self.worker_bin.clone(),
@@ -586,8 +603,8 @@ impl Tenants {
             data_dir: self.data_dir(&row.id),
             root_mount,
             cgroup_procs,
-            tasks: u64::from(self.cfg.limits.pids),
-            data_bytes: self.cfg.limits.cgroup()?.memory_bytes,
+            tasks: u64::from(limits.pids),
+            data_bytes: limits.cgroup()?.memory_bytes,
             isolation: self.layers(Layers::ALL),
         };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
@@ -784,17 +801,31 @@ impl Tenants {
         let l = live
             .get(id)
             .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
-        Ok(view_of(l, self.router.admission.counts(id)))
+        Ok(view_of(
+            l,
+            self.router.admission.counts(id),
+            &self.cfg.limits,
+        ))
     }
 
     pub fn views(&self) -> Vec<TenantView> {
         let live = self.live.lock().expect("live lock");
         let mut v: Vec<TenantView> = live
             .values()
-            .map(|l| view_of(l, self.router.admission.counts(&l.row.id)))
+            .map(|l| view_of(l, self.router.admission.counts(&l.row.id), &self.cfg.limits))
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
+    }
+
+    /// The tenant's effective limits (the configured ones for an unknown tenant).
+    pub(super) fn limits_of(&self, id: &TenantId) -> Limits {
+        self.live
+            .lock()
+            .expect("live lock")
+            .get(id)
+            .and_then(|l| l.row.limits.over(&self.cfg.limits).ok())
+            .unwrap_or_else(|| self.cfg.limits.clone())
     }
 
     pub fn numbers_of(&self, id: &TenantId) -> Option<Vec<Number>> {
@@ -813,7 +844,7 @@ impl Tenants {
     }
 }
 
-fn view_of(l: &Live, calls: GateCounts) -> TenantView {
+fn view_of(l: &Live, calls: GateCounts, base: &Limits) -> TenantView {
     TenantView {
         id: l.row.id.to_string(),
         state: l.state.as_str().into(),
@@ -829,6 +860,7 @@ fn view_of(l: &Live, calls: GateCounts) -> TenantView {
         active_calls: calls.active,
         calls_admitted: calls.admitted,
         calls_refused: calls.refused,
+        limits: l.row.limits.over(base).ok(),
     }
 }
 

@@ -162,10 +162,10 @@ async fn read_frames(
     let router = tenants.router.clone();
     // Egress requests run beside this loop, a bounded number at a time.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(super::egress::MAX_IN_FLIGHT));
-    let mut rtp = super::rtp::WorkerRtp::new(tenants.cfg.limits.max_concurrent_calls as usize);
+    let mut rtp = super::rtp::WorkerRtp::default();
     let mut ready = Some(ready);
     let mut buf = vec![0u8; MAX_FRAME];
-    let (rate, burst) = frame_budget(tenants.cfg.limits.calls_per_second);
+    let (rate, burst) = frame_budget(tenants.limits_of(&tenant).calls_per_second);
     let mut budget = TokenBucket::new(rate, burst, Instant::now());
     let reason = loop {
         let frame = link.recv_from_worker(&mut buf).await;
@@ -209,7 +209,8 @@ async fn read_frames(
                 });
             }
             Ok(Some(FromWorker::RtpOpen { seq })) => {
-                let answer = rtp.open(&tenants.rtp);
+                let limit = tenants.limits_of(&tenant).max_concurrent_calls as usize;
+                let answer = rtp.open(&tenants.rtp, limit);
                 send_rtp(&link, seq, answer).await;
             }
             Ok(Some(FromWorker::RtpClose { port })) => rtp.close(&tenants.rtp, port),

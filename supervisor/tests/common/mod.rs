@@ -476,6 +476,38 @@ pub fn alive(pid: u64) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
+/// The directory of the cgroup `pid` is in that holds its memory limit
+/// (v1: the memory hierarchy; v2: the unified one).
+pub fn memory_cgroup_of(pid: u64) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let unified_only = text.lines().count() == 1;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        if controllers.split(',').any(|c| c == "memory") {
+            return format!("/sys/fs/cgroup/memory{path}").into();
+        }
+        if controllers.is_empty() && unified_only {
+            return format!("/sys/fs/cgroup{path}").into();
+        }
+    }
+    panic!("no memory cgroup for {pid}: {text}");
+}
+
+/// The memory limit in bytes of the cgroup directory `dir` (v1 or v2).
+pub fn memory_limit_of(dir: &Path) -> u64 {
+    let file = ["memory.limit_in_bytes", "memory.max"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no memory limit file in {}", dir.display()));
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
