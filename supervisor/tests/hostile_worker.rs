@@ -41,23 +41,6 @@ fn steal_link(pid: u64) -> OwnedFd {
     panic!("worker {pid} holds no SEQPACKET socket");
 }
 
-/// Waits until `id` runs with a pid other than `old`; returns `tenant show`.
-fn replaced(sup: &Supervisor, id: &str, old: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let shown = sup.cli_json(&["tenant", "show", id]);
-        if shown["state"] == "running" && shown["pid"].as_u64() != Some(old) {
-            return shown;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} was not replaced: {shown}\n{}",
-            sup.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `attack` against clinic's worker while the neighbour takes calls;
 /// returns clinic's `tenant show` once a new worker serves it.
 fn attack_during_neighbour_calls(attack: impl FnOnce(OwnedFd) + Send) -> serde_json::Value {
@@ -70,7 +53,7 @@ fn attack_during_neighbour_calls(attack: impl FnOnce(OwnedFd) + Send) -> serde_j
         let calls = s.spawn(|| sipp_uac_at(sup.dir.path(), sup.sip, "+15550200", 40, 10, "u1"));
         std::thread::sleep(Duration::from_millis(500));
         attack(link);
-        let shown = replaced(&sup, "clinic", pid);
+        let shown = back_up(&sup, "clinic", pid);
         let (ok, out) = calls.join().unwrap();
         assert!(ok, "the neighbour lost calls during the attack:\n{out}");
         shown

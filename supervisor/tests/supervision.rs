@@ -16,24 +16,6 @@ fn kill9(pid: u64) {
     .unwrap();
 }
 
-/// Waits (a generous liveness bound, not a speed check) until `id` runs
-/// with a pid other than `old`; returns its `tenant show`.
-fn back_up(sup: &Supervisor, id: &str, old: u64) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let shown = sup.cli_json(&["tenant", "show", id]);
-        if shown["state"] == "running" && shown["pid"].as_u64() != Some(old) {
-            return shown;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} did not come back: {shown}\n{}",
-            sup.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn killed_workers_come_back_with_their_data_and_neighbours_never_notice() {
     let sup = Supervisor::start();

@@ -476,6 +476,24 @@ pub fn alive(pid: u64) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
+/// Waits (a generous liveness bound, not a speed check) until `id` runs
+/// with a pid other than `old`; returns its `tenant show`.
+pub fn back_up(sup: &Supervisor, id: &str, old: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = sup.cli_json(&["tenant", "show", id]);
+        if shown["state"] == "running" && shown["pid"].as_u64() != Some(old) {
+            return shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} did not come back: {shown}\n{}",
+            sup.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The directory of the cgroup `pid` is in that holds its memory limit
 /// (v1: the memory hierarchy; v2: the unified one).
 pub fn memory_cgroup_of(pid: u64) -> PathBuf {
