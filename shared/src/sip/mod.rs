@@ -10,11 +10,13 @@
 //! - [`uri`]: the user part of `sip:`/`sips:`/`tel:` URIs.
 //! - [`via`]: the top Via, and where a response must go (RFC 3261 §18.2.2, RFC 3581).
 //! - [`reply`]: building a response that mirrors a request's headers.
+//! - [`route`]: the router's decision for one inbound message (a pure function).
 //! - [`framing`]: finding message boundaries in a TCP byte stream.
 //! - [`stream`]: reading whole messages from, and writing to, a TCP stream.
 
 pub mod framing;
 pub mod reply;
+pub mod route;
 pub mod scan;
 pub mod stream;
 pub mod uri;

@@ -10,7 +10,6 @@
 
 pub mod admission;
 mod peers;
-pub mod route;
 mod tcp;
 mod udp;
 
@@ -28,7 +27,7 @@ use bulkhead_shared::{Number, TenantId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use route::Decision;
+use bulkhead_shared::sip::route::{self, Decision};
 
 /// Most calls whose Call-ID the router remembers; older entries are pruned.
 const MAX_DIALOGS: usize = 100_000;

@@ -2,9 +2,9 @@
 //! it is tested without sockets. The router reads only what it routes on:
 //! the start line, Call-ID, CSeq, Via, To's tag and the Request-URI user.
 
-use bulkhead_shared::sip::uri::{target, Target};
-use bulkhead_shared::sip::{scan, scan_head, Scanned, StartLine};
-use bulkhead_shared::{Number, TenantId};
+use super::uri::{target, Target};
+use super::{scan, scan_head, Scanned, StartLine};
+use crate::{Number, TenantId};
 
 /// What to do with one inbound message.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,7 +104,7 @@ fn is_request(m: &Scanned<'_>) -> bool {
 fn answerable(m: &Scanned<'_>) -> bool {
     m.call_id().is_some()
         && m.cseq().is_some()
-        && bulkhead_shared::sip::via::top_via(m).is_some()
+        && super::via::top_via(m).is_some()
         && has_reply_headers(m)
 }
 
