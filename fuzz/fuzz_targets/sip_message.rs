@@ -9,13 +9,18 @@ use std::net::SocketAddr;
 
 use bulkhead_shared::sip::reply::Reply;
 use bulkhead_shared::sip::scan::unfold;
-use bulkhead_shared::sip::{scan, scan_head, uri, via, Scanned, StartLine};
+use bulkhead_shared::sip::scan::scan_head_for_reply;
+use bulkhead_shared::sip::{scan, scan_head, uri, validate, via, Scanned, StartLine};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let source: SocketAddr = "127.0.0.1:5070".parse().unwrap();
-    for msg in [scan(data), scan_head(data)].into_iter().flatten() {
+    for msg in [scan(data), scan_head(data), scan_head_for_reply(data)]
+        .into_iter()
+        .flatten()
+    {
         let _ = (msg.method(), msg.call_id(), msg.cseq(), msg.content_length());
+        let _ = validate::request(&msg);
         for (_, value) in msg.headers() {
             let _ = unfold(value);
         }

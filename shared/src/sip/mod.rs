@@ -8,6 +8,7 @@
 //!
 //! - [`scan`]: start line, header lookup (compact forms, folding), body.
 //! - [`uri`]: the user part of `sip:`/`sips:`/`tel:` URIs.
+//! - [`validate`]: the checks a user agent server makes before acting on a request.
 //! - [`via`]: the top Via, and where a response must go (RFC 3261 §18.2.2, RFC 3581).
 //! - [`reply`]: building a response that mirrors a request's headers.
 //! - [`route`]: the router's decision for one inbound message (a pure function).
@@ -20,6 +21,7 @@ pub mod route;
 pub mod scan;
 pub mod stream;
 pub mod uri;
+pub mod validate;
 pub mod via;
 
 pub use scan::{scan, scan_head, ScanError, Scanned, StartLine};

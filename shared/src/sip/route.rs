@@ -2,8 +2,9 @@
 //! it is tested without sockets. The router reads only what it routes on:
 //! the start line, Call-ID, CSeq, Via, To's tag and the Request-URI user.
 
+use super::scan::scan_head_for_reply;
 use super::uri::{target, Target};
-use super::{scan, scan_head, Scanned, StartLine};
+use super::{scan, Scanned, StartLine};
 use crate::{Number, TenantId};
 
 /// What to do with one inbound message.
@@ -31,9 +32,9 @@ pub fn decide<'a>(
     let msg = match scan(data) {
         Ok(m) => m,
         Err(_) => {
-            // Answer 400 only when the headers a response needs are there.
-            return match scan_head(data) {
-                Ok(m) if is_request(&m) && answerable(&m) && m.method() != Some("ACK") => {
+            // Answer 400 only when a response can find its way back (a Via).
+            return match scan_head_for_reply(data) {
+                Ok(m) if is_request(&m) && has_via(&m) && m.method() != Some("ACK") => {
                     Decision::Reply {
                         code: 400,
                         reason: "Bad Request",
@@ -48,7 +49,20 @@ pub fn decide<'a>(
     };
     let is_ack = method == "ACK";
     if !answerable(&msg) {
-        return if is_ack || !has_reply_headers(&msg) {
+        // RFC 4475 §3.3.10: missing Call-ID, From or To must not break us;
+        // ideally the answer is 400, which the Via alone lets us send.
+        return if is_ack || !has_via(&msg) {
+            Decision::Drop
+        } else {
+            Decision::Reply {
+                code: 400,
+                reason: "Bad Request",
+            }
+        };
+    }
+    if uri.starts_with('<') || uri.contains(char::is_whitespace) {
+        // RFC 4475 §3.1.2.7: a bracketed Request-URI is reasonably refused.
+        return if is_ack {
             Decision::Drop
         } else {
             Decision::Reply {
@@ -110,6 +124,10 @@ fn answerable(m: &Scanned<'_>) -> bool {
 
 fn has_reply_headers(m: &Scanned<'_>) -> bool {
     m.header("Via").is_some() && m.header("From").is_some() && m.header("To").is_some()
+}
+
+fn has_via(m: &Scanned<'_>) -> bool {
+    super::via::top_via(m).is_some()
 }
 
 #[cfg(test)]

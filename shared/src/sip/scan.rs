@@ -100,8 +100,36 @@ pub fn scan_head(bytes: &[u8]) -> Result<Scanned<'_>, ScanError> {
     Ok(Scanned { start, head, body })
 }
 
+/// Like [`scan_head`], but a request line that does not parse (extra
+/// spaces, a missing version) still yields the headers, with the line's
+/// first word as the method, so the request can be answered 400. A line
+/// that looks like a response is never guessed at.
+pub fn scan_head_for_reply(bytes: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    if let Ok(msg) = scan_head(bytes) {
+        return Ok(msg);
+    }
+    let (first, rest, _) = lines(bytes)?;
+    let method = first.split_ascii_whitespace().next().unwrap_or("");
+    if first.starts_with("SIP/") || method.is_empty() || !method.bytes().all(is_token_char) {
+        return Err(ScanError::BadStartLine);
+    }
+    let start = StartLine::Request {
+        method,
+        uri: "",
+        version: "",
+    };
+    Ok(Scanned::new_unchecked(start, rest, &[]))
+}
+
 /// Splits start line, header block and the bytes after the empty line.
 pub(crate) fn split(bytes: &[u8]) -> Result<(StartLine<'_>, &str, &[u8]), ScanError> {
+    let (first, rest, body) = lines(bytes)?;
+    Ok((parse_start(first)?, rest, body))
+}
+
+/// The start line (without its line end), the header block after it, and
+/// the bytes after the empty line.
+fn lines(bytes: &[u8]) -> Result<(&str, &str, &[u8]), ScanError> {
     // RFC 3261 §7.5: ignore CRLFs before the start line.
     let skip = bytes
         .iter()
@@ -111,12 +139,8 @@ pub(crate) fn split(bytes: &[u8]) -> Result<(StartLine<'_>, &str, &[u8]), ScanEr
     let head_end = find_head_end(bytes).ok_or(ScanError::NoHeaderEnd)?;
     let head = std::str::from_utf8(&bytes[..head_end.0]).map_err(|_| ScanError::NotUtf8)?;
     let body = &bytes[head_end.1..];
-    let (first, rest) = match head.find('\n') {
-        Some(i) => (&head[..i], &head[i + 1..]),
-        None => (head, ""),
-    };
-    let start = parse_start(first.trim_end_matches('\r'))?;
-    Ok((start, rest, body))
+    let (first, rest) = head.split_once('\n').unwrap_or((head, ""));
+    Ok((first.trim_end_matches('\r'), rest, body))
 }
 
 /// Returns (end of headers, start of body): the first empty line, written

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bulkhead_shared::ipc::codec::encode_sip_frame;
 use bulkhead_shared::ipc::{Link, SipPacket, Transport};
 use bulkhead_shared::sip::reply::Reply;
-use bulkhead_shared::sip::{scan_head, via};
+use bulkhead_shared::sip::via;
 use bulkhead_shared::{Number, TenantId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -239,7 +239,9 @@ impl Router {
     /// Answers a request from the router itself; a 503 says when to retry.
     fn reject(&self, source: Source, data: &[u8], code: u16, reason: &str, retry_after: &str) {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        let Ok(req) = scan_head(data) else { return };
+        let Ok(req) = bulkhead_shared::sip::scan::scan_head_for_reply(data) else {
+            return;
+        };
         let top = via::top_via(&req);
         let dest = via::response_target(top.as_ref(), source.peer);
         let mut reply = Reply::to(&req, code, reason, Some("bhr"));

@@ -3,6 +3,7 @@
 //! [`ua`] (transactions, dialogs, the call's life and its record).
 
 pub mod msg;
+pub mod policy;
 pub mod rtp;
 pub mod sdp;
 pub mod transport;

@@ -5,6 +5,7 @@
 pub use bulkhead_shared::sip::reply::Reply;
 pub use bulkhead_shared::sip::scan::{scan, Scanned, StartLine};
 pub use bulkhead_shared::sip::uri::{dialed_number, target, Target};
+pub use bulkhead_shared::sip::validate;
 pub use bulkhead_shared::sip::via::{response_target, top_via};
 
 /// The URI inside a From/To/Contact value: between `<` `>`, or up to the

@@ -15,7 +15,9 @@ use bulkhead_shared::time::now_rfc3339;
 use bulkhead_shared::Number;
 use tokio::sync::mpsc;
 
+use super::msg::validate;
 use super::msg::{self, Reply, Scanned, StartLine};
+use super::policy;
 use super::rtp::{RtpClient, RtpLease};
 use super::sdp;
 use super::transport::{Origin, Outbound};
@@ -202,6 +204,17 @@ impl Ua {
                 .reply(&origin, dest, &req, 505, "Version Not Supported")
                 .await;
         }
+        if let Err(invalid) = validate::request(&req) {
+            if method == "ACK" {
+                return; // never answered
+            }
+            return self
+                .reply(&origin, dest, &req, invalid.code, invalid.reason)
+                .await;
+        }
+        if let Err(refused) = policy::check_require(&req) {
+            return self.refuse(&origin, dest, &req, refused).await;
+        }
         let branch = via.and_then(|v| v.branch).unwrap_or("").to_owned();
         match method {
             "INVITE" => {
@@ -225,8 +238,10 @@ impl Ua {
                 self.out.send(&origin, dest, r).await;
             }
             _ => {
-                self.reply(&origin, dest, &req, 501, "Not Implemented")
-                    .await
+                let r = Reply::to(&req, 501, "Not Implemented", Some(&new_tag()))
+                    .header("Allow", msg::ALLOW)
+                    .finish();
+                self.out.send(&origin, dest, r).await;
             }
         }
     }
@@ -240,6 +255,21 @@ impl Ua {
         reason: &str,
     ) {
         let r = Reply::to(req, code, reason, Some(&new_tag())).finish();
+        self.out.send(origin, dest, r).await;
+    }
+
+    /// Answers with a refusal and the header saying what we support.
+    async fn refuse(
+        &self,
+        origin: &Origin,
+        dest: SocketAddr,
+        req: &Scanned<'_>,
+        refused: policy::Refusal,
+    ) {
+        let (name, value) = &refused.header;
+        let r = Reply::to(req, refused.code, refused.reason, Some(&new_tag()))
+            .header(name, value)
+            .finish();
         self.out.send(origin, dest, r).await;
     }
 
@@ -267,6 +297,15 @@ impl Ua {
         }
         if matches!(origin, Origin::Router { .. }) {
             self.router_slots.insert(call_id.clone());
+        }
+        if req.header("To").and_then(Scanned::tag_of).is_some() {
+            // A re-INVITE for a dialog this worker does not have.
+            return self
+                .reply(&origin, dest, req, 481, "Call/Transaction Does Not Exist")
+                .await;
+        }
+        if let Err(refused) = policy::check_invite(req) {
+            return self.refuse(&origin, dest, req, refused).await;
         }
         let Some(number) = msg::dialed_number(uri_of_request(req)).filter(|n| self.owns(n)) else {
             return self.reply(&origin, dest, req, 404, "Not Found").await;
