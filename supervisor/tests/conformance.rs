@@ -356,3 +356,44 @@ fn real_carrier_invites_are_answered_and_recorded() {
     let shown = sup.cli_json(&["tenant", "show", "clinic"]);
     assert_eq!(shown["restarts"], 0, "{shown}");
 }
+
+/// Runs a scenario from `tests/data/sip/sipp` (copied with its pcap files
+/// into the test's own directory, where sipp writes its logs) against the
+/// router; returns sipp's verdict and report.
+fn sipp_scenario(sup: &Supervisor, scenario: &str, service: &str) -> (bool, String) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/sipp");
+    let work = sup.dir.path().join("sipp");
+    std::fs::create_dir_all(work.join("pcap")).unwrap();
+    for f in files_under(&data) {
+        let rel = f.strip_prefix(&data).unwrap();
+        std::fs::copy(&f, work.join(rel)).unwrap();
+    }
+    let out = std::process::Command::new("sipp")
+        .current_dir(&work)
+        .args(["-sf", scenario, "-s", service, &sup.sip.to_string()])
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin"])
+        .args(["-timeout", "30", "-timeout_error"])
+        .output()
+        .expect("sipp is installed (scripts/test installs sip-tester)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn corpus_sipp_scenarios_complete_through_the_router() {
+    let sup = Supervisor::start();
+    // The Asterisk testsuite's OPTIONS ping dials 1234.
+    sup.add_tenant("clinic", &[NUMBER, "1234"]);
+    // SIPp's uac_pcap: PCMA and telephone-event offered, RTP and an RFC 2833
+    // DTMF digit played to the port our SDP answer names, then BYE.
+    let (ok, out) = sipp_scenario(&sup, "sipp_builtin_uac_pcap.xml", NUMBER);
+    assert!(ok, "{out}\n{}", sup.log());
+    assert_eq!(sipp_counts(&out), (1, 0), "{out}");
+    let (ok, out) = sipp_scenario(&sup, "asterisk_uac_options_ping.xml", "1234");
+    assert!(ok, "{out}");
+    assert_eq!(sipp_counts(&out), (1, 0), "{out}");
+}
