@@ -30,9 +30,10 @@ pub fn target(uri: &str) -> Target<'_> {
     if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
         return Target::UnsupportedScheme;
     }
-    // userinfo ends at '@'; an '@' after '?' belongs to URI headers.
-    let before_headers = rest.split('?').next().unwrap_or(rest);
-    let Some((userinfo, _host)) = before_headers.split_once('@') else {
+    // userinfo ends at the first '@'. RFC 3261's grammar lets a user hold
+    // '?' (user-unreserved) but no header value hold a raw '@', so the first
+    // '@' is userinfo's end even after a '?' (RFC 4475 intmeth).
+    let Some((userinfo, _host)) = rest.split_once('@') else {
         return Target::NoUser;
     };
     let user = userinfo.split(':').next().unwrap_or("");
@@ -97,7 +98,8 @@ mod tests {
             Target::User("+15550100".into())
         );
         assert_eq!(target("sip:example.com"), Target::NoUser);
-        assert_eq!(target("sip:host?h=a@b"), Target::NoUser);
+        assert_eq!(target("sip:host?h=a%40b"), Target::NoUser);
+        assert_eq!(target("sip:a?b@host"), Target::User("a?b".into()));
         assert_eq!(target("http://x"), Target::UnsupportedScheme);
         assert_eq!(target("nocolon"), Target::UnsupportedScheme);
     }
