@@ -7,11 +7,13 @@
 //! This crate links no SQLite and no HTTP stack, so its tests and fuzz builds
 //! stay fast.
 
+pub mod cidr;
 pub mod ipc;
 pub mod number;
 pub mod sip;
 pub mod tenant_id;
 pub mod time;
 
+pub use cidr::Cidr;
 pub use number::Number;
 pub use tenant_id::TenantId;

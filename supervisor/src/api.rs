@@ -18,6 +18,9 @@ pub struct TenantSpec {
     /// Per-tenant overrides of the configured limits.
     #[serde(default)]
     pub limits: Option<LimitOverrides>,
+    /// Sources allowed on the tenant's own trunk port; absent or empty: any.
+    #[serde(default)]
+    pub trunk_allow: Option<Vec<bulkhead_shared::Cidr>>,
     /// The agent document, stored and handed to the worker as given.
     #[serde(default)]
     pub agent: Option<serde_json::Value>,
@@ -49,6 +52,9 @@ pub struct TenantView {
     /// The tenant's effective limits (configured defaults and its overrides).
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// Sources allowed on the trunk port (empty: any).
+    #[serde(default)]
+    pub trunk_allow: Vec<String>,
 }
 
 /// `tenant add --json`: the view plus the first token, shown once.
@@ -162,4 +168,12 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+}
+
+/// `tenant trunk` request.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkRequest {
+    /// Address blocks allowed on the trunk port; empty: any source.
+    pub allow: Vec<bulkhead_shared::Cidr>,
 }

@@ -86,6 +86,10 @@ pub enum TenantCmd {
         /// (keys: max_concurrent_calls, calls_per_second, memory, pids, cpu).
         #[arg(long = "limit", value_name = "KEY=VALUE")]
         limits: Vec<String>,
+        /// Accept calls on the tenant's own SIP port only from these
+        /// addresses or blocks (repeatable; default: any source).
+        #[arg(long = "trunk-allow", value_name = "CIDR")]
+        trunk_allow: Vec<String>,
     },
     List,
     Show {
@@ -97,6 +101,13 @@ pub enum TenantCmd {
         /// Destroy the key too: every copy of the data becomes unreadable.
         #[arg(long)]
         shred: bool,
+    },
+    /// Set the sources allowed on the tenant's own SIP port, live (no
+    /// blocks: any source).
+    Trunk {
+        id: String,
+        #[arg(value_name = "CIDR")]
+        allow: Vec<String>,
     },
     /// Change a tenant's limits while it runs (keys as for `--limit`).
     Limits {

@@ -40,6 +40,8 @@ pub struct TenantRow {
     pub numbers: Vec<Number>,
     /// The admin's per-tenant limit overrides.
     pub limits: crate::limits::LimitOverrides,
+    /// Sources allowed on the tenant's trunk port (empty: any).
+    pub trunk_allow: Vec<bulkhead_shared::Cidr>,
 }
 
 #[derive(Debug)]
@@ -57,7 +59,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     key_version INTEGER NOT NULL DEFAULT 1,
     agent       TEXT NOT NULL DEFAULT '{}',
     created_at  TEXT NOT NULL,
-    limits      TEXT NOT NULL DEFAULT '{}'
+    limits      TEXT NOT NULL DEFAULT '{}',
+    trunk_allow TEXT NOT NULL DEFAULT '[]'
 );
 -- Keys of removed tenants, kept (wrapped) unless the removal shredded them,
 -- so a backup of the tenant's store can still be restored.
@@ -91,18 +94,27 @@ impl Registry {
         )
         .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
-        // Registries from before per-tenant limits lack the column.
-        let has_limits: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('tenants') WHERE name = 'limits'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(open)?
-            > 0;
-        if !has_limits {
-            conn.execute_batch("ALTER TABLE tenants ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'")
+        // Registries from before these columns were added lack them.
+        for (column, ddl) in [
+            (
+                "limits",
+                "ALTER TABLE tenants ADD COLUMN limits TEXT NOT NULL DEFAULT '{}'",
+            ),
+            (
+                "trunk_allow",
+                "ALTER TABLE tenants ADD COLUMN trunk_allow TEXT NOT NULL DEFAULT '[]'",
+            ),
+        ] {
+            let present: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info('tenants') WHERE name = ?1",
+                    [column],
+                    |r| r.get(0),
+                )
                 .map_err(open)?;
+            if present == 0 {
+                conn.execute_batch(ddl).map_err(open)?;
+            }
         }
         Ok(Self { conn })
     }
@@ -122,8 +134,8 @@ impl Registry {
             return Err(RegistryError::TenantExists(t.id.clone()));
         }
         tx.execute(
-            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at, limits) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339(), limits_json(&t.limits)],
+            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at, limits, trunk_allow) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339(), limits_json(&t.limits), cidrs_json(&t.trunk_allow)],
         )?;
         for n in &t.numbers {
             claim(&tx, &t.id, n)?;
@@ -233,7 +245,7 @@ impl Registry {
 
     pub fn all(&self) -> Result<Vec<TenantRow>, RegistryError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits FROM tenants ORDER BY id",
+            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk_allow FROM tenants ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -245,14 +257,18 @@ impl Registry {
                 r.get(5)?,
                 r.get(6)?,
                 r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits) = row?;
+            let (id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk) =
+                row?;
             let id = TenantId::parse(&id).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
             let limits = serde_json::from_str(&limits)
                 .map_err(|e| RegistryError::Corrupt(format!("limits of tenant {id}: {e}")))?;
+            let trunk_allow = serde_json::from_str(&trunk)
+                .map_err(|e| RegistryError::Corrupt(format!("trunk_allow of tenant {id}: {e}")))?;
             let numbers = self.numbers_of(&id)?;
             out.push(TenantRow {
                 id,
@@ -264,6 +280,7 @@ impl Registry {
                 agent,
                 numbers,
                 limits,
+                trunk_allow,
             });
         }
         Ok(out)
@@ -282,6 +299,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Replaces the tenant's trunk allowlist.
+    pub fn set_trunk_allow(
+        &mut self,
+        id: &TenantId,
+        cidrs: &[bulkhead_shared::Cidr],
+    ) -> Result<(), RegistryError> {
+        self.conn.execute(
+            "UPDATE tenants SET trunk_allow = ?2 WHERE id = ?1",
+            params![id.as_str(), cidrs_json(cidrs)],
+        )?;
+        Ok(())
+    }
+
     pub fn numbers_of(&self, id: &TenantId) -> Result<Vec<Number>, RegistryError> {
         let mut stmt = self
             .conn
@@ -295,6 +325,10 @@ impl Registry {
 
 fn limits_json(l: &crate::limits::LimitOverrides) -> String {
     serde_json::to_string(l).expect("limit overrides serialize")
+}
+
+fn cidrs_json(c: &[bulkhead_shared::Cidr]) -> String {
+    serde_json::to_string(c).expect("address blocks serialize")
 }
 
 fn claim(conn: &Connection, tenant: &TenantId, number: &Number) -> Result<(), RegistryError> {
@@ -336,6 +370,7 @@ mod tests {
             agent: "{}".into(),
             numbers: numbers.iter().map(|n| Number::parse(n).unwrap()).collect(),
             limits: Default::default(),
+            trunk_allow: Vec::new(),
         }
     }
 

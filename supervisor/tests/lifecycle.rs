@@ -125,11 +125,12 @@ fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
         serde_json::json!(["clinic", "insurance"])
     );
     // A limits table in the file is applied to an existing tenant, exactly.
-    std::fs::write(&file, "[[tenant]]\nid = \"clinic\"\nnumbers = [\"+15550100\"]\n[tenant.limits]\ncalls_per_second = 7\n\n[[tenant]]\nid = \"insurance\"\nnumbers = [\"+15550200\"]\n").unwrap();
+    std::fs::write(&file, "[[tenant]]\nid = \"clinic\"\nnumbers = [\"+15550100\"]\ntrunk_allow = [\"127.0.0.9\"]\n[tenant.limits]\ncalls_per_second = 7\n\n[[tenant]]\nid = \"insurance\"\nnumbers = [\"+15550200\"]\n").unwrap();
     let third = sup.cli_json(&["apply", file.to_str().unwrap()]);
     assert_eq!(third["updated"], serde_json::json!(["clinic"]), "{third}");
     let clinic = sup.cli_json(&["tenant", "show", "clinic"]);
     assert_eq!(clinic["limits"]["calls_per_second"], 7, "{clinic}");
+    assert_eq!(clinic["trunk_allow"], serde_json::json!(["127.0.0.9/32"]), "{clinic}");
     let again = sup.cli_json(&["apply", file.to_str().unwrap()]);
     assert_eq!(
         again["unchanged"],

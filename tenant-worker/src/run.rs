@@ -83,6 +83,7 @@ pub fn main() -> anyhow::Result<()> {
 
         let store = store;
         let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
+        let trunk_allow: transport::TrunkAllow = Arc::new(RwLock::new(cfg.trunk_allow.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
         let out = Outbound::new(link.clone(), udp.clone());
         let rtp = Arc::new(RtpClient::new(link.clone()));
@@ -95,8 +96,17 @@ pub fn main() -> anyhow::Result<()> {
             answer_delay: Duration::from_millis(cfg.answer_delay_ms),
         };
         tokio::spawn(Ua::new(ua_cfg, store.clone(), out.clone(), events_tx.clone()).run(events_rx));
-        tokio::spawn(transport::serve_trunk_udp(udp, events_tx.clone()));
-        tokio::spawn(transport::serve_trunk_tcp(tcp, out, events_tx.clone()));
+        tokio::spawn(transport::serve_trunk_udp(
+            udp,
+            trunk_allow.clone(),
+            events_tx.clone(),
+        ));
+        tokio::spawn(transport::serve_trunk_tcp(
+            tcp,
+            trunk_allow.clone(),
+            out,
+            events_tx.clone(),
+        ));
         tokio::spawn(http::serve(
             http_listener,
             ApiState {
@@ -111,7 +121,7 @@ pub fn main() -> anyhow::Result<()> {
         }))
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
-        serve_link(&link, &store, &numbers, events_tx, &rtp).await
+        serve_link(&link, &store, &numbers, &trunk_allow, events_tx, &rtp).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -165,6 +175,7 @@ async fn serve_link(
     link: &Link,
     store: &Store,
     numbers: &RwLock<Vec<bulkhead_shared::Number>>,
+    trunk_allow: &RwLock<Vec<bulkhead_shared::Cidr>>,
     events: mpsc::Sender<Event>,
     rtp: &RtpClient,
 ) -> anyhow::Result<()> {
@@ -216,6 +227,10 @@ async fn serve_link(
                         .err(),
                     ControlOp::SetNumbers { numbers: new } => {
                         *numbers.write().expect("numbers lock") = new;
+                        None
+                    }
+                    ControlOp::SetTrunkAllow { cidrs } => {
+                        *trunk_allow.write().expect("trunk allowlist lock") = cidrs;
                         None
                     }
                     ControlOp::Ping => None,

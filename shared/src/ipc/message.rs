@@ -53,6 +53,9 @@ pub struct WorkerConfig {
     pub log_filter: String,
     /// The tenant's agent document (INTERFACES.md), as given by the admin.
     pub agent: serde_json::Value,
+    /// Sources allowed on the tenant's own trunk port (empty: any).
+    #[serde(default)]
+    pub trunk_allow: Vec<crate::Cidr>,
     /// Set for a probe worker (`bulkhead audit`): run these probes, report
     /// and exit instead of serving.
     #[serde(default)]
@@ -96,6 +99,8 @@ pub enum ControlOp {
     },
     /// The tenant's numbers changed (admin `number add/remove`).
     SetNumbers { numbers: Vec<Number> },
+    /// The tenant's trunk allowlist changed (admin `tenant trunk`).
+    SetTrunkAllow { cidrs: Vec<crate::Cidr> },
     /// Liveness: a worker that does not answer in time is killed and restarted.
     Ping,
 }

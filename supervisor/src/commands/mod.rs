@@ -35,6 +35,10 @@ impl CommandError {
     }
 }
 
+fn cidrs(blocks: &[String]) -> Result<Vec<bulkhead_shared::Cidr>, CommandError> {
+    blocks.iter().map(|b| b.parse().map_err(usage)).collect()
+}
+
 fn usage<E: std::fmt::Display>(e: E) -> CommandError {
     CommandError::Usage(e.to_string())
 }
@@ -110,8 +114,10 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             sip_port,
             http_port,
             limits,
+            trunk_allow,
         } => {
             let id = TenantId::parse(&id).map_err(usage)?;
+            let trunk_allow = cidrs(&trunk_allow)?;
             let numbers: Vec<Number> = numbers
                 .iter()
                 .map(|n| Number::parse(n))
@@ -119,8 +125,16 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
                 .map_err(usage)?;
             let limits = LimitOverrides::from_pairs(&limits).map_err(usage)?;
             let body = json!({"id": id, "numbers": numbers, "sip_port": sip_port,
-                              "http_port": http_port, "limits": limits});
+                              "http_port": http_port, "limits": limits,
+                              "trunk_allow": trunk_allow});
             let v = admin(socket, Method::POST, "/v1/tenants", Some(body)).await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::Trunk { id, allow } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let body = json!({ "allow": cidrs(&allow)? });
+            let path = format!("/v1/tenants/{id}/trunk");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
             output::record(&v, as_json);
         }
         TenantCmd::Limits { id, limits } => {

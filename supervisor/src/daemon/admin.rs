@@ -23,7 +23,7 @@ use super::tenants::LimitChange;
 use super::{AdminError, Tenants};
 use crate::api::{
     ApplyRequest, ApplyResult, ErrorBody, ErrorDetail, NumberClaim, RouterCounters, Status,
-    TenantList, TenantSpec, TokenRequest,
+    TenantList, TenantSpec, TokenRequest, TrunkRequest,
 };
 use crate::limits::LimitOverrides;
 use crate::router::Router;
@@ -146,6 +146,12 @@ async fn route(
             t.set_limits(&id, given, LimitChange::Merge).await?;
             ok(to_value(t.view(&id)?))
         }
+        (&Method::POST, ["v1", "tenants", id, "trunk"]) => {
+            let id = tenant_id(id)?;
+            let r: TrunkRequest = body(req).await?;
+            t.set_trunk_allow(&id, r.allow).await?;
+            ok(to_value(t.view(&id)?))
+        }
         (&Method::POST, ["v1", "tenants", id, "reset"]) => {
             ok(to_value(t.reset(&tenant_id(id)?).await?))
         }
@@ -236,6 +242,8 @@ async fn apply(t: &Arc<Tenants>, r: ApplyRequest) -> Result<ApplyResult, AdminEr
         }
         let limits = spec.limits.unwrap_or_default();
         changed |= t.set_limits(&id, limits, LimitChange::Replace).await?;
+        let trunk = spec.trunk_allow.unwrap_or_default();
+        changed |= t.set_trunk_allow(&id, trunk).await?;
         if changed {
             result.updated.push(id.to_string())
         } else {

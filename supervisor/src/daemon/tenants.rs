@@ -280,6 +280,7 @@ impl Tenants {
                 .map_or_else(|| "{}".to_string(), |a| a.to_string()),
             numbers: dedup(spec.numbers),
             limits,
+            trunk_allow: spec.trunk_allow.unwrap_or_default(),
         };
         self.registry
             .lock()
@@ -628,6 +629,7 @@ impl Tenants {
             log_filter: self.cfg.worker_log_filter.clone(),
             probe: None,
             agent: serde_json::from_str(&row.agent).unwrap_or_default(),
+            trunk_allow: row.trunk_allow.clone(),
         };
         if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {
             let _ = child.kill();
@@ -796,6 +798,40 @@ impl Tenants {
         Ok(())
     }
 
+    /// `tenant trunk`: sets the sources allowed on the tenant's trunk port
+    /// (empty: any), stored and applied to the running worker at once.
+    /// Returns whether it changed.
+    pub async fn set_trunk_allow(
+        &self,
+        id: &TenantId,
+        cidrs: Vec<bulkhead_shared::Cidr>,
+    ) -> Result<bool, AdminError> {
+        let worker = {
+            let live = self.live.lock().expect("live lock");
+            let l = live
+                .get(id)
+                .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
+            if l.row.trunk_allow == cidrs {
+                return Ok(false);
+            }
+            l.worker.clone()
+        };
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .set_trunk_allow(id, &cidrs)
+            .map_err(AdminError::from_registry)?;
+        if let Some(l) = self.live.lock().expect("live lock").get_mut(id) {
+            l.row.trunk_allow = cidrs.clone();
+        }
+        if let Some(w) = worker {
+            w.control(ControlOp::SetTrunkAllow { cidrs })
+                .await
+                .map_err(|e| AdminError::Failed(format!("tenant {id}: {e}")))?;
+        }
+        Ok(true)
+    }
+
     pub fn view(&self, id: &TenantId) -> Result<TenantView, AdminError> {
         let live = self.live.lock().expect("live lock");
         let l = live
@@ -861,6 +897,7 @@ fn view_of(l: &Live, calls: GateCounts, base: &Limits) -> TenantView {
         calls_admitted: calls.admitted,
         calls_refused: calls.refused,
         limits: l.row.limits.over(base).ok(),
+        trunk_allow: l.row.trunk_allow.iter().map(|c| c.to_string()).collect(),
     }
 }
 

@@ -399,7 +399,12 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(target: SocketAddr) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self::from_ip("127.0.0.1", target)
+    }
+
+    /// A peer on another loopback address (e.g. `127.0.0.2`), any port.
+    pub fn from_ip(ip: &str, target: SocketAddr) -> Self {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
         Self { sock, target }
     }
 

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bulkhead_shared::cidr::{self, Cidr};
 use bulkhead_shared::ipc::{FromWorker, Link, SipPacket, Transport};
 use bulkhead_shared::sip::stream::{spawn_writer, MessageReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -119,11 +120,26 @@ impl Outbound {
     }
 }
 
+/// Sources allowed on the trunk port (the tenant's carriers; empty: any),
+/// changed live by the supervisor.
+pub type TrunkAllow = Arc<std::sync::RwLock<Vec<Cidr>>>;
+
+fn trunk_admits(allow: &TrunkAllow, peer: SocketAddr) -> bool {
+    let admitted = cidr::allows(&allow.read().expect("trunk allowlist lock"), peer.ip());
+    if !admitted {
+        // Silence, not 403: an answer would make the port a reflector for
+        // spoofed sources and tell scanners it is there.
+        tracing::debug!(%peer, "dropped SIP from a source outside the trunk allowlist");
+    }
+    admitted
+}
+
 /// Reads the trunk UDP socket into the user agent's event queue.
-pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, events: mpsc::Sender<Event>) {
+pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, allow: TrunkAllow, events: mpsc::Sender<Event>) {
     let mut buf = vec![0u8; 65_535];
     loop {
         match udp.recv_from(&mut buf).await {
+            Ok((_, peer)) if !trunk_admits(&allow, peer) => {}
             Ok((n, peer)) => {
                 let ev = Event::Inbound {
                     origin: Origin::TrunkUdp { peer },
@@ -139,12 +155,20 @@ pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, events: mpsc::Sender<Event>) {
 }
 
 /// Accepts trunk TCP connections; each gets a reader and a writer task.
-pub async fn serve_trunk_tcp(listener: TcpListener, out: Outbound, events: mpsc::Sender<Event>) {
+pub async fn serve_trunk_tcp(
+    listener: TcpListener,
+    allow: TrunkAllow,
+    out: Outbound,
+    events: mpsc::Sender<Event>,
+) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
+        if !trunk_admits(&allow, peer) {
+            continue; // closed on drop
+        }
         let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(64);
         out.tcp.lock().expect("tcp table").insert(conn, tx);
