@@ -130,7 +130,11 @@ fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
     assert_eq!(third["updated"], serde_json::json!(["clinic"]), "{third}");
     let clinic = sup.cli_json(&["tenant", "show", "clinic"]);
     assert_eq!(clinic["limits"]["calls_per_second"], 7, "{clinic}");
-    assert_eq!(clinic["trunk_allow"], serde_json::json!(["127.0.0.9/32"]), "{clinic}");
+    assert_eq!(
+        clinic["trunk_allow"],
+        serde_json::json!(["127.0.0.9/32"]),
+        "{clinic}"
+    );
     let again = sup.cli_json(&["apply", file.to_str().unwrap()]);
     assert_eq!(
         again["unchanged"],

@@ -136,7 +136,14 @@ fn lines(bytes: &[u8]) -> Result<(&str, &str, &[u8]), ScanError> {
         .take_while(|b| **b == b'\r' || **b == b'\n')
         .count();
     let bytes = &bytes[skip..];
-    let head_end = find_head_end(bytes).ok_or(ScanError::NoHeaderEnd)?;
+    // Without an empty line, a datagram's end ends its headers when its last
+    // line is complete (RFC 4475 baddn). A stream is framed before it gets
+    // here, so this leniency only ever applies to datagrams.
+    let head_end = match find_head_end(bytes) {
+        Some(end) => end,
+        None if bytes.ends_with(b"\n") && bytes.contains(&b':') => (bytes.len(), bytes.len()),
+        None => return Err(ScanError::NoHeaderEnd),
+    };
     let head = std::str::from_utf8(&bytes[..head_end.0]).map_err(|_| ScanError::NotUtf8)?;
     let body = &bytes[head_end.1..];
     let (first, rest) = head.split_once('\n').unwrap_or((head, ""));
@@ -377,9 +384,13 @@ l: 4\r\n\r\nbodyEXTRA";
     fn malformed_messages_are_errors() {
         assert_eq!(scan(b"").unwrap_err(), ScanError::NoHeaderEnd);
         assert_eq!(
-            scan(b"INVITE sip:x SIP/2.0\r\nVia: x\r\n").unwrap_err(),
-            ScanError::NoHeaderEnd
+            scan(b"INVITE sip:x SIP/2.0\r\nVia: x").unwrap_err(),
+            ScanError::NoHeaderEnd,
+            "a cut-off last line"
         );
+        // A datagram whose last header line is whole but has no empty line after it.
+        let m = scan(b"OPTIONS sip:x SIP/2.0\r\nVia: x\r\nl: 0\r\n").unwrap();
+        assert_eq!((m.header("Via"), m.body.len()), (Some("x"), 0));
         assert_eq!(
             scan(b"INVITE  sip:x SIP/2.0\r\n\r\n").unwrap_err(),
             ScanError::BadStartLine

@@ -73,9 +73,20 @@ pub fn request(msg: &Scanned<'_>) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Quotes close (a backslash escapes the next character inside them), and
-/// a `<` is closed by a `>` outside quotes.
+/// Quotes close (a backslash escapes the next character inside them), a
+/// `<` is closed by a `>` outside quotes, and a display name that is not
+/// quoted is made of tokens (RFC 3261 §25.1; RFC 4475 baddn).
 fn name_addr_is_balanced(value: &str) -> bool {
+    if let Some(open) = value.find('<') {
+        let name = &value[..open];
+        if !name.contains('"')
+            && !name
+                .bytes()
+                .all(|b| super::scan::is_token_char(b) || b.is_ascii_whitespace())
+        {
+            return false;
+        }
+    }
     let (mut quoted, mut escaped, mut angle) = (false, false, 0i32);
     for c in value.chars() {
         match (quoted, escaped, c) {
@@ -149,6 +160,10 @@ From: \"A \\\"B\\\"\" <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: {c
             ),
             (
                 req("", "1 INVITE").replace("To: <sip:b@h>", "To: <sip:b@h"),
+                "Malformed To",
+            ),
+            (
+                req("", "1 INVITE").replace("To: <sip:b@h>", "To: Watson, T <sip:b@h>"),
                 "Malformed To",
             ),
             (
