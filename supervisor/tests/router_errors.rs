@@ -1,6 +1,7 @@
 //! The router under bad input: unknown numbers, methods it does not serve,
-//! malformed datagrams and the RFC 4475 torture corpus. It answers what it
-//! can, drops what it cannot, never crashes, and keeps routing afterwards.
+//! malformed datagrams, too many TCP connections. It answers what it can,
+//! drops what it cannot, never crashes, and keeps routing afterwards (the
+//! RFC 4475 corpus is in conformance.rs).
 
 mod common;
 
@@ -86,4 +87,49 @@ fn malformed_datagrams_get_400_or_nothing_and_routing_goes_on() {
     }
     let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
     assert!(ok, "routing stopped after garbage:\n{out}\n{}", sup.log());
+}
+
+#[test]
+fn one_address_cannot_hold_more_than_its_share_of_tcp_connections() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let sup = Supervisor::start();
+    sup.add_tenant("clinic", &["+15550100"]);
+    let connect = || {
+        let s = TcpStream::connect(sup.sip).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    // A carrier needs a few connections; one address gets 64.
+    let mut held: Vec<TcpStream> = (0..64).map(|_| connect()).collect();
+    // Each is served: prove the last one works before going over.
+    let options = |s: &mut TcpStream| {
+        let msg = String::from_utf8(request("OPTIONS", "+15550100", "tcp-cap", 1, ""))
+            .unwrap()
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let answer = options(held.last_mut().unwrap());
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    // The 65th is closed without being read.
+    let mut extra = connect();
+    let mut buf = [0u8; 16];
+    match extra.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the 65th connection stayed open: {other:?}"),
+    }
+    // Closing one frees its place.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = options(&mut connect());
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let status = sup.cli_json(&["status"]);
+    assert!(
+        status["router"]["dropped"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
 }

@@ -20,6 +20,8 @@ pub enum StreamError {
     Frame(#[from] FrameError),
     #[error("connection closed in the middle of a message")]
     Truncated,
+    #[error("no message or keep-alive for {0:?}")]
+    Idle(std::time::Duration),
 }
 
 /// Reads whole SIP messages from a stream.
@@ -28,6 +30,8 @@ pub struct MessageReader<R> {
     rd: R,
     buf: Vec<u8>,
     max: usize,
+    /// How long the peer may go without a whole message or a keep-alive.
+    idle: Option<std::time::Duration>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -37,23 +41,39 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             rd,
             buf: Vec::with_capacity(8192),
             max,
+            idle: None,
         }
+    }
+
+    /// Ends the stream with [`StreamError::Idle`] when the peer sends no
+    /// whole message or keep-alive for `idle`: bytes dribbled without ever
+    /// completing a message (slowloris) do not count.
+    pub fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.idle = Some(idle);
+        self
     }
 
     /// The next whole message; `Ok(None)` on a clean end of stream. CRLF
     /// keep-alives between messages are skipped.
     pub async fn next_message(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
         let mut chunk = [0u8; 8192];
+        let mut deadline = self.idle.map(|d| tokio::time::Instant::now() + d);
         loop {
             match next_frame(&self.buf, self.max)? {
                 Frame::KeepAlive(n) => {
                     self.buf.drain(..n);
+                    deadline = self.idle.map(|d| tokio::time::Instant::now() + d);
                     continue;
                 }
                 Frame::Message(n) => return Ok(Some(self.buf.drain(..n).collect())),
                 Frame::Incomplete => {}
             }
-            let n = self.rd.read(&mut chunk).await?;
+            let n = match (deadline, self.idle) {
+                (Some(at), Some(idle)) => tokio::time::timeout_at(at, self.rd.read(&mut chunk))
+                    .await
+                    .map_err(|_| StreamError::Idle(idle))??,
+                _ => self.rd.read(&mut chunk).await?,
+            };
             if n == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -100,6 +120,33 @@ mod tests {
         assert_eq!(reader.next_message().await.unwrap().unwrap(), one);
         writer.await.unwrap();
         assert!(reader.next_message().await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_or_dribbling_peer_times_out_but_keepalives_count() {
+        let idle = std::time::Duration::from_secs(60);
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut reader = MessageReader::new(server, 1000).with_idle_timeout(idle);
+        // Keep-alives every 40 s keep it open past the 60 s bound...
+        let talker = tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(std::time::Duration::from_secs(40)).await;
+                client.write_all(b"\r\n\r\n").await.unwrap();
+            }
+            // ...then one byte every 30 s never completes a message.
+            for b in b"OPTIONS sip:a" {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                if client.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let err = reader.next_message().await.unwrap_err();
+        assert!(matches!(err, StreamError::Idle(d) if d == idle), "{err}");
+        let waited = started.elapsed().as_secs();
+        assert!((180..=181).contains(&waited), "closed after {waited} s");
+        talker.abort();
     }
 
     #[tokio::test]

@@ -17,6 +17,9 @@ use super::ua::Event;
 
 /// Largest SIP message accepted on a trunk TCP connection.
 pub const MAX_TCP_MESSAGE: usize = 65_535;
+/// A trunk connection without a whole message or keep-alive for this long
+/// is closed (RFC 5626 keep-alives come every 95–120 s).
+pub const TCP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Where a request came from; its responses go back the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +192,7 @@ async fn serve_tcp_conn(
 ) {
     let (rd, wr) = stream.into_split();
     let writer = spawn_writer(wr, replies);
-    let mut reader = MessageReader::new(rd, MAX_TCP_MESSAGE);
+    let mut reader = MessageReader::new(rd, MAX_TCP_MESSAGE).with_idle_timeout(TCP_IDLE_TIMEOUT);
     loop {
         match reader.next_message().await {
             Ok(Some(data)) => {
