@@ -37,15 +37,7 @@ fn silence_wav() -> Vec<u8> {
 /// Outside such a namespace this does nothing (a host has interfaces of its
 /// own).
 fn give_baresip_an_interface() {
-    // /proc/self/net is this namespace's view (/sys/class/net is not).
-    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap();
-    let ifaces: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    if ifaces.iter().any(|i| *i != "lo") || !nix::unistd::geteuid().is_root() {
+    if interfaces("self").iter().any(|i| i != "lo") || !nix::unistd::geteuid().is_root() {
         return;
     }
     for args in [

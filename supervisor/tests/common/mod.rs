@@ -531,6 +531,17 @@ pub fn memory_limit_of(dir: &Path) -> u64 {
         .unwrap()
 }
 
+/// The network interfaces process `pid` (or `self`) sees, from its
+/// namespace's `/proc/PID/net/dev` (`/sys/class/net` shows the mounter's).
+pub fn interfaces(pid: &str) -> Vec<String> {
+    let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+    dev.lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|i| i.trim().to_owned())
+        .collect()
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
