@@ -2,7 +2,7 @@
 //! it is tested without sockets. The router reads only what it routes on:
 //! the start line, Call-ID, CSeq, Via, To's tag and the Request-URI user.
 
-use super::scan::scan_head_for_reply;
+use super::scan::{name_is, parse_cseq, scan_head_for_reply};
 use super::uri::{target, Target};
 use super::{scan, Scanned, StartLine};
 use crate::{Number, TenantId};
@@ -48,10 +48,11 @@ pub fn decide<'a>(
         return Decision::Drop; // Responses never reach the router legitimately yet.
     };
     let is_ack = method == "ACK";
-    if !answerable(&msg) {
+    let fields = Fields::of(&msg);
+    if !fields.answerable() {
         // RFC 4475 §3.3.10: missing Call-ID, From or To must not break us;
         // ideally the answer is 400, which the Via alone lets us send.
-        return if is_ack || !has_via(&msg) {
+        return if is_ack || fields.top_via.is_none() {
             Decision::Drop
         } else {
             Decision::Reply {
@@ -77,8 +78,8 @@ pub fn decide<'a>(
             reason: "Method Not Allowed",
         };
     }
-    let call_id = msg.call_id().unwrap_or("");
-    let in_dialog = method != "INVITE" || msg.header("To").and_then(Scanned::tag_of).is_some();
+    let call_id = fields.call_id.unwrap_or("");
+    let in_dialog = method != "INVITE" || fields.to.and_then(Scanned::tag_of).is_some();
     if in_dialog {
         if let Some(tenant) = by_call_id(call_id) {
             return Decision::Forward {
@@ -114,16 +115,48 @@ fn is_request(m: &Scanned<'_>) -> bool {
     matches!(m.start, StartLine::Request { .. })
 }
 
-/// The headers without which no transaction can be matched or answered.
-fn answerable(m: &Scanned<'_>) -> bool {
-    m.call_id().is_some()
-        && m.cseq().is_some()
-        && super::via::top_via(m).is_some()
-        && has_reply_headers(m)
+/// The routing fields, read in one pass over the headers (the first of
+/// each, as a single lookup would find).
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    call_id: Option<&'a str>,
+    cseq: Option<&'a str>,
+    top_via: Option<super::via::TopVia<'a>>,
+    from: bool,
+    to: Option<&'a str>,
 }
 
-fn has_reply_headers(m: &Scanned<'_>) -> bool {
-    m.header("Via").is_some() && m.header("From").is_some() && m.header("To").is_some()
+impl<'a> Fields<'a> {
+    fn of(m: &Scanned<'a>) -> Self {
+        let mut f = Self::default();
+        let mut via_seen = false;
+        for (name, value) in m.headers() {
+            if name_is(name, "Call-ID") {
+                f.call_id = f.call_id.or(Some(value));
+            } else if name_is(name, "CSeq") {
+                f.cseq = f.cseq.or(Some(value));
+            } else if name_is(name, "Via") {
+                if !via_seen {
+                    f.top_via = super::via::top_via_of(value);
+                    via_seen = true;
+                }
+            } else if name_is(name, "From") {
+                f.from = true;
+            } else if name_is(name, "To") {
+                f.to = f.to.or(Some(value));
+            }
+        }
+        f
+    }
+
+    /// The headers without which no transaction can be matched or answered.
+    fn answerable(&self) -> bool {
+        self.call_id.is_some_and(|c| !c.is_empty())
+            && self.cseq.and_then(parse_cseq).is_some()
+            && self.top_via.is_some()
+            && self.from
+            && self.to.is_some()
+    }
 }
 
 fn has_via(m: &Scanned<'_>) -> bool {

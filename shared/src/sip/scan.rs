@@ -203,6 +203,15 @@ fn code_has_wrong_width(rest: &str) -> bool {
     rest.split(' ').next().map(str::len) != Some(3)
 }
 
+/// A CSeq value as (number, method).
+pub fn parse_cseq(v: &str) -> Option<(u32, &str)> {
+    let mut it = v.split_ascii_whitespace();
+    let (Some(n), Some(m), None) = (it.next(), it.next(), it.next()) else {
+        return None;
+    };
+    Some((n.parse().ok()?, m))
+}
+
 /// RFC 3261 `token` characters.
 pub fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
@@ -239,12 +248,7 @@ impl<'a> Scanned<'a> {
 
     /// CSeq as (number, method).
     pub fn cseq(&self) -> Option<(u32, &'a str)> {
-        let v = self.header("CSeq")?;
-        let mut it = v.split_ascii_whitespace();
-        let (Some(n), Some(m), None) = (it.next(), it.next(), it.next()) else {
-            return None;
-        };
-        Some((n.parse().ok()?, m))
+        parse_cseq(self.header("CSeq")?)
     }
 
     /// The declared Content-Length, if present.

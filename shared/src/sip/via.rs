@@ -18,7 +18,11 @@ pub struct TopVia<'a> {
 
 /// Parses the first Via value of `msg`.
 pub fn top_via<'a>(msg: &Scanned<'a>) -> Option<TopVia<'a>> {
-    let value = msg.header("Via")?;
+    top_via_of(msg.header("Via")?)
+}
+
+/// Parses the first element of a Via header value.
+pub fn top_via_of(value: &str) -> Option<TopVia<'_>> {
     parse(first_element(value))
 }
 

@@ -178,6 +178,10 @@ impl Router {
                         return self.refuse(source, data, refusal);
                     }
                 }
+                // Allowed before the send: the worker may answer before this
+                // thread runs again, and its answer must not find the peer
+                // unknown (a lost response over TCP is never retransmitted).
+                self.peers.allow(&tenant, transport, conn, peer.ip());
                 let mut frame = Vec::with_capacity(data.len() + 32);
                 if encode_sip_frame(transport, conn, peer, data, &mut frame).is_err()
                     || link.try_send_packet(&frame).is_err()
@@ -187,7 +191,6 @@ impl Router {
                     }
                     return self.reject(source, data, 503, "Service Unavailable", RETRY_AFTER);
                 }
-                self.peers.allow(&tenant, transport, conn, peer.ip());
                 if let Some(call_id) = new_dialog {
                     self.remember_dialog(call_id, tenant);
                 }
