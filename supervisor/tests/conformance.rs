@@ -367,19 +367,12 @@ fn sipp_scenario(sup: &Supervisor, scenario: &str, service: &str) -> (bool, Stri
         let rel = f.strip_prefix(&data).unwrap();
         std::fs::copy(&f, work.join(rel)).unwrap();
     }
-    let out = std::process::Command::new("sipp")
-        .current_dir(&work)
+    let mut cmd = std::process::Command::new("sipp");
+    cmd.current_dir(&work)
         .args(["-sf", scenario, "-s", service, &sup.sip.to_string()])
         .args(["-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin"])
-        .args(["-timeout", "30", "-timeout_error"])
-        .output()
-        .expect("sipp is installed (scripts/test installs sip-tester)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+        .args(["-timeout", "30", "-timeout_error"]);
+    run_sipp(&mut cmd)
 }
 
 #[test]

@@ -304,8 +304,8 @@ pub fn sipp_uac_at(
     transport: &str,
 ) -> (bool, String) {
     let port = free_udp_port().to_string();
-    let out = Command::new("sipp")
-        .current_dir(dir)
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(dir)
         .args(["-sn", "uac", "-s", number, &target.to_string()])
         .args([
             "-m",
@@ -319,7 +319,13 @@ pub fn sipp_uac_at(
             "-t",
             transport,
         ])
-        .args(["-timeout", "30", "-timeout_error", "-nostdin", "-trace_err"])
+        .args(["-timeout", "30", "-timeout_error", "-nostdin", "-trace_err"]);
+    run_sipp(&mut cmd)
+}
+
+/// Runs a prepared sipp command: its verdict and its report (stdout and stderr).
+pub fn run_sipp(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
         .output()
         .expect("sipp is installed (scripts/test installs sip-tester)");
     let text = format!(
