@@ -100,3 +100,30 @@ fn a_worker_that_floods_the_supervisor_is_killed_and_restarted() {
     let why = shown["last_failure"].as_str().unwrap();
     assert!(why.contains("flooding the supervisor"), "{shown}");
 }
+
+#[test]
+fn a_raised_call_rate_raises_the_frame_budget_without_a_restart() {
+    // 1 call/s gives a budget of 1020 frames/s (bursts of 2040).
+    let sup = Supervisor::start_with("[limits]\ncalls_per_second = 1\n");
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let pid = clinic["pid"].as_u64().unwrap();
+    sup.cli_json(&["tenant", "limits", "clinic", "calls_per_second=10000"]);
+    std::thread::sleep(Duration::from_millis(1100)); // past the budget's re-read
+    let link = steal_link(pid);
+    // 5000 frames at once: past the old budget, well inside the new one.
+    let frame = b"\x05{\"seq\":999999,\"error\":null}";
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent < 5000 && Instant::now() < deadline {
+        match send(link.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => sent += 1,
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_micros(100)),
+            Err(e) => panic!("the supervisor hung up after {sent} frames: {e}"),
+        }
+    }
+    assert_eq!(sent, 5000);
+    std::thread::sleep(Duration::from_millis(300));
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["pid"].as_u64(), Some(pid), "killed: {shown}");
+    assert_eq!(shown["restarts"], 0, "{shown}");
+}

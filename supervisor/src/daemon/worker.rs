@@ -24,6 +24,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// stops reading fills its socket buffer, and must not stall the caller.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the frame budget is recomputed from the tenant's limits.
+const BUDGET_REREAD: Duration = Duration::from_secs(1);
+
 /// Frames a second a worker may send: about eight per call at the tenant's
 /// call rate, twenty for headroom, plus a floor; twice that may come at once.
 /// A worker past it is flooding the supervisor and is stopped.
@@ -165,11 +168,20 @@ async fn read_frames(
     let mut rtp = super::rtp::WorkerRtp::default();
     let mut ready = Some(ready);
     let mut buf = vec![0u8; MAX_FRAME];
-    let (rate, burst) = frame_budget(tenants.limits_of(&tenant).calls_per_second);
+    let (mut rate, burst) = frame_budget(tenants.limits_of(&tenant).calls_per_second);
     let mut budget = TokenBucket::new(rate, burst, Instant::now());
+    let mut budget_read = Instant::now();
     let reason = loop {
         let frame = link.recv_from_worker(&mut buf).await;
-        if !budget.take(Instant::now()) {
+        let now = Instant::now();
+        if now.duration_since(budget_read) >= BUDGET_REREAD {
+            // `tenant limits` may have changed the call rate since.
+            let burst;
+            (rate, burst) = frame_budget(tenants.limits_of(&tenant).calls_per_second);
+            budget.set(rate, burst);
+            budget_read = now;
+        }
+        if !budget.take(now) {
             break format!(
                 "sent frames faster than {rate}/s (flooding the supervisor); stopped as misbehaving"
             );

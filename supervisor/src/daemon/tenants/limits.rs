@@ -1,7 +1,8 @@
 //! `tenant limits`: an admin changes a tenant's limits while it runs. The
 //! router's call limits and the cgroup's memory, CPU and task limits change
-//! at once; the worker's rlimits (`RLIMIT_NPROC`, `RLIMIT_DATA`) and frame
-//! budget, fixed when a process starts, follow at its next start.
+//! at once, the frame budget within a second; the worker's rlimits
+//! (`RLIMIT_NPROC`, `RLIMIT_DATA`), fixed when a process starts, follow at
+//! its next start.
 
 use bulkhead_shared::TenantId;
 
