@@ -45,11 +45,12 @@ impl Refusal {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    /// The 503's reason phrase, saying which limit refused the call.
+    pub fn reason(self) -> &'static str {
         match self {
-            Self::Draining => "draining",
-            Self::TooManyCalls => "concurrent_limit",
-            Self::TooFast => "rate_limit",
+            Self::Draining => "Service Unavailable (draining)",
+            Self::TooManyCalls => "Service Unavailable (too many calls)",
+            Self::TooFast => "Service Unavailable (call rate limit)",
         }
     }
 }

@@ -231,12 +231,7 @@ impl Router {
 
     /// Answers a new call a tenant's limits (or a drain) refused.
     fn refuse(&self, source: Source, data: &[u8], refusal: admission::Refusal) {
-        let reason = match refusal {
-            admission::Refusal::Draining => "Service Unavailable (draining)",
-            admission::Refusal::TooManyCalls => "Service Unavailable (too many calls)",
-            admission::Refusal::TooFast => "Service Unavailable (call rate limit)",
-        };
-        self.reject(source, data, 503, reason, refusal.retry_after());
+        self.reject(source, data, 503, refusal.reason(), refusal.retry_after());
     }
 
     /// Answers a request from the router itself; a 503 says when to retry.
