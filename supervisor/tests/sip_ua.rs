@@ -78,10 +78,11 @@ fn an_unacknowledged_200_is_retransmitted_and_a_retransmitted_invite_is_absorbed
         )),
         "{ok}"
     );
-    // The same INVITE again (a retransmission): the last response again, no new call.
+    // The same INVITE again (a retransmission): absorbed by its transaction
+    // (RFC 6026 §7.1), no new call; the 200 keeps coming on its schedule.
     peer.send(&inv);
     let again = peer
-        .expect("SIP/2.0 200", Duration::from_millis(400))
+        .expect("SIP/2.0 200", Duration::from_millis(1500))
         .expect("the 200 again");
     assert_eq!(to_tag(&again), to_tag(&ok));
     // No ACK: the 200 keeps coming (T1 = 500 ms, doubling).

@@ -45,7 +45,15 @@ pub fn decide<'a>(
         }
     };
     let StartLine::Request { method, uri, .. } = msg.start else {
-        return Decision::Drop; // Responses never reach the router legitimately yet.
+        // A response answers a request a worker sent in one of its calls
+        // (a BYE when the caller vanished): it goes to that call's tenant.
+        return match msg.call_id().and_then(by_call_id) {
+            Some(tenant) => Decision::Forward {
+                tenant,
+                new_dialog: None,
+            },
+            None => Decision::Drop,
+        };
     };
     let is_ack = method == "ACK";
     let fields = Fields::of(&msg);
@@ -240,6 +248,18 @@ To: <{uri}>{tag}\r\nCall-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n
             decide_simple(&req("ACK", "sip:nobody@h", true)),
             Decision::Drop
         );
+        // Responses to a worker's own requests follow the Call-ID too;
+        // any other response is stray.
+        let ok =
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\r\n";
+        assert_eq!(
+            decide(ok, |_| None, by_call),
+            Decision::Forward {
+                tenant: clinic(),
+                new_dialog: None
+            }
+        );
+        assert_eq!(decide_simple(ok), Decision::Drop);
     }
 
     #[test]

@@ -62,6 +62,7 @@ const COMPACT: &[(&str, &str)] = &[
     ("s", "Subject"),
     ("o", "Event"),
     ("r", "Refer-To"),
+    ("x", "Session-Expires"),
 ];
 
 /// True when header `name` (as written in a message) means `full`.

@@ -240,6 +240,9 @@ impl Router {
         let Ok(req) = bulkhead_shared::sip::scan::scan_head_for_reply(data) else {
             return;
         };
+        if req.method().is_none_or(|m| m == "ACK") {
+            return; // responses and ACKs are never answered
+        }
         let top = via::top_via(&req);
         let dest = via::response_target(top.as_ref(), source.peer);
         let mut reply = Reply::to(&req, code, reason, Some("bhr"));
@@ -247,7 +250,7 @@ impl Router {
             reply = reply.header("Retry-After", retry_after);
         }
         if code == 405 {
-            reply = reply.header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS");
+            reply = reply.header("Allow", bulkhead_shared::sip::ALLOW);
         }
         self.send(source.transport, source.conn, dest, reply.finish());
     }

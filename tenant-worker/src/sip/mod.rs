@@ -6,5 +6,7 @@ pub mod msg;
 pub mod policy;
 pub mod rtp;
 pub mod sdp;
+pub mod session_timer;
 pub mod transport;
+pub mod txn;
 pub mod ua;

@@ -3,7 +3,7 @@
 //! without touching the user agent.
 
 pub use bulkhead_shared::sip::reply::Reply;
-pub use bulkhead_shared::sip::scan::{scan, Scanned, StartLine};
+pub use bulkhead_shared::sip::scan::{name_is, scan, Scanned, StartLine};
 pub use bulkhead_shared::sip::uri::{dialed_number, target, Target};
 pub use bulkhead_shared::sip::validate;
 pub use bulkhead_shared::sip::via::{response_target, top_via};
@@ -28,8 +28,7 @@ pub fn caller(msg: &Scanned<'_>) -> String {
     }
 }
 
-/// Methods this user agent implements, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
+pub use bulkhead_shared::sip::ALLOW;
 
 #[cfg(test)]
 mod tests {

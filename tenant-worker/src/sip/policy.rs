@@ -15,9 +15,12 @@ pub struct Refusal {
 /// The one body type this user agent understands.
 pub const SDP: &str = "application/sdp";
 
+/// The option tags this user agent supports, for `Supported`: session
+/// timers (RFC 4028).
+pub const SUPPORTED: &str = "timer";
+
 /// Any request but ACK and CANCEL that requires an extension we lack gets
-/// 420 listing it (RFC 3261 §8.2.2.3). No option tags are supported yet
-/// (session timers come with the SIP stack issue).
+/// 420 listing the ones we lack (RFC 3261 §8.2.2.3).
 pub fn check_require(req: &Scanned<'_>) -> Result<(), Refusal> {
     if matches!(req.method(), Some("ACK" | "CANCEL")) {
         return Ok(());
@@ -27,7 +30,7 @@ pub fn check_require(req: &Scanned<'_>) -> Result<(), Refusal> {
         .filter(|(n, _)| bulkhead_shared::sip::scan::name_is(n, "Require"))
         .flat_map(|(_, v)| v.split(','))
         .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
         .collect();
     if !required.is_empty() {
         return Err(Refusal {
@@ -41,6 +44,12 @@ pub fn check_require(req: &Scanned<'_>) -> Result<(), Refusal> {
 
 /// Checks a new INVITE against the media this user agent handles.
 pub fn check_invite(req: &Scanned<'_>) -> Result<(), Refusal> {
+    check_body(req)?;
+    check_accept(req)
+}
+
+/// A body, if any, must be SDP (INVITE, re-INVITE, UPDATE).
+pub fn check_body(req: &Scanned<'_>) -> Result<(), Refusal> {
     if !req.body.is_empty() {
         let media = req
             .header("Content-Type")
@@ -54,6 +63,10 @@ pub fn check_invite(req: &Scanned<'_>) -> Result<(), Refusal> {
             });
         }
     }
+    Ok(())
+}
+
+fn check_accept(req: &Scanned<'_>) -> Result<(), Refusal> {
     if let Some(accept) = req.header("Accept") {
         let takes_sdp = accept.split(',').map(media_type).any(|m| {
             m.eq_ignore_ascii_case(SDP) || m.eq_ignore_ascii_case("application/*") || m == "*/*"
@@ -106,9 +119,16 @@ mod tests {
             code(&invite("Accept: application/sdp, text/html\r\n", "")),
             None
         );
-        let r =
-            check_require(&scan(&invite("Require: timer, 100rel\r\n", "")).unwrap()).unwrap_err();
-        assert_eq!((r.code, r.header.1.as_str()), (420, "timer, 100rel"));
+        let r = check_require(
+            &scan(&invite("Require: timer, 100rel\r\nRequire: foo\r\n", "")).unwrap(),
+        )
+        .unwrap_err();
+        assert_eq!((r.code, r.header.1.as_str()), (420, "100rel, foo"));
+        assert_eq!(
+            code(&invite("Require: Timer\r\n", "")),
+            None,
+            "session timers are supported"
+        );
         assert_eq!(
             code(&invite("Content-Type: application/unknownformat\r\n", "x")),
             Some(415)

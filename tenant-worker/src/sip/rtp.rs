@@ -31,18 +31,36 @@ pub struct RtpLease {
 
 type Answer = Result<RtpLease, String>;
 
+#[derive(Debug)]
+enum Supplier {
+    Supervisor(Arc<Link>),
+    /// The user agent's tests: loopback sockets bound here.
+    #[cfg(test)]
+    Loopback,
+}
+
 /// Asks for and returns RTP pairs; answers arrive through [`RtpClient::deliver`].
 #[derive(Debug)]
 pub struct RtpClient {
-    link: Arc<Link>,
+    supplier: Supplier,
     next_seq: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
 }
 
 impl RtpClient {
     pub fn new(link: Arc<Link>) -> Self {
+        Self::with(Supplier::Supervisor(link))
+    }
+
+    /// A client that binds loopback sockets itself (tests).
+    #[cfg(test)]
+    pub fn loopback() -> Self {
+        Self::with(Supplier::Loopback)
+    }
+
+    fn with(supplier: Supplier) -> Self {
         Self {
-            link,
+            supplier,
             next_seq: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
         }
@@ -50,17 +68,31 @@ impl RtpClient {
 
     /// A pair for a new call, or why not (the concurrent-call limit, a full pool).
     pub async fn open(&self) -> Answer {
+        #[cfg_attr(
+            not(test),
+            expect(clippy::infallible_destructuring_match, reason = "tests add a variant")
+        )]
+        let link = match &self.supplier {
+            Supplier::Supervisor(link) => link,
+            #[cfg(test)]
+            Supplier::Loopback => {
+                let bind = || UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string());
+                let rtp = bind()?;
+                let port = rtp.local_addr().map_err(|e| e.to_string())?.port();
+                return Ok(RtpLease {
+                    port,
+                    rtp,
+                    rtcp: bind()?,
+                });
+            }
+        };
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
             .expect("rtp pending lock")
             .insert(seq, tx);
-        if let Err(e) = self
-            .link
-            .send_to_supervisor(&FromWorker::RtpOpen { seq })
-            .await
-        {
+        if let Err(e) = link.send_to_supervisor(&FromWorker::RtpOpen { seq }).await {
             self.pending.lock().expect("rtp pending lock").remove(&seq);
             return Err(e.to_string());
         }
@@ -101,8 +133,16 @@ impl RtpClient {
     pub async fn close(&self, lease: RtpLease) {
         let port = lease.port;
         drop(lease);
-        let _ = self
-            .link
+        #[cfg_attr(
+            not(test),
+            expect(clippy::infallible_destructuring_match, reason = "tests add a variant")
+        )]
+        let link = match &self.supplier {
+            Supplier::Supervisor(link) => link,
+            #[cfg(test)]
+            Supplier::Loopback => return,
+        };
+        let _ = link
             .send_to_supervisor(&FromWorker::RtpClose { port })
             .await;
     }

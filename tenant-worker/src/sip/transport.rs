@@ -60,26 +60,60 @@ impl Origin {
     }
 }
 
-/// Sends responses back where their requests came from.
+/// Sends messages back along the flow a call's requests came in on.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    link: Arc<Link>,
-    udp: Arc<UdpSocket>,
+    wire: Wire,
     tcp: Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>,
+}
+
+#[derive(Debug, Clone)]
+enum Wire {
+    Sockets {
+        link: Arc<Link>,
+        udp: Arc<UdpSocket>,
+    },
+    /// The user agent's tests: every message lands in a channel.
+    #[cfg(test)]
+    Memory(mpsc::UnboundedSender<Sent>),
+}
+
+/// What an in-memory [`Outbound`] carried.
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    Sip { dest: SocketAddr, data: Vec<u8> },
+    CallEnded(String),
 }
 
 impl Outbound {
     pub fn new(link: Arc<Link>, udp: Arc<UdpSocket>) -> Self {
         Self {
-            link,
-            udp,
+            wire: Wire::Sockets { link, udp },
             tcp: Default::default(),
         }
     }
 
-    /// Sends `data` for a request from `origin`; over UDP to `dest` (the
-    /// RFC 3261 §18.2.2 target the caller computed).
+    /// An outbound that hands every message to `tx` (tests).
+    #[cfg(test)]
+    pub fn in_memory(tx: mpsc::UnboundedSender<Sent>) -> Self {
+        Self {
+            wire: Wire::Memory(tx),
+            tcp: Default::default(),
+        }
+    }
+
+    /// Sends `data` along `origin`'s flow; over UDP to `dest` (for a
+    /// response, the RFC 3261 §18.2.2 target the caller computed).
     pub async fn send(&self, origin: &Origin, dest: SocketAddr, data: Vec<u8>) {
+        let (link, udp) = match &self.wire {
+            Wire::Sockets { link, udp } => (link, udp),
+            #[cfg(test)]
+            Wire::Memory(tx) => {
+                let _ = tx.send(Sent::Sip { dest, data });
+                return;
+            }
+        };
         let result = match origin {
             Origin::Router {
                 transport, conn, ..
@@ -90,13 +124,11 @@ impl Outbound {
                     peer: dest,
                     data,
                 };
-                self.link
-                    .send_to_supervisor(&FromWorker::Sip(pkt))
+                link.send_to_supervisor(&FromWorker::Sip(pkt))
                     .await
                     .map_err(|e| e.to_string())
             }
-            Origin::TrunkUdp { .. } => self
-                .udp
+            Origin::TrunkUdp { .. } => udp
                 .send_to(&data, dest)
                 .await
                 .map(drop)
@@ -116,8 +148,16 @@ impl Outbound {
 
     /// Tells the router a call it admitted is over.
     pub async fn call_ended(&self, call_id: String) {
+        let link = match &self.wire {
+            Wire::Sockets { link, .. } => link,
+            #[cfg(test)]
+            Wire::Memory(tx) => {
+                let _ = tx.send(Sent::CallEnded(call_id));
+                return;
+            }
+        };
         let msg = FromWorker::CallEnded { call_id };
-        if let Err(e) = self.link.send_to_supervisor(&msg).await {
+        if let Err(e) = link.send_to_supervisor(&msg).await {
             tracing::debug!(error = %e, "failed to report a call's end");
         }
     }

@@ -1,0 +1,221 @@
+//! A new call: the INVITE's checks, the record, ringing, the answer, and
+//! the ways a call ends before it is answered (rejection, CANCEL).
+
+use bulkhead_shared::time::now_rfc3339;
+use tokio::time::Instant;
+
+use super::dialog::{contact, dialog_ids, Call, Phase};
+use super::{ids, uri_of_request, Event, Incoming, Ua};
+use crate::sip::msg::{self, Reply, Scanned};
+use crate::sip::session_timer::{SessionTimer, TooSmall};
+use crate::sip::transport::Origin;
+use crate::sip::{policy, sdp};
+use crate::store::writer::Write;
+use crate::store::{NewCall, Outcome};
+
+impl Ua {
+    pub(super) async fn on_invite(
+        &mut self,
+        inc: Incoming,
+        req: &Scanned<'_>,
+        raw: &[u8],
+        call_id: String,
+        branch: String,
+    ) {
+        if req.header("To").and_then(Scanned::tag_of).is_some() {
+            // In a dialog: ours (a re-INVITE), or one we do not have (481).
+            return self.on_reinvite(inc, req, &call_id).await;
+        }
+        if self.calls.contains_key(&call_id) {
+            // The same call by another path or a reused Call-ID: a merged
+            // request (RFC 3261 §8.2.2.2), not a second call.
+            return self.reply(&inc, req, 482, "Loop Detected").await;
+        }
+        if matches!(inc.origin, Origin::Router { .. }) {
+            self.router_slots.insert(call_id.clone());
+        }
+        if let Err(refused) = policy::check_invite(req) {
+            return self.refuse(&inc, req, refused).await;
+        }
+        let timer = match SessionTimer::negotiate(req) {
+            Ok(t) => t,
+            Err(TooSmall) => return self.too_small(&inc, req).await,
+        };
+        let Some(number) = msg::dialed_number(uri_of_request(req)).filter(|n| self.owns(n)) else {
+            return self.reply(&inc, req, 404, "Not Found").await;
+        };
+        let pt = if req.body.is_empty() {
+            Some(0)
+        } else {
+            sdp::choose_codec(req.body)
+        };
+        let record_id = ids::record_id();
+        // Durable before the caller hears anything but 100: a call that was
+        // rung is on disk even if this worker dies a moment later.
+        let trying = Reply::to(req, 100, "Trying", None).finish();
+        self.respond(&inc, 100, trying).await;
+        let inserted = self
+            .store
+            .write_durable(Write::InsertCall(NewCall {
+                id: record_id.clone(),
+                call_id: call_id.clone(),
+                from: msg::caller(req),
+                to: number.to_string(),
+                started_at: now_rfc3339(),
+            }))
+            .await;
+        if let Err(e) = inserted {
+            tracing::error!(error = %e, "failed to record a call; answering 500");
+            return self.reply(&inc, req, 500, "Server Internal Error").await;
+        }
+        let to_tag = ids::tag();
+        let Some(pt) = pt else {
+            return self
+                .reject_invite(&inc, req, &record_id, &to_tag, 488, "Not Acceptable Here")
+                .await;
+        };
+        // Media sockets, within the tenant's concurrent-call limit.
+        let lease = match self.cfg.rtp.open().await {
+            Ok(lease) => lease,
+            Err(reason) => {
+                tracing::info!(%reason, "refusing a call: no RTP sockets");
+                return self
+                    .reject_invite(&inc, req, &record_id, &to_tag, 486, "Busy Here")
+                    .await;
+            }
+        };
+        let session_id = u64::from(ids::u32());
+        let session = sdp::Session {
+            id: session_id,
+            version: session_id,
+            port: lease.port,
+            pt,
+            direction: sdp::direction(req.body).answer(),
+        };
+        let dialog = dialog_ids(req, &call_id, &to_tag);
+        let ringing = Reply::to(req, 180, "Ringing", Some(&to_tag))
+            .header("Contact", &contact(&self.cfg, &inc.origin, &dialog.local))
+            .finish();
+        self.respond(&inc, 180, ringing).await;
+        let call = Call {
+            record_id,
+            origin: inc.origin.clone(),
+            dest: inc.dest,
+            invite: raw.to_vec(),
+            invite_key: inc.key.clone(),
+            invite_branch: branch,
+            to_tag,
+            phase: Phase::Ringing,
+            dialog,
+            remote_cseq: req.cseq().map_or(0, |(n, _)| n),
+            local_cseq: ids::u32() >> 16,
+            session,
+            pending_2xx: None,
+            answered_at: None,
+            timer,
+            timer_generation: 0,
+            media: Some(lease),
+        };
+        self.calls.insert(call_id.clone(), call);
+        if self.cfg.answer_delay.is_zero() {
+            self.answer(&call_id).await;
+        } else {
+            let ev = Event::Answer { call_id };
+            self.schedule(ev, self.cfg.answer_delay);
+        }
+    }
+
+    pub(super) async fn answer(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.phase != Phase::Ringing {
+            return;
+        }
+        let invite = call.invite.clone();
+        let Ok(req) = msg::scan(&invite) else { return };
+        let mut ok = Reply::to(&req, 200, "OK", Some(&call.to_tag))
+            .header(
+                "Contact",
+                &contact(&self.cfg, &call.origin, &call.dialog.local),
+            )
+            .header("Allow", msg::ALLOW)
+            .header("Supported", policy::SUPPORTED);
+        if let Some(t) = &call.timer {
+            ok = ok
+                .header("Session-Expires", &t.header_value())
+                .header("Require", "timer");
+        }
+        let ok = ok
+            .body(
+                policy::SDP,
+                call.session.describe(self.cfg.advertise).as_bytes(),
+            )
+            .finish();
+        call.phase = Phase::Answered;
+        call.answered_at = Some(Instant::now());
+        let inc = Incoming {
+            origin: call.origin.clone(),
+            dest: call.dest,
+            key: call.invite_key.clone(),
+        };
+        let (id, cseq) = (call.record_id.clone(), call.remote_cseq);
+        self.await_ack(call_id, cseq, ok.clone());
+        self.respond(&inc, 200, ok).await;
+        let answered = Write::Answered {
+            id,
+            at: now_rfc3339(),
+        };
+        self.store.write(answered).await;
+        self.arm_session_timer(call_id);
+    }
+
+    /// CANCEL of a ringing call's INVITE: 200 to the CANCEL, 487 to the INVITE.
+    pub(super) async fn on_cancel(
+        &mut self,
+        inc: Incoming,
+        req: &Scanned<'_>,
+        call_id: &str,
+        branch: &str,
+    ) {
+        let Some(call) = self.calls.get(call_id).filter(|c| {
+            c.invite_branch == branch && c.origin.peer().ip() == inc.origin.peer().ip()
+        }) else {
+            return self
+                .reply(&inc, req, 481, "Call/Transaction Does Not Exist")
+                .await;
+        };
+        let ok = Reply::to(req, 200, "OK", Some(&call.to_tag)).finish();
+        let ringing = call.phase == Phase::Ringing;
+        self.respond(&inc, 200, ok).await;
+        if ringing {
+            self.terminate_invite(call_id, Outcome::Abandoned).await;
+        } // else too late: the INVITE already has its final response
+    }
+
+    /// Answers a new INVITE with a final error and records the call as
+    /// rejected; the INVITE's transaction repeats the answer to a
+    /// retransmitted INVITE and waits for the ACK.
+    async fn reject_invite(
+        &mut self,
+        inc: &Incoming,
+        req: &Scanned<'_>,
+        record_id: &str,
+        to_tag: &str,
+        code: u16,
+        reason: &str,
+    ) {
+        let r = Reply::to(req, code, reason, Some(to_tag)).finish();
+        self.settle().await;
+        self.respond(inc, code, r).await;
+        let ended = Write::Ended {
+            id: record_id.to_owned(),
+            at: now_rfc3339(),
+            outcome: Outcome::Rejected,
+            duration_ms: 0,
+        };
+        if let Err(e) = self.store.write_durable(ended).await {
+            tracing::error!(error = %e, "failed to record a rejected call");
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The user agent: one task that owns every call's state and handles events
+//! in arrival order, so a call's responses leave in the order they were
+//! made (a 180 never overtakes its 200).
+//!
+//! Layers, each using only the ones before it: [`super::msg`] (messages) →
+//! [`super::transport`] (flows) → [`super::txn`] (transactions: a
+//! retransmitted request gets the stored response; our own requests are
+//! retransmitted until answered) → dialogs and calls here ([`dialog`],
+//! [`invite`]).
+
+mod dialog;
+mod ids;
+mod invite;
+mod requests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bulkhead_shared::Number;
+use tokio::sync::mpsc;
+
+use super::msg::{self, validate, Reply, Scanned, StartLine};
+use super::policy;
+use super::rtp::RtpClient;
+use super::transport::{Origin, Outbound};
+use super::txn::{self, ClientKey, ClientNonInvite, Output, ServerInvite, ServerKey};
+use super::txn::{ServerNonInvite, Timer};
+use crate::store::writer::Store;
+use dialog::Call;
+
+/// How long a finished call's state is kept for late in-dialog requests.
+pub const LINGER: Duration = txn::SIXTY_FOUR_T1;
+/// Most server transactions held at once. Past it (a flood on the trunk
+/// port), requests are still answered, statelessly: memory stays bounded.
+const MAX_SERVER_TRANSACTIONS: usize = 10_000;
+
+/// What the user agent task reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Inbound {
+        origin: Origin,
+        data: Vec<u8>,
+    },
+    /// The ring delay passed: answer this call if it still rings.
+    Answer {
+        call_id: String,
+    },
+    /// Resend an unacknowledged 2xx, or give up on its ACK (RFC 3261 §13.3.1.4).
+    Retransmit2xx {
+        call_id: String,
+        cseq: u32,
+        interval: Duration,
+    },
+    ServerTimer {
+        key: ServerKey,
+        timer: Timer,
+    },
+    ClientTimer {
+        key: ClientKey,
+        timer: Timer,
+    },
+    /// A call's session timer is due (RFC 4028 §10); stale generations are ignored.
+    SessionTimer {
+        call_id: String,
+        generation: u64,
+    },
+    /// Forget a finished call.
+    Expire {
+        call_id: String,
+    },
+}
+
+/// Fixed facts about this tenant the user agent needs.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    pub numbers: Arc<RwLock<Vec<Number>>>,
+    pub advertise: IpAddr,
+    pub router_port: u16,
+    pub sip_port: u16,
+    pub answer_delay: Duration,
+    /// Where each call's RTP sockets come from.
+    pub rtp: Arc<RtpClient>,
+}
+
+#[derive(Debug)]
+enum ServerTxn {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+#[derive(Debug)]
+struct ServerEntry {
+    txn: ServerTxn,
+    origin: Origin,
+    dest: SocketAddr,
+}
+
+/// Why we sent a request of our own.
+#[derive(Debug, Clone)]
+enum Purpose {
+    /// Ending a call whose caller went quiet.
+    Bye,
+    /// Refreshing a call's session timer (we are the refresher).
+    Refresh { call_id: String },
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    txn: ClientNonInvite,
+    origin: Origin,
+    dest: SocketAddr,
+    purpose: Purpose,
+}
+
+/// Where a request came from, and its transaction (when it has one).
+#[derive(Debug, Clone)]
+struct Incoming {
+    origin: Origin,
+    dest: SocketAddr,
+    key: Option<ServerKey>,
+}
+
+/// The user agent's state.
+#[derive(Debug)]
+pub struct Ua {
+    cfg: UaConfig,
+    store: Store,
+    out: Outbound,
+    events: mpsc::Sender<Event>,
+    calls: HashMap<String, Call>,
+    /// Calls the router admitted under the tenant's concurrent-call limit
+    /// and that have not been reported over yet (see [`Ua::settle`]).
+    router_slots: HashSet<String>,
+    servers: HashMap<ServerKey, ServerEntry>,
+    clients: HashMap<ClientKey, ClientEntry>,
+}
+
+impl Ua {
+    pub fn new(cfg: UaConfig, store: Store, out: Outbound, events: mpsc::Sender<Event>) -> Self {
+        Self {
+            cfg,
+            store,
+            out,
+            events,
+            calls: HashMap::new(),
+            router_slots: HashSet::new(),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+        }
+    }
+
+    /// Runs until every event sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+        while let Some(ev) = rx.recv().await {
+            self.handle(ev).await;
+        }
+    }
+
+    async fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Inbound { origin, data } => self.on_message(origin, &data).await,
+            Event::Answer { call_id } => self.answer(&call_id).await,
+            Event::Retransmit2xx {
+                call_id,
+                cseq,
+                interval,
+            } => self.retransmit_2xx(&call_id, cseq, interval).await,
+            Event::ServerTimer { key, timer } => {
+                let outs = match self.servers.get_mut(&key).map(|e| &mut e.txn) {
+                    Some(ServerTxn::Invite(t)) => t.on_timer(timer),
+                    Some(ServerTxn::NonInvite(t)) => t.on_timer(timer),
+                    None => return,
+                };
+                self.run_server(&key, outs).await;
+            }
+            Event::ClientTimer { key, timer } => {
+                let Some(entry) = self.clients.get_mut(&key) else {
+                    return;
+                };
+                let outs = entry.txn.on_timer(timer);
+                if let Some((purpose, code)) = self.run_client(&key, outs, None).await {
+                    self.request_answered(&purpose, code).await;
+                }
+            }
+            Event::SessionTimer {
+                call_id,
+                generation,
+            } => self.session_timer_due(&call_id, generation).await,
+            Event::Expire { call_id } => {
+                if self.calls.get(&call_id).is_some_and(Call::is_over) {
+                    self.calls.remove(&call_id);
+                }
+            }
+        }
+        self.settle().await;
+    }
+
+    /// Tells the router about every admitted call that is over, whichever
+    /// way it ended (hung up, cancelled, refused, never acknowledged), so
+    /// its slot under the concurrent-call limit is free again. Checking
+    /// after every event, rather than at each place a call can end, keeps
+    /// a future end path from leaking a slot.
+    async fn settle(&mut self) {
+        if self.router_slots.is_empty() {
+            return;
+        }
+        let calls = &self.calls;
+        let mut over = Vec::new();
+        self.router_slots.retain(|id| {
+            let live = calls.get(id).is_some_and(|c| !c.is_over());
+            if !live {
+                over.push(id.clone());
+            }
+            live
+        });
+        for call_id in over {
+            self.out.call_ended(call_id).await;
+        }
+    }
+
+    async fn on_message(&mut self, origin: Origin, data: &[u8]) {
+        let req = match msg::scan(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping unparseable SIP message");
+                return;
+            }
+        };
+        let StartLine::Request {
+            method, version, ..
+        } = req.start
+        else {
+            return self.on_response(&req).await;
+        };
+        let via = msg::top_via(&req);
+        let dest = msg::response_target(via.as_ref(), origin.peer());
+        let stateless = Incoming {
+            origin: origin.clone(),
+            dest,
+            key: None,
+        };
+        let Some(call_id) = req.call_id().map(str::to_owned) else {
+            return self.reply(&stateless, &req, 400, "Missing Call-ID").await;
+        };
+        if req.cseq().is_none() || via.is_none() {
+            let reason = "Missing or Malformed CSeq or Via";
+            return self.reply(&stateless, &req, 400, reason).await;
+        }
+        let key = txn::server_key(&req, origin.peer().ip());
+        if method == "ACK" {
+            return self.on_ack_request(&req, key, &call_id).await;
+        }
+        let Some(key) = key else {
+            return self.reply(&stateless, &req, 400, "Malformed Via").await;
+        };
+        if let Some(entry) = self.servers.get_mut(&key) {
+            let outs = match &mut entry.txn {
+                ServerTxn::Invite(t) => t.on_retransmission(),
+                ServerTxn::NonInvite(t) => t.on_retransmission(),
+            };
+            return self.run_server(&key, outs).await;
+        }
+        let inc = self.open_server_transaction(origin, dest, key, method == "INVITE");
+        if version != "SIP/2.0" {
+            return self.reply(&inc, &req, 505, "Version Not Supported").await;
+        }
+        if let Err(invalid) = validate::request(&req) {
+            return self.reply(&inc, &req, invalid.code, invalid.reason).await;
+        }
+        if let Err(refused) = policy::check_require(&req) {
+            return self.refuse(&inc, &req, refused).await;
+        }
+        let branch = via.and_then(|v| v.branch).unwrap_or("").to_owned();
+        match method {
+            "INVITE" => self.on_invite(inc, &req, data, call_id, branch).await,
+            "BYE" => self.on_bye(inc, &req, &call_id).await,
+            "CANCEL" => self.on_cancel(inc, &req, &call_id, &branch).await,
+            "UPDATE" => self.on_update(inc, &req, &call_id).await,
+            "OPTIONS" => {
+                let r = Reply::to(&req, 200, "OK", Some(&ids::tag()))
+                    .header("Allow", msg::ALLOW)
+                    .header("Accept", policy::SDP)
+                    .header("Supported", policy::SUPPORTED)
+                    .finish();
+                self.respond(&inc, 200, r).await;
+            }
+            "REGISTER" => self.not_served(&inc, &req, 405, "Method Not Allowed").await,
+            _ => self.not_served(&inc, &req, 501, "Not Implemented").await,
+        }
+    }
+
+    /// A new server transaction, unless the table is full (then the
+    /// request is answered without one).
+    fn open_server_transaction(
+        &mut self,
+        origin: Origin,
+        dest: SocketAddr,
+        key: ServerKey,
+        invite: bool,
+    ) -> Incoming {
+        if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+            tracing::warn!("server transaction table full; answering statelessly");
+            return Incoming {
+                origin,
+                dest,
+                key: None,
+            };
+        }
+        let reliable = origin.is_reliable();
+        let txn = if invite {
+            ServerTxn::Invite(ServerInvite::new(reliable))
+        } else {
+            ServerTxn::NonInvite(ServerNonInvite::new(reliable))
+        };
+        let entry = ServerEntry {
+            txn,
+            origin: origin.clone(),
+            dest,
+        };
+        self.servers.insert(key.clone(), entry);
+        Incoming {
+            origin,
+            dest,
+            key: Some(key),
+        }
+    }
+
+    /// An ACK: for a non-2xx it ends its INVITE transaction's wait; for a
+    /// 2xx it confirms the dialog. Never answered.
+    async fn on_ack_request(&mut self, req: &Scanned<'_>, key: Option<ServerKey>, call_id: &str) {
+        if validate::request(req).is_err() {
+            return;
+        }
+        if let Some(key) = key {
+            if let Some(ServerTxn::Invite(t)) = self.servers.get_mut(&key).map(|e| &mut e.txn) {
+                let outs = t.on_ack();
+                self.run_server(&key, outs).await;
+            }
+        }
+        self.on_ack(req, call_id);
+    }
+
+    /// A response: it belongs to one of our requests, or it is stray.
+    async fn on_response(&mut self, resp: &Scanned<'_>) {
+        let StartLine::Response { code, .. } = resp.start else {
+            return;
+        };
+        let Some(key) = txn::client_key(resp).filter(|k| self.clients.contains_key(k)) else {
+            return;
+        };
+        let outs = match self.clients.get_mut(&key) {
+            Some(entry) => entry.txn.on_response(code),
+            None => return,
+        };
+        if let Some((purpose, code)) = self.run_client(&key, outs, Some(code)).await {
+            self.request_answered(&purpose, code).await;
+        }
+    }
+
+    /// Sends `response` (status `code`) through the request's transaction.
+    async fn respond(&mut self, inc: &Incoming, code: u16, response: Vec<u8>) {
+        let outs = match inc.key.as_ref().and_then(|k| self.servers.get_mut(k)) {
+            Some(ServerEntry {
+                txn: ServerTxn::Invite(t),
+                ..
+            }) => t.respond(code, response),
+            Some(ServerEntry {
+                txn: ServerTxn::NonInvite(t),
+                ..
+            }) => t.respond(code, response),
+            None => return self.out.send(&inc.origin, inc.dest, response).await,
+        };
+        if let Some(key) = &inc.key {
+            self.run_server(key, outs).await;
+        }
+    }
+
+    async fn reply(&mut self, inc: &Incoming, req: &Scanned<'_>, code: u16, reason: &str) {
+        let r = Reply::to(req, code, reason, Some(&ids::tag())).finish();
+        self.respond(inc, code, r).await;
+    }
+
+    /// 405 or 501, with the methods we do serve.
+    async fn not_served(&mut self, inc: &Incoming, req: &Scanned<'_>, code: u16, reason: &str) {
+        let r = Reply::to(req, code, reason, Some(&ids::tag()))
+            .header("Allow", msg::ALLOW)
+            .finish();
+        self.respond(inc, code, r).await;
+    }
+
+    /// Answers with a refusal and the header saying what we support.
+    async fn refuse(&mut self, inc: &Incoming, req: &Scanned<'_>, refused: policy::Refusal) {
+        let (name, value) = &refused.header;
+        let r = Reply::to(req, refused.code, refused.reason, Some(&ids::tag()))
+            .header(name, value)
+            .finish();
+        self.respond(inc, refused.code, r).await;
+    }
+
+    /// Carries out a server transaction's outputs.
+    async fn run_server(&mut self, key: &ServerKey, outs: Vec<Output>) {
+        let Some(entry) = self.servers.get(key) else {
+            return;
+        };
+        let (origin, dest) = (entry.origin.clone(), entry.dest);
+        for out in outs {
+            match out {
+                Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
+                Output::Arm(timer, after) => {
+                    let key = key.clone();
+                    self.schedule(Event::ServerTimer { key, timer }, after);
+                }
+                Output::Timeout => tracing::debug!("no ACK came for a final response"),
+                Output::Terminated => {
+                    self.servers.remove(key);
+                }
+                Output::Deliver => {}
+            }
+        }
+    }
+
+    /// Sends a request of ours along `origin`'s flow, in a client transaction.
+    async fn start_request(
+        &mut self,
+        origin: Origin,
+        dest: SocketAddr,
+        request: requests::Built,
+        purpose: Purpose,
+    ) {
+        let (txn, outs) = ClientNonInvite::start(request.bytes, origin.is_reliable());
+        let key = request.key;
+        let entry = ClientEntry {
+            txn,
+            origin,
+            dest,
+            purpose,
+        };
+        self.clients.insert(key.clone(), entry);
+        // A fresh transaction only sends and arms timers: no outcome yet.
+        let _ = self.run_client(&key, outs, None).await;
+    }
+
+    /// Carries out a client transaction's outputs; `code` is the response
+    /// just given to it, if any. Returns the request's final outcome when
+    /// there is one (`Some(None)` inside: no answer came), for
+    /// [`Ua::request_answered`].
+    async fn run_client(
+        &mut self,
+        key: &ClientKey,
+        outs: Vec<Output>,
+        code: Option<u16>,
+    ) -> Option<(Purpose, Option<u16>)> {
+        let entry = self.clients.get(key)?;
+        let mut outcome = None;
+        let (origin, dest, purpose) = (entry.origin.clone(), entry.dest, entry.purpose.clone());
+        for out in outs {
+            match out {
+                Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
+                Output::Arm(timer, after) => {
+                    let key = key.clone();
+                    self.schedule(Event::ClientTimer { key, timer }, after);
+                }
+                Output::Deliver => {
+                    if let Some(code) = code.filter(|c| *c >= 200) {
+                        outcome = Some((purpose.clone(), Some(code)));
+                    }
+                }
+                Output::Timeout => outcome = Some((purpose.clone(), None)),
+                Output::Terminated => {
+                    self.clients.remove(key);
+                }
+            }
+        }
+        outcome
+    }
+
+    /// The final outcome of one of our requests (`None`: no answer at all).
+    async fn request_answered(&mut self, purpose: &Purpose, code: Option<u16>) {
+        match purpose {
+            Purpose::Bye => tracing::debug!(?code, "our BYE was answered"),
+            Purpose::Refresh { call_id } => {
+                if code.is_some_and(|c| (200..300).contains(&c)) {
+                    self.arm_session_timer(call_id);
+                } else {
+                    tracing::info!(?code, %call_id, "session refresh failed; ending the call");
+                    self.hang_up(call_id, crate::store::Outcome::Failed).await;
+                }
+            }
+        }
+    }
+
+    fn owns(&self, n: &Number) -> bool {
+        self.cfg.numbers.read().expect("numbers lock").contains(n)
+    }
+
+    fn schedule(&self, ev: Event, after: Duration) {
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = events.send(ev).await;
+        });
+    }
+
+    fn expire_later(&self, call_id: String) {
+        self.schedule(Event::Expire { call_id }, LINGER);
+    }
+}
+
+/// The Request-URI of a request.
+fn uri_of_request<'a>(req: &Scanned<'a>) -> &'a str {
+    match req.start {
+        StartLine::Request { uri, .. } => uri,
+        StartLine::Response { .. } => "",
+    }
+}
+
+/// Our address and port as seen on `origin`'s flow, and whether it is TCP.
+fn local_address(cfg: &UaConfig, origin: &Origin) -> (String, u16, bool) {
+    let (port, tcp) = match origin {
+        Origin::Router { transport, .. } => (
+            cfg.router_port,
+            *transport == bulkhead_shared::ipc::Transport::Tcp,
+        ),
+        Origin::TrunkUdp { .. } => (cfg.sip_port, false),
+        Origin::TrunkTcp { .. } => (cfg.sip_port, true),
+    };
+    let host = match cfg.advertise {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    (host, port, tcp)
+}

@@ -1,0 +1,450 @@
+//! The user agent end to end in paused time: requests go in as events,
+//! everything it sends lands in an in-memory outbound, and the store is a
+//! real SQLCipher file. Times are virtual seconds since the first request.
+//!
+//! Durable writes wait on the store's thread, and paused time may jump to
+//! the next timer meanwhile; the timed paths below therefore start after
+//! the call's durable insert, or have none (a 404).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::{Event, Ua, UaConfig};
+use crate::sip::rtp::RtpClient;
+use crate::sip::transport::{Origin, Outbound, Sent};
+use crate::store::writer::Store;
+use crate::store::CallFilter;
+
+const CALLER: &str = "127.0.0.1:5070";
+const NUMBER: &str = "+15550100";
+
+struct Phone {
+    events: mpsc::Sender<Event>,
+    sent: mpsc::UnboundedReceiver<Sent>,
+    store: Store,
+    start: Instant,
+    _dir: tempfile::TempDir,
+}
+
+impl Phone {
+    fn new(answer_delay: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenant.db");
+        let open = || crate::store::open(&path, &[9; 32]).unwrap();
+        let (store, _writer) = Store::start(open(), open());
+        let (tx, sent) = mpsc::unbounded_channel();
+        let (events, rx) = mpsc::channel(64);
+        let cfg = UaConfig {
+            numbers: Arc::new(RwLock::new(vec![bulkhead_shared::Number::normalize(
+                NUMBER,
+            )
+            .unwrap()])),
+            advertise: "127.0.0.1".parse().unwrap(),
+            router_port: 5060,
+            sip_port: 5080,
+            answer_delay,
+            rtp: Arc::new(RtpClient::loopback()),
+        };
+        let ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
+        tokio::spawn(ua.run(rx));
+        Self {
+            events,
+            sent,
+            store,
+            start: Instant::now(),
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, msg: &str) {
+        let origin = Origin::TrunkUdp {
+            peer: CALLER.parse().unwrap(),
+        };
+        let ev = Event::Inbound {
+            origin,
+            data: msg.as_bytes().to_vec(),
+        };
+        self.events.send(ev).await.unwrap();
+    }
+
+    /// The next SIP message out, and when it left (virtual seconds).
+    async fn next(&mut self) -> (f64, String) {
+        loop {
+            match self.sent.recv().await.expect("the user agent stopped") {
+                Sent::Sip { dest, data } => {
+                    assert_eq!(dest, CALLER.parse::<SocketAddr>().unwrap());
+                    let at = self.start.elapsed().as_secs_f64();
+                    return (at, String::from_utf8(data).unwrap());
+                }
+                Sent::CallEnded(_) => continue,
+            }
+        }
+    }
+
+    /// Messages out until one starts with `first_line`, which is returned.
+    async fn until(&mut self, first_line: &str) -> (f64, String) {
+        loop {
+            let (at, m) = self.next().await;
+            if m.starts_with(first_line) {
+                return (at, m);
+            }
+        }
+    }
+
+    async fn sleep_to(&self, secs: f64) {
+        sleep_until(self.start + Duration::from_secs_f64(secs)).await;
+    }
+
+    /// Nothing more goes out before `secs`.
+    async fn quiet_until(&mut self, secs: f64) {
+        self.sleep_to(secs).await;
+        assert_eq!(
+            self.sent.try_recv().ok(),
+            None,
+            "unexpected message before {secs}s"
+        );
+    }
+
+    /// The call's recorded outcome once it is no longer in progress (the
+    /// end of a call the user agent ended itself is written without
+    /// waiting for the disk, so give the store's thread a moment).
+    async fn outcome(&self) -> String {
+        for _ in 0..200 {
+            let page = self
+                .store
+                .list_calls(CallFilter {
+                    limit: 10,
+                    ..CallFilter::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(page.calls.len(), 1);
+            if page.calls[0].outcome != "in_progress" {
+                return page.calls[0].outcome.clone();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the call stayed in progress");
+    }
+}
+
+fn rounded(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}
+
+/// A request from the caller. `to_tag` puts it in our dialog.
+fn request(
+    method: &str,
+    cseq: u32,
+    branch: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    sdp: &str,
+) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let ctype = if sdp.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:{NUMBER}@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK{branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller1\r\nTo: <sip:{NUMBER}@127.0.0.1>{to_tag}\r\n\
+Call-ID: ua-test-1\r\nCSeq: {cseq} {method}\r\nContact: <sip:caller@{CALLER}>\r\n{extra}{ctype}Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn offer(direction: &str, codecs: &str) -> String {
+    format!("v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP {codecs}\r\na={direction}\r\n")
+}
+
+fn to_tag_of(msg: &str) -> String {
+    let to = msg.lines().find(|l| l.starts_with("To:")).unwrap();
+    to.split(";tag=").nth(1).unwrap().trim().to_owned()
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+/// Answers one of the user agent's requests.
+fn response_to(req: &str, code: u16) -> String {
+    let keep: Vec<&str> = req
+        .lines()
+        .filter(|l| {
+            ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .collect();
+    format!(
+        "SIP/2.0 {code} X\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        keep.join("\r\n")
+    )
+}
+
+/// INVITE → 100, 180, 200; returns the 200.
+async fn answered_call(phone: &mut Phone, extra: &str, sdp: &str) -> String {
+    phone
+        .send(&request("INVITE", 1, "inv", None, extra, sdp))
+        .await;
+    let (_, ok) = phone.until("SIP/2.0 200").await;
+    ok
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unacknowledged_answer_is_resent_on_the_rfc_schedule_then_ended_with_a_bye() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let ok = answered_call(&mut phone, "Record-Route: <sip:127.0.0.3;lr>\r\n", "").await;
+    let answered_at = phone.start.elapsed().as_secs_f64();
+    let mut resent = Vec::new();
+    let bye = loop {
+        let (at, m) = phone.next().await;
+        if m.starts_with("BYE ") {
+            break (at, m);
+        }
+        assert_eq!(m, ok, "the same 200 each time");
+        resent.push(rounded(at - answered_at));
+    };
+    // T1 doubling to T2; the BYE exactly at 64·T1 (RFC 3261 §13.3.1.4).
+    assert_eq!(
+        resent,
+        [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    );
+    assert_eq!(rounded(bye.0 - answered_at), 32.0);
+    let bye = bye.1;
+    assert!(
+        bye.starts_with(&format!("BYE sip:caller@{CALLER} SIP/2.0\r\n")),
+        "{bye}"
+    );
+    assert!(bye.contains("Route: <sip:127.0.0.3;lr>\r\n"), "{bye}");
+    assert_eq!(
+        header(&bye, "To"),
+        Some("<sip:caller@127.0.0.1>;tag=caller1")
+    );
+    assert_eq!(
+        to_tag_of(&ok),
+        header(&bye, "From").unwrap().split(";tag=").nth(1).unwrap()
+    );
+    // Our BYE is a client transaction: resent at T1 until answered.
+    let (again_at, again) = phone.next().await;
+    assert_eq!(
+        (rounded(again_at - answered_at), again.as_str()),
+        (32.5, bye.as_str())
+    );
+    phone.send(&response_to(&bye, 200)).await;
+    phone.quiet_until(answered_at + 60.0).await;
+    assert_eq!(phone.outcome().await, "failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_is_resent_on_timer_g_and_repeated_for_a_retransmitted_invite() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let mut invite = request("INVITE", 1, "rej", None, "", "");
+    invite = invite.replace(&format!("INVITE sip:{NUMBER}@"), "INVITE sip:+15559999@");
+    phone.send(&invite).await;
+    let (t0, first) = phone.next().await;
+    assert!(first.starts_with("SIP/2.0 404"), "{first}");
+    let mut times = vec![0.0];
+    for n in 0..3 {
+        if n == 1 {
+            phone.sleep_to(t0 + 1.0).await;
+            phone.send(&invite).await; // the INVITE again: the 404 again
+        }
+        let (at, m) = phone.next().await;
+        assert_eq!(m, first, "the same 404, same To tag");
+        times.push(rounded(at - t0));
+    }
+    assert_eq!(times, [0.0, 0.5, 1.0, 1.5]);
+    phone.sleep_to(t0 + 2.0).await;
+    let ack = request("ACK", 1, "rej", Some(&to_tag_of(&first)), "", "")
+        .replace(&format!("ACK sip:{NUMBER}@"), "ACK sip:+15559999@");
+    phone.send(&ack).await;
+    phone.quiet_until(t0 + 40.0).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_without_refreshes_expires_and_the_refreshes_it_gets_move_its_end() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let asks = "Supported: timer\r\nSession-Expires: 90\r\n";
+    let ok = answered_call(&mut phone, asks, "").await;
+    let t0 = phone.start.elapsed().as_secs_f64();
+    assert_eq!(header(&ok, "Session-Expires"), Some("90;refresher=uac"));
+    assert_eq!(header(&ok, "Require"), Some("timer"));
+    let tag = to_tag_of(&ok);
+    phone
+        .send(&request("ACK", 1, "ack1", Some(&tag), "", ""))
+        .await;
+    phone.sleep_to(t0 + 30.0).await;
+    phone
+        .send(&request("UPDATE", 2, "upd", Some(&tag), asks, ""))
+        .await;
+    let (_, refreshed) = phone.next().await;
+    assert!(refreshed.starts_with("SIP/2.0 200"), "{refreshed}");
+    assert_eq!(
+        header(&refreshed, "Session-Expires"),
+        Some("90;refresher=uac")
+    );
+    // No refresh after that: the BYE comes 90 − 30 s after the refresh.
+    let (at, bye) = phone.until("BYE ").await;
+    assert_eq!(rounded(at - t0), 90.0);
+    phone.send(&response_to(&bye, 200)).await;
+    assert_eq!(phone.outcome().await, "failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn as_the_refresher_it_sends_update_at_half_the_interval_and_hangs_up_when_refused() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let asks = "Supported: timer\r\nSession-Expires: 120;refresher=uas\r\nAllow: INVITE, ACK, BYE, UPDATE\r\n";
+    let ok = answered_call(&mut phone, asks, "").await;
+    let t0 = phone.start.elapsed().as_secs_f64();
+    assert_eq!(header(&ok, "Session-Expires"), Some("120;refresher=uas"));
+    phone
+        .send(&request("ACK", 1, "ack1", Some(&to_tag_of(&ok)), "", ""))
+        .await;
+    let (at, update) = phone.next().await;
+    assert!(
+        update.starts_with(&format!("UPDATE sip:caller@{CALLER} SIP/2.0")),
+        "{update}"
+    );
+    assert_eq!(rounded(at - t0), 60.0);
+    assert_eq!(
+        header(&update, "Session-Expires"),
+        Some("120;refresher=uas")
+    );
+    phone.send(&response_to(&update, 200)).await;
+    let (at, second) = phone.next().await;
+    assert_eq!(rounded(at - t0), 120.0);
+    let cseq = |m: &str| header(m, "CSeq").unwrap().to_owned();
+    assert_ne!(cseq(&update), cseq(&second), "a new CSeq per request");
+    phone.send(&response_to(&second, 481)).await;
+    let (_, bye) = phone.next().await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert_eq!(phone.outcome().await, "failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_and_resume_get_matching_answers_and_out_of_order_requests_get_500() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let ok = answered_call(&mut phone, "", &offer("sendrecv", "8 0")).await;
+    let tag = to_tag_of(&ok);
+    assert!(
+        ok.contains("m=audio ") && ok.contains(" RTP/AVP 8\r\n") && ok.ends_with("a=sendrecv\r\n")
+    );
+    let version = |m: &str| -> u64 {
+        let o = m.lines().find(|l| l.starts_with("o=")).unwrap();
+        o.split(' ').nth(2).unwrap().parse().unwrap()
+    };
+    phone
+        .send(&request("ACK", 1, "a1", Some(&tag), "", ""))
+        .await;
+
+    phone
+        .send(&request(
+            "INVITE",
+            2,
+            "hold",
+            Some(&tag),
+            "",
+            &offer("sendonly", "8"),
+        ))
+        .await;
+    let (_, held) = phone.until("SIP/2.0 200").await;
+    assert!(held.ends_with("a=recvonly\r\n"), "{held}");
+    assert_eq!(version(&held), version(&ok) + 1);
+    phone
+        .send(&request("ACK", 2, "a2", Some(&tag), "", ""))
+        .await;
+
+    phone
+        .send(&request(
+            "INVITE",
+            3,
+            "resume",
+            Some(&tag),
+            "",
+            &offer("sendrecv", "8"),
+        ))
+        .await;
+    let (_, resumed) = phone.until("SIP/2.0 200").await;
+    assert!(resumed.ends_with("a=sendrecv\r\n"), "{resumed}");
+    assert_eq!(version(&resumed), version(&ok) + 2);
+    phone
+        .send(&request("ACK", 3, "a3", Some(&tag), "", ""))
+        .await;
+
+    phone
+        .send(&request("UPDATE", 2, "late", Some(&tag), "", ""))
+        .await;
+    assert!(phone
+        .next()
+        .await
+        .1
+        .starts_with("SIP/2.0 500 CSeq Out Of Order"));
+    phone
+        .send(&request(
+            "UPDATE",
+            4,
+            "g729",
+            Some(&tag),
+            "",
+            &offer("sendrecv", "18"),
+        ))
+        .await;
+    assert!(phone.next().await.1.starts_with("SIP/2.0 488"));
+    phone
+        .send(&request("UPDATE", 5, "other", Some("not-ours"), "", ""))
+        .await;
+    assert!(phone.next().await.1.starts_with("SIP/2.0 481"));
+    phone
+        .send(&request("INVITE", 6, "merged", None, "", ""))
+        .await;
+    assert!(phone.next().await.1.starts_with("SIP/2.0 482"));
+
+    phone
+        .send(&request("BYE", 7, "bye", Some(&tag), "", ""))
+        .await;
+    let (_, bye_ok) = phone.next().await;
+    assert!(
+        bye_ok.starts_with("SIP/2.0 200") && bye_ok.contains("CSeq: 7 BYE"),
+        "{bye_ok}"
+    );
+    assert_eq!(phone.outcome().await, "completed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_ends_a_ringing_call_and_its_487_is_resent_until_the_ack() {
+    let mut phone = Phone::new(Duration::from_secs(10));
+    phone.send(&request("INVITE", 1, "inv", None, "", "")).await;
+    let (_, ringing) = phone.until("SIP/2.0 180").await;
+    phone.sleep_to(1.0).await;
+    phone.send(&request("CANCEL", 1, "inv", None, "", "")).await;
+    let (_, cancel_ok) = phone.next().await;
+    assert!(cancel_ok.starts_with("SIP/2.0 200") && cancel_ok.contains("CSeq: 1 CANCEL"));
+    let (t487, terminated) = phone.next().await;
+    assert!(terminated.starts_with("SIP/2.0 487"), "{terminated}");
+    assert_eq!(to_tag_of(&terminated), to_tag_of(&ringing));
+    let (again, same) = phone.next().await;
+    assert_eq!(
+        (rounded(again - t487), same.as_str()),
+        (0.5, terminated.as_str())
+    );
+    phone
+        .send(&request(
+            "ACK",
+            1,
+            "inv",
+            Some(&to_tag_of(&terminated)),
+            "",
+            "",
+        ))
+        .await;
+    phone.quiet_until(t487 + 40.0).await;
+    assert_eq!(phone.outcome().await, "abandoned");
+}
