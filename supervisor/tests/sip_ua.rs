@@ -232,3 +232,114 @@ fn calls_past_the_concurrent_call_limit_are_refused_by_the_router_and_busy_on_th
         "only the trunk call reached the worker: {calls:?}"
     );
 }
+
+#[test]
+fn a_caller_that_never_acks_gets_a_bye_through_the_router_and_its_answer_gets_back() {
+    let sup = Supervisor::start();
+    let t = sup.add_tenant("clinic", &[NUMBER]);
+    let peer = Peer::new(sup.sip);
+    peer.send(&invite(NUMBER, "no-ack-1"));
+    let ok = peer
+        .expect("SIP/2.0 200", Duration::from_secs(3))
+        .expect("200 OK");
+    // No ACK ever: 64·T1 (32 s) of 200s, then the worker hangs up (RFC 3261
+    // §13.3.1.4), from the router's shared port, to the caller's flow.
+    let bye = peer
+        .expect("BYE ", Duration::from_secs(40))
+        .expect("a BYE after 64·T1 without an ACK");
+    assert!(
+        bye.starts_with("BYE sip:tester@127.0.0.1 SIP/2.0\r\n"),
+        "{bye}"
+    );
+    assert!(
+        bye.contains("To: <sip:tester@127.0.0.1>;tag=t1\r\n"),
+        "{bye}"
+    );
+    assert!(bye.contains(&format!(";tag={}", to_tag(&ok))), "{bye}");
+    let via = bye.lines().find(|l| l.starts_with("Via:")).unwrap();
+    assert!(
+        via.contains(&format!("127.0.0.1:{}", sup.sip.port())),
+        "{via}"
+    );
+    // Our 200 goes to the router, which hands it to the tenant by Call-ID:
+    // the BYE's client transaction stops resending.
+    let answer: Vec<&str> = bye
+        .lines()
+        .filter(|l| {
+            ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .collect();
+    let answer = format!(
+        "SIP/2.0 200 OK\r\n{}\r\nContent-Length: 0\r\n\r\n",
+        answer.join("\r\n")
+    );
+    peer.send(answer.as_bytes());
+    while peer.recv(Duration::from_millis(100)).is_some() {} // what was in flight
+    assert!(
+        peer.expect("BYE ", Duration::from_secs(3)).is_none(),
+        "the BYE is resent although its 200 came"
+    );
+    let calls = settled_calls(
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap(),
+    );
+    assert_eq!(calls[0]["outcome"], "failed", "{calls:?}");
+    let status = sup.cli_json(&["status"]);
+    let clinic = &status["workers"][0];
+    assert_eq!(
+        clinic["active_calls"], 0,
+        "the router's slot is free: {status}"
+    );
+}
+
+/// Runs Bulkhead's own sipp scenario `name` against `target`.
+fn own_scenario(
+    sup: &Supervisor,
+    name: &str,
+    target: std::net::SocketAddr,
+    transport: &str,
+) -> (bool, String) {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/scenarios");
+    let mut cmd = std::process::Command::new("sipp");
+    cmd.current_dir(sup.dir.path())
+        .arg("-sf")
+        .arg(data.join(name))
+        .args(["-s", NUMBER, &target.to_string()])
+        .args([
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-t",
+            transport,
+            "-nostdin",
+        ])
+        .args(["-timeout", "30", "-timeout_error"]);
+    run_sipp(&mut cmd)
+}
+
+#[test]
+fn hold_resume_and_session_refresh_with_sipp_through_the_router_and_on_the_trunk_over_tcp() {
+    let sup = Supervisor::start();
+    let t = sup.add_tenant("clinic", &[NUMBER]);
+    let trunk: std::net::SocketAddr = format!("127.0.0.1:{}", t["sip_port"]).parse().unwrap();
+    for (target, transport) in [(sup.sip, "u1"), (trunk, "t1")] {
+        let (ok, out) = own_scenario(&sup, "hold_resume_refresh.xml", target, transport);
+        assert!(ok, "{transport}: {out}\n{}", sup.log());
+        assert_eq!(sipp_counts(&out), (1, 0), "{out}");
+    }
+    let calls = settled_calls(
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap(),
+    );
+    let outcomes: Vec<_> = calls.iter().map(|c| c["outcome"].as_str()).collect();
+    assert_eq!(
+        outcomes,
+        [Some("completed"), Some("completed")],
+        "{calls:?}"
+    );
+}
