@@ -4,7 +4,7 @@
 //! Via) with a zero-copy scan over the raw bytes; the worker's user agent
 //! builds on the same scan. Keeping this our own code is deliberate:
 //! rsip 0.4 loses the user part of `sip:first.last@example.com` and ignores
-//! compact header forms (see docs/sip-parser.md), and routing must not.
+//! compact header forms (see docs/sip.md), and routing must not.
 //!
 //! - [`scan`]: start line, header lookup (compact forms, folding), body.
 //! - [`uri`]: the user part of `sip:`/`sips:`/`tel:` URIs.

@@ -1,5 +1,5 @@
 //! Our SIP message facade. The worker sees SIP only through this module, so
-//! the parser underneath can change on measured evidence (docs/sip-parser.md)
+//! the parser underneath can change on measured evidence (docs/sip.md)
 //! without touching the user agent.
 
 pub use bulkhead_shared::sip::reply::Reply;
