@@ -13,6 +13,7 @@ pub mod number;
 pub mod sip;
 pub mod tenant_id;
 pub mod time;
+pub mod trunk;
 
 pub use cidr::Cidr;
 pub use number::Number;

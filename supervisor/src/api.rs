@@ -21,6 +21,9 @@ pub struct TenantSpec {
     /// Sources allowed on the tenant's own trunk port; absent or empty: any.
     #[serde(default)]
     pub trunk_allow: Option<Vec<bulkhead_shared::Cidr>>,
+    /// Digest credentials new calls on the trunk port must answer with.
+    #[serde(default)]
+    pub trunk_auth: Option<TrunkAuthSpec>,
     /// The agent document, stored and handed to the worker as given.
     #[serde(default)]
     pub agent: Option<serde_json::Value>,
@@ -55,6 +58,10 @@ pub struct TenantView {
     /// Sources allowed on the trunk port (empty: any).
     #[serde(default)]
     pub trunk_allow: Vec<String>,
+    /// The digest username calls on the trunk port must use (none: no
+    /// challenge). The password is never shown.
+    #[serde(default)]
+    pub trunk_auth_username: Option<String>,
 }
 
 /// `tenant add --json`: the view plus the first token, shown once.
@@ -176,4 +183,74 @@ pub struct ErrorDetail {
 pub struct TrunkRequest {
     /// Address blocks allowed on the trunk port; empty: any source.
     pub allow: Vec<bulkhead_shared::Cidr>,
+}
+
+/// Digest credentials for a tenant's trunk. In a tenant file the password
+/// comes from `password_file`, which the CLI reads; over the admin socket
+/// it travels as `password`. The supervisor keeps only hashes.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkAuthSpec {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for TrunkAuthSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkAuthSpec")
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrunkAuthSpec {
+    /// Reads `password_file` into `password` (the CLI does this, so the
+    /// daemon never opens paths a tenant file names).
+    pub fn resolve_password_file(&mut self) -> Result<(), String> {
+        if let Some(path) = self.password_file.take() {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "cannot read the trunk password file {}: {e}",
+                    path.display()
+                )
+            })?;
+            self.password = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+        }
+        Ok(())
+    }
+
+    /// The credentials as stored: HA1 hashes under realm `tenant`.
+    pub fn to_auth(&self, tenant: &TenantId) -> Result<bulkhead_shared::trunk::TrunkAuth, String> {
+        let user = &self.username;
+        if user.is_empty()
+            || user.len() > 64
+            || !user
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return Err(format!(
+                "trunk username {user:?}: use 1-64 printable characters without quotes or backslashes"
+            ));
+        }
+        let password = self.password.as_deref().unwrap_or("");
+        if password.is_empty() || password.len() > 256 || password.chars().any(char::is_control) {
+            return Err("trunk password: use 1-256 characters without control characters (a tenant file names it with password_file)".into());
+        }
+        Ok(bulkhead_shared::trunk::TrunkAuth::new(
+            tenant.as_str(),
+            user,
+            password,
+        ))
+    }
+}
+
+/// `tenant trunk-auth` request: credentials, or `null` to stop challenging.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkAuthRequest {
+    pub auth: Option<TrunkAuthSpec>,
 }

@@ -109,6 +109,19 @@ pub enum TenantCmd {
         #[arg(value_name = "CIDR")]
         allow: Vec<String>,
     },
+    /// Require digest authentication of new calls on the tenant's own SIP
+    /// port, live; `--off` stops challenging. The password is read from a
+    /// file (never from the command line) and only its hashes are kept.
+    TrunkAuth {
+        id: String,
+        #[arg(long, required_unless_present = "off", requires = "password_file")]
+        username: Option<String>,
+        /// A file holding the password (one line).
+        #[arg(long, value_name = "FILE", conflicts_with = "off")]
+        password_file: Option<std::path::PathBuf>,
+        #[arg(long, conflicts_with = "username")]
+        off: bool,
+    },
     /// Change a tenant's limits while it runs (keys as for `--limit`).
     Limits {
         id: String,

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use bulkhead_shared::trunk::TrunkPolicy;
 use bulkhead_shared::{Number, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -40,8 +41,8 @@ pub struct TenantRow {
     pub numbers: Vec<Number>,
     /// The admin's per-tenant limit overrides.
     pub limits: crate::limits::LimitOverrides,
-    /// Sources allowed on the tenant's trunk port (empty: any).
-    pub trunk_allow: Vec<bulkhead_shared::Cidr>,
+    /// Who may call on the tenant's trunk port.
+    pub trunk: TrunkPolicy,
 }
 
 #[derive(Debug)]
@@ -60,7 +61,9 @@ CREATE TABLE IF NOT EXISTS tenants (
     agent       TEXT NOT NULL DEFAULT '{}',
     created_at  TEXT NOT NULL,
     limits      TEXT NOT NULL DEFAULT '{}',
-    trunk_allow TEXT NOT NULL DEFAULT '[]'
+    trunk_allow TEXT NOT NULL DEFAULT '[]',
+    -- Digest credentials for the trunk as HA1 hashes (JSON), or NULL.
+    trunk_auth  TEXT
 );
 -- Keys of removed tenants, kept (wrapped) unless the removal shredded them,
 -- so a backup of the tenant's store can still be restored.
@@ -104,6 +107,10 @@ impl Registry {
                 "trunk_allow",
                 "ALTER TABLE tenants ADD COLUMN trunk_allow TEXT NOT NULL DEFAULT '[]'",
             ),
+            (
+                "trunk_auth",
+                "ALTER TABLE tenants ADD COLUMN trunk_auth TEXT",
+            ),
         ] {
             let present: i64 = conn
                 .query_row(
@@ -134,8 +141,8 @@ impl Registry {
             return Err(RegistryError::TenantExists(t.id.clone()));
         }
         tx.execute(
-            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at, limits, trunk_allow) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339(), limits_json(&t.limits), cidrs_json(&t.trunk_allow)],
+            "INSERT INTO tenants (id, uid, sip_port, http_port, wrapped_key, key_version, agent, created_at, limits, trunk_allow, trunk_auth) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![t.id.as_str(), t.uid, t.sip_port, t.http_port, t.wrapped_key, t.key_version, t.agent, bulkhead_shared::time::now_rfc3339(), limits_json(&t.limits), cidrs_json(&t.trunk.allow), auth_json(&t.trunk)],
         )?;
         for n in &t.numbers {
             claim(&tx, &t.id, n)?;
@@ -245,7 +252,7 @@ impl Registry {
 
     pub fn all(&self) -> Result<Vec<TenantRow>, RegistryError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk_allow FROM tenants ORDER BY id",
+            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk_allow, trunk_auth FROM tenants ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -258,17 +265,36 @@ impl Registry {
                 r.get(6)?,
                 r.get::<_, String>(7)?,
                 r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk) =
-                row?;
+            let (
+                id,
+                uid,
+                sip_port,
+                http_port,
+                wrapped_key,
+                key_version,
+                agent,
+                limits,
+                allow,
+                auth,
+            ) = row?;
             let id = TenantId::parse(&id).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
             let limits = serde_json::from_str(&limits)
                 .map_err(|e| RegistryError::Corrupt(format!("limits of tenant {id}: {e}")))?;
-            let trunk_allow = serde_json::from_str(&trunk)
-                .map_err(|e| RegistryError::Corrupt(format!("trunk_allow of tenant {id}: {e}")))?;
+            let corrupt = |what: &str, e: serde_json::Error| {
+                RegistryError::Corrupt(format!("{what} of tenant {id}: {e}"))
+            };
+            let trunk = TrunkPolicy {
+                allow: serde_json::from_str(&allow).map_err(|e| corrupt("trunk_allow", e))?,
+                auth: auth
+                    .map(|a| serde_json::from_str(&a))
+                    .transpose()
+                    .map_err(|e| corrupt("trunk_auth", e))?,
+            };
             let numbers = self.numbers_of(&id)?;
             out.push(TenantRow {
                 id,
@@ -280,7 +306,7 @@ impl Registry {
                 agent,
                 numbers,
                 limits,
-                trunk_allow,
+                trunk,
             });
         }
         Ok(out)
@@ -299,15 +325,11 @@ impl Registry {
         Ok(())
     }
 
-    /// Replaces the tenant's trunk allowlist.
-    pub fn set_trunk_allow(
-        &mut self,
-        id: &TenantId,
-        cidrs: &[bulkhead_shared::Cidr],
-    ) -> Result<(), RegistryError> {
+    /// Replaces the tenant's trunk policy.
+    pub fn set_trunk(&mut self, id: &TenantId, trunk: &TrunkPolicy) -> Result<(), RegistryError> {
         self.conn.execute(
-            "UPDATE tenants SET trunk_allow = ?2 WHERE id = ?1",
-            params![id.as_str(), cidrs_json(cidrs)],
+            "UPDATE tenants SET trunk_allow = ?2, trunk_auth = ?3 WHERE id = ?1",
+            params![id.as_str(), cidrs_json(&trunk.allow), auth_json(trunk)],
         )?;
         Ok(())
     }
@@ -325,6 +347,12 @@ impl Registry {
 
 fn limits_json(l: &crate::limits::LimitOverrides) -> String {
     serde_json::to_string(l).expect("limit overrides serialize")
+}
+
+fn auth_json(t: &TrunkPolicy) -> Option<String> {
+    t.auth
+        .as_ref()
+        .map(|a| serde_json::to_string(a).expect("trunk auth serializes"))
 }
 
 fn cidrs_json(c: &[bulkhead_shared::Cidr]) -> String {
@@ -370,7 +398,7 @@ mod tests {
             agent: "{}".into(),
             numbers: numbers.iter().map(|n| Number::parse(n).unwrap()).collect(),
             limits: Default::default(),
-            trunk_allow: Vec::new(),
+            trunk: TrunkPolicy::default(),
         }
     }
 

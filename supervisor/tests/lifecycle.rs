@@ -125,7 +125,16 @@ fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
         serde_json::json!(["clinic", "insurance"])
     );
     // A limits table in the file is applied to an existing tenant, exactly.
-    std::fs::write(&file, "[[tenant]]\nid = \"clinic\"\nnumbers = [\"+15550100\"]\ntrunk_allow = [\"127.0.0.9\"]\n[tenant.limits]\ncalls_per_second = 7\n\n[[tenant]]\nid = \"insurance\"\nnumbers = [\"+15550200\"]\n").unwrap();
+    // So are trunk credentials, whose password the CLI reads from a file.
+    let pass = sup.dir.path().join("clinic-trunk.pass");
+    std::fs::write(&pass, "trunk-pass-1\n").unwrap();
+    let text = format!(
+        "[[tenant]]\nid = \"clinic\"\nnumbers = [\"+15550100\"]\ntrunk_allow = [\"127.0.0.9\"]\n\
+[tenant.limits]\ncalls_per_second = 7\n[tenant.trunk_auth]\nusername = \"carrier\"\npassword_file = {:?}\n\n\
+[[tenant]]\nid = \"insurance\"\nnumbers = [\"+15550200\"]\n",
+        pass.to_str().unwrap()
+    );
+    std::fs::write(&file, &text).unwrap();
     let third = sup.cli_json(&["apply", file.to_str().unwrap()]);
     assert_eq!(third["updated"], serde_json::json!(["clinic"]), "{third}");
     let clinic = sup.cli_json(&["tenant", "show", "clinic"]);
@@ -135,11 +144,24 @@ fn apply_is_idempotent_and_cli_errors_have_the_documented_exit_codes() {
         serde_json::json!(["127.0.0.9/32"]),
         "{clinic}"
     );
+    assert_eq!(clinic["trunk_auth_username"], "carrier", "{clinic}");
     let again = sup.cli_json(&["apply", file.to_str().unwrap()]);
     assert_eq!(
         again["unchanged"],
         serde_json::json!(["clinic", "insurance"])
     );
+    // A new password is a change; a missing password file changes nothing.
+    std::fs::write(&pass, "trunk-pass-2\n").unwrap();
+    let changed = sup.cli_json(&["apply", file.to_str().unwrap()]);
+    assert_eq!(
+        changed["updated"],
+        serde_json::json!(["clinic"]),
+        "{changed}"
+    );
+    std::fs::remove_file(&pass).unwrap();
+    let missing = sup.cli(&["apply", file.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("trunk password file"));
 
     let token = sup.cli_json(&[
         "tenant",

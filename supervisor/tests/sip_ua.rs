@@ -294,41 +294,20 @@ fn a_caller_that_never_acks_gets_a_bye_through_the_router_and_its_answer_gets_ba
     );
 }
 
-/// Runs Bulkhead's own sipp scenario `name` against `target`.
-fn own_scenario(
-    sup: &Supervisor,
-    name: &str,
-    target: std::net::SocketAddr,
-    transport: &str,
-) -> (bool, String) {
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/scenarios");
-    let mut cmd = std::process::Command::new("sipp");
-    cmd.current_dir(sup.dir.path())
-        .arg("-sf")
-        .arg(data.join(name))
-        .args(["-s", NUMBER, &target.to_string()])
-        .args([
-            "-m",
-            "1",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "-t",
-            transport,
-            "-nostdin",
-        ])
-        .args(["-timeout", "30", "-timeout_error"]);
-    run_sipp(&mut cmd)
-}
-
 #[test]
 fn hold_resume_and_session_refresh_with_sipp_through_the_router_and_on_the_trunk_over_tcp() {
     let sup = Supervisor::start();
     let t = sup.add_tenant("clinic", &[NUMBER]);
     let trunk: std::net::SocketAddr = format!("127.0.0.1:{}", t["sip_port"]).parse().unwrap();
     for (target, transport) in [(sup.sip, "u1"), (trunk, "t1")] {
-        let (ok, out) = own_scenario(&sup, "hold_resume_refresh.xml", target, transport);
+        let (ok, out) = own_scenario(
+            &sup,
+            "hold_resume_refresh.xml",
+            NUMBER,
+            target,
+            transport,
+            &[],
+        );
         assert!(ok, "{transport}: {out}\n{}", sup.log());
         assert_eq!(sipp_counts(&out), (1, 0), "{out}");
     }

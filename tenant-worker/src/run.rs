@@ -83,7 +83,7 @@ pub fn main() -> anyhow::Result<()> {
 
         let store = store;
         let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
-        let trunk_allow: transport::TrunkAllow = Arc::new(RwLock::new(cfg.trunk_allow.clone()));
+        let trunk: transport::SharedTrunk = Arc::new(RwLock::new(cfg.trunk.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
         let out = Outbound::new(link.clone(), udp.clone());
         let rtp = Arc::new(RtpClient::new(link.clone()));
@@ -94,16 +94,17 @@ pub fn main() -> anyhow::Result<()> {
             router_port: cfg.router_port,
             sip_port: cfg.sip_port,
             answer_delay: Duration::from_millis(cfg.answer_delay_ms),
+            trunk: trunk.clone(),
         };
         tokio::spawn(Ua::new(ua_cfg, store.clone(), out.clone(), events_tx.clone()).run(events_rx));
         tokio::spawn(transport::serve_trunk_udp(
             udp,
-            trunk_allow.clone(),
+            trunk.clone(),
             events_tx.clone(),
         ));
         tokio::spawn(transport::serve_trunk_tcp(
             tcp,
-            trunk_allow.clone(),
+            trunk.clone(),
             out,
             events_tx.clone(),
         ));
@@ -121,7 +122,7 @@ pub fn main() -> anyhow::Result<()> {
         }))
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
-        serve_link(&link, &store, &numbers, &trunk_allow, events_tx, &rtp).await
+        serve_link(&link, &store, &numbers, &trunk, events_tx, &rtp).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -175,7 +176,7 @@ async fn serve_link(
     link: &Link,
     store: &Store,
     numbers: &RwLock<Vec<bulkhead_shared::Number>>,
-    trunk_allow: &RwLock<Vec<bulkhead_shared::Cidr>>,
+    trunk: &RwLock<bulkhead_shared::trunk::TrunkPolicy>,
     events: mpsc::Sender<Event>,
     rtp: &RtpClient,
 ) -> anyhow::Result<()> {
@@ -229,8 +230,8 @@ async fn serve_link(
                         *numbers.write().expect("numbers lock") = new;
                         None
                     }
-                    ControlOp::SetTrunkAllow { cidrs } => {
-                        *trunk_allow.write().expect("trunk allowlist lock") = cidrs;
+                    ControlOp::SetTrunk { trunk: policy } => {
+                        *trunk.write().expect("trunk policy lock") = policy;
                         None
                     }
                     ControlOp::Ping => None,

@@ -379,7 +379,7 @@ fn placeholder_config() -> super::WorkerConfig {
         log_filter: String::new(),
         probe: None,
         agent: serde_json::Value::Null,
-        trunk_allow: Vec::new(),
+        trunk: Default::default(),
     }
 }
 

@@ -53,9 +53,9 @@ pub struct WorkerConfig {
     pub log_filter: String,
     /// The tenant's agent document (INTERFACES.md), as given by the admin.
     pub agent: serde_json::Value,
-    /// Sources allowed on the tenant's own trunk port (empty: any).
+    /// Who may call on the tenant's own trunk port.
     #[serde(default)]
-    pub trunk_allow: Vec<crate::Cidr>,
+    pub trunk: crate::trunk::TrunkPolicy,
     /// Set for a probe worker (`bulkhead audit`): run these probes, report
     /// and exit instead of serving.
     #[serde(default)]
@@ -99,8 +99,8 @@ pub enum ControlOp {
     },
     /// The tenant's numbers changed (admin `number add/remove`).
     SetNumbers { numbers: Vec<Number> },
-    /// The tenant's trunk allowlist changed (admin `tenant trunk`).
-    SetTrunkAllow { cidrs: Vec<crate::Cidr> },
+    /// The tenant's trunk policy changed (admin `tenant trunk`, `tenant trunk-auth`).
+    SetTrunk { trunk: crate::trunk::TrunkPolicy },
     /// Liveness: a worker that does not answer in time is killed and restarted.
     Ping,
 }

@@ -15,6 +15,7 @@
 //! - [`framing`]: finding message boundaries in a TCP byte stream.
 //! - [`stream`]: reading whole messages from, and writing to, a TCP stream.
 
+pub mod digest;
 pub mod framing;
 pub mod reply;
 pub mod route;

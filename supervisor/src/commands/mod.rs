@@ -54,8 +54,11 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Apply { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?;
-            let req: crate::api::ApplyRequest = toml::from_str(&text)
+            let mut req: crate::api::ApplyRequest = toml::from_str(&text)
                 .map_err(|e| usage(format!("invalid tenant file {}: {e}", file.display())))?;
+            for auth in req.tenants.iter_mut().filter_map(|t| t.trunk_auth.as_mut()) {
+                auth.resolve_password_file().map_err(usage)?;
+            }
             let v = admin(
                 socket,
                 Method::POST,
@@ -134,6 +137,31 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             let id = TenantId::parse(&id).map_err(usage)?;
             let body = json!({ "allow": cidrs(&allow)? });
             let path = format!("/v1/tenants/{id}/trunk");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::TrunkAuth {
+            id,
+            username,
+            password_file,
+            off: _,
+        } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let auth = match username {
+                None => None,
+                Some(username) => {
+                    let mut spec = crate::api::TrunkAuthSpec {
+                        username,
+                        password: None,
+                        password_file,
+                    };
+                    spec.resolve_password_file().map_err(usage)?;
+                    Some(spec)
+                }
+            };
+            let body =
+                serde_json::to_value(crate::api::TrunkAuthRequest { auth }).expect("serializable");
+            let path = format!("/v1/tenants/{id}/trunk_auth");
             let v = admin(socket, Method::POST, &path, Some(body)).await?;
             output::record(&v, as_json);
         }

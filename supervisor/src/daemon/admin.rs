@@ -23,7 +23,7 @@ use super::tenants::LimitChange;
 use super::{AdminError, Tenants};
 use crate::api::{
     ApplyRequest, ApplyResult, ErrorBody, ErrorDetail, NumberClaim, RouterCounters, Status,
-    TenantList, TenantSpec, TokenRequest, TrunkRequest,
+    TenantList, TenantSpec, TokenRequest, TrunkAuthRequest, TrunkRequest,
 };
 use crate::limits::LimitOverrides;
 use crate::router::Router;
@@ -149,7 +149,18 @@ async fn route(
         (&Method::POST, ["v1", "tenants", id, "trunk"]) => {
             let id = tenant_id(id)?;
             let r: TrunkRequest = body(req).await?;
-            t.set_trunk_allow(&id, r.allow).await?;
+            t.set_trunk(&id, |trunk| trunk.allow = r.allow).await?;
+            ok(to_value(t.view(&id)?))
+        }
+        (&Method::POST, ["v1", "tenants", id, "trunk_auth"]) => {
+            let id = tenant_id(id)?;
+            let r: TrunkAuthRequest = body(req).await?;
+            let auth = r
+                .auth
+                .map(|a| a.to_auth(&id))
+                .transpose()
+                .map_err(AdminError::BadRequest)?;
+            t.set_trunk(&id, |trunk| trunk.auth = auth).await?;
             ok(to_value(t.view(&id)?))
         }
         (&Method::POST, ["v1", "tenants", id, "reset"]) => {
@@ -242,8 +253,18 @@ async fn apply(t: &Arc<Tenants>, r: ApplyRequest) -> Result<ApplyResult, AdminEr
         }
         let limits = spec.limits.unwrap_or_default();
         changed |= t.set_limits(&id, limits, LimitChange::Replace).await?;
-        let trunk = spec.trunk_allow.unwrap_or_default();
-        changed |= t.set_trunk_allow(&id, trunk).await?;
+        let allow = spec.trunk_allow.unwrap_or_default();
+        let auth = spec
+            .trunk_auth
+            .map(|a| a.to_auth(&id))
+            .transpose()
+            .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
+        changed |= t
+            .set_trunk(&id, |trunk| {
+                trunk.allow = allow;
+                trunk.auth = auth;
+            })
+            .await?;
         if changed {
             result.updated.push(id.to_string())
         } else {

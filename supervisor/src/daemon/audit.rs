@@ -412,7 +412,7 @@ async fn probe_run(
         answer_delay_ms: 0,
         log_filter: "warn".into(),
         agent: serde_json::Value::Null,
-        trunk_allow: Vec::new(),
+        trunk: Default::default(),
         probe: Some(ProbeSpec {
             landlock: variant.landlock,
             seccomp: variant.seccomp,

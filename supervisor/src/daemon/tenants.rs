@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_shared::ipc::message::ControlOp;
 use bulkhead_shared::ipc::{Link, WorkerConfig};
+use bulkhead_shared::trunk::TrunkPolicy;
 use bulkhead_shared::{Number, TenantId};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -237,6 +238,15 @@ impl Tenants {
         limits
             .over(&self.cfg.limits)
             .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
+        let trunk = TrunkPolicy {
+            allow: spec.trunk_allow.clone().unwrap_or_default(),
+            auth: spec
+                .trunk_auth
+                .as_ref()
+                .map(|a| a.to_auth(&id))
+                .transpose()
+                .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?,
+        };
         let (uid, taken) = {
             let live = self.live.lock().expect("live lock");
             if live.contains_key(&id) {
@@ -281,7 +291,7 @@ impl Tenants {
                 .map_or_else(|| "{}".to_string(), |a| a.to_string()),
             numbers: dedup(spec.numbers),
             limits,
-            trunk_allow: spec.trunk_allow.unwrap_or_default(),
+            trunk,
         };
         self.registry
             .lock()
@@ -537,7 +547,7 @@ impl Tenants {
             log_filter: self.cfg.worker_log_filter.clone(),
             probe: None,
             agent: serde_json::from_str(&row.agent).unwrap_or_default(),
-            trunk_allow: row.trunk_allow.clone(),
+            trunk: row.trunk.clone(),
         };
         if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {
             let _ = child.kill();
@@ -706,34 +716,36 @@ impl Tenants {
         Ok(())
     }
 
-    /// `tenant trunk`: sets the sources allowed on the tenant's trunk port
-    /// (empty: any), stored and applied to the running worker at once.
-    /// Returns whether it changed.
-    pub async fn set_trunk_allow(
+    /// `tenant trunk` and `tenant trunk-auth`: changes who may call on the
+    /// tenant's trunk port, stored and applied to the running worker at
+    /// once. Returns whether it changed.
+    pub async fn set_trunk(
         &self,
         id: &TenantId,
-        cidrs: Vec<bulkhead_shared::Cidr>,
+        change: impl FnOnce(&mut TrunkPolicy),
     ) -> Result<bool, AdminError> {
-        let worker = {
+        let (worker, trunk) = {
             let live = self.live.lock().expect("live lock");
             let l = live
                 .get(id)
                 .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
-            if l.row.trunk_allow == cidrs {
+            let mut trunk = l.row.trunk.clone();
+            change(&mut trunk);
+            if l.row.trunk == trunk {
                 return Ok(false);
             }
-            l.worker.clone()
+            (l.worker.clone(), trunk)
         };
         self.registry
             .lock()
             .expect("registry lock")
-            .set_trunk_allow(id, &cidrs)
+            .set_trunk(id, &trunk)
             .map_err(AdminError::from_registry)?;
         if let Some(l) = self.live.lock().expect("live lock").get_mut(id) {
-            l.row.trunk_allow = cidrs.clone();
+            l.row.trunk = trunk.clone();
         }
         if let Some(w) = worker {
-            w.control(ControlOp::SetTrunkAllow { cidrs })
+            w.control(ControlOp::SetTrunk { trunk })
                 .await
                 .map_err(|e| AdminError::Failed(format!("tenant {id}: {e}")))?;
         }
@@ -805,7 +817,8 @@ fn view_of(l: &Live, calls: GateCounts, base: &Limits) -> TenantView {
         calls_admitted: calls.admitted,
         calls_refused: calls.refused,
         limits: l.row.limits.over(base).ok(),
-        trunk_allow: l.row.trunk_allow.iter().map(|c| c.to_string()).collect(),
+        trunk_allow: l.row.trunk.allow.iter().map(|c| c.to_string()).collect(),
+        trunk_auth_username: l.row.trunk.auth.as_ref().map(|a| a.username.clone()),
     }
 }
 

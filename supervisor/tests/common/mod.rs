@@ -324,6 +324,29 @@ pub fn sipp_uac_at(
 }
 
 /// Runs a prepared sipp command: its verdict and its report (stdout and stderr).
+/// Runs one call of Bulkhead's own sipp scenario `name`
+/// (`tests/data/sip/scenarios`) to `number` at `target`, over `transport`
+/// (`u1`, `t1`), with `extra` arguments (e.g. `-au`/`-ap`).
+pub fn own_scenario(
+    sup: &Supervisor,
+    name: &str,
+    number: &str,
+    target: SocketAddr,
+    transport: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/scenarios");
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(sup.dir.path())
+        .arg("-sf")
+        .arg(data.join(name))
+        .args(["-s", number, &target.to_string()])
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", "0", "-t", transport])
+        .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+        .args(extra);
+    run_sipp(&mut cmd)
+}
+
 pub fn run_sipp(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .output()

@@ -2,6 +2,7 @@
 //! [`msg`] (message facade) → [`transport`] (where bytes come from and go) →
 //! [`ua`] (transactions, dialogs, the call's life and its record).
 
+pub mod auth;
 pub mod msg;
 pub mod policy;
 pub mod rtp;

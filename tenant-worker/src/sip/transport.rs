@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bulkhead_shared::cidr::{self, Cidr};
+use bulkhead_shared::cidr;
 use bulkhead_shared::ipc::{FromWorker, Link, SipPacket, Transport};
 use bulkhead_shared::sip::stream::{spawn_writer, MessageReader};
+use bulkhead_shared::trunk::TrunkPolicy;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -163,12 +164,12 @@ impl Outbound {
     }
 }
 
-/// Sources allowed on the trunk port (the tenant's carriers; empty: any),
-/// changed live by the supervisor.
-pub type TrunkAllow = Arc<std::sync::RwLock<Vec<Cidr>>>;
+/// Who may call on the trunk port (sources, credentials), changed live by
+/// the supervisor.
+pub type SharedTrunk = Arc<std::sync::RwLock<TrunkPolicy>>;
 
-fn trunk_admits(allow: &TrunkAllow, peer: SocketAddr) -> bool {
-    let admitted = cidr::allows(&allow.read().expect("trunk allowlist lock"), peer.ip());
+fn trunk_admits(trunk: &SharedTrunk, peer: SocketAddr) -> bool {
+    let admitted = cidr::allows(&trunk.read().expect("trunk policy lock").allow, peer.ip());
     if !admitted {
         // Silence, not 403: an answer would make the port a reflector for
         // spoofed sources and tell scanners it is there.
@@ -178,7 +179,7 @@ fn trunk_admits(allow: &TrunkAllow, peer: SocketAddr) -> bool {
 }
 
 /// Reads the trunk UDP socket into the user agent's event queue.
-pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, allow: TrunkAllow, events: mpsc::Sender<Event>) {
+pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, allow: SharedTrunk, events: mpsc::Sender<Event>) {
     let mut buf = vec![0u8; 65_535];
     loop {
         match udp.recv_from(&mut buf).await {
@@ -200,7 +201,7 @@ pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, allow: TrunkAllow, events: mps
 /// Accepts trunk TCP connections; each gets a reader and a writer task.
 pub async fn serve_trunk_tcp(
     listener: TcpListener,
-    allow: TrunkAllow,
+    allow: SharedTrunk,
     out: Outbound,
     events: mpsc::Sender<Event>,
 ) {

@@ -6,12 +6,14 @@ use tokio::time::Instant;
 
 use super::dialog::{contact, dialog_ids, Call, Phase};
 use super::{ids, uri_of_request, Event, Incoming, Ua};
+use crate::sip::auth::{self, Verdict};
 use crate::sip::msg::{self, Reply, Scanned};
 use crate::sip::session_timer::{SessionTimer, TooSmall};
 use crate::sip::transport::Origin;
 use crate::sip::{policy, sdp};
 use crate::store::writer::Write;
 use crate::store::{NewCall, Outcome};
+use bulkhead_shared::trunk::TrunkAuth;
 
 impl Ua {
     pub(super) async fn on_invite(
@@ -33,6 +35,10 @@ impl Ua {
         }
         if matches!(inc.origin, Origin::Router { .. }) {
             self.router_slots.insert(call_id.clone());
+        } else if let Some(auth) = self.trunk_auth() {
+            if let Verdict::Challenge { stale } = self.nonces.verify(req, &auth) {
+                return self.challenge(&inc, req, &auth, stale).await;
+            }
         }
         if let Err(refused) = policy::check_invite(req) {
             return self.refuse(&inc, req, refused).await;
@@ -123,6 +129,32 @@ impl Ua {
             let ev = Event::Answer { call_id };
             self.schedule(ev, self.cfg.answer_delay);
         }
+    }
+
+    /// The trunk's digest credentials, when the tenant set them.
+    fn trunk_auth(&self) -> Option<TrunkAuth> {
+        self.cfg
+            .trunk
+            .read()
+            .expect("trunk policy lock")
+            .auth
+            .clone()
+    }
+
+    /// 401 with a fresh nonce under both algorithms (RFC 3261 §22.2).
+    async fn challenge(
+        &mut self,
+        inc: &Incoming,
+        req: &Scanned<'_>,
+        auth: &TrunkAuth,
+        stale: bool,
+    ) {
+        let nonce = self.nonces.issue();
+        let mut r = Reply::to(req, 401, "Unauthorized", Some(&ids::tag()));
+        for value in auth::challenges(auth, &nonce, stale) {
+            r = r.header("WWW-Authenticate", &value);
+        }
+        self.respond(inc, 401, r.finish()).await;
     }
 
     pub(super) async fn answer(&mut self, call_id: &str) {

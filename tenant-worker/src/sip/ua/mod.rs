@@ -23,10 +23,11 @@ use std::time::Duration;
 use bulkhead_shared::Number;
 use tokio::sync::mpsc;
 
+use super::auth::Nonces;
 use super::msg::{self, validate, Reply, Scanned, StartLine};
 use super::policy;
 use super::rtp::RtpClient;
-use super::transport::{Origin, Outbound};
+use super::transport::{Origin, Outbound, SharedTrunk};
 use super::txn::{self, ClientKey, ClientNonInvite, Output, ServerInvite, ServerKey};
 use super::txn::{ServerNonInvite, Timer};
 use crate::store::writer::Store;
@@ -84,6 +85,9 @@ pub struct UaConfig {
     pub answer_delay: Duration,
     /// Where each call's RTP sockets come from.
     pub rtp: Arc<RtpClient>,
+    /// Who may call on the trunk port (the transport enforces the source
+    /// list; the user agent the credentials).
+    pub trunk: SharedTrunk,
 }
 
 #[derive(Debug)]
@@ -137,6 +141,8 @@ pub struct Ua {
     router_slots: HashSet<String>,
     servers: HashMap<ServerKey, ServerEntry>,
     clients: HashMap<ClientKey, ClientEntry>,
+    /// Digest nonces issued on the trunk.
+    nonces: Nonces,
 }
 
 impl Ua {
@@ -150,6 +156,7 @@ impl Ua {
             router_slots: HashSet::new(),
             servers: HashMap::new(),
             clients: HashMap::new(),
+            nonces: Nonces::default(),
         }
     }
 

@@ -18,6 +18,8 @@ use crate::sip::rtp::RtpClient;
 use crate::sip::transport::{Origin, Outbound, Sent};
 use crate::store::writer::Store;
 use crate::store::CallFilter;
+use bulkhead_shared::sip::digest::{self, Algorithm, Credentials};
+use bulkhead_shared::trunk::{TrunkAuth, TrunkPolicy};
 
 const CALLER: &str = "127.0.0.1:5070";
 const NUMBER: &str = "+15550100";
@@ -32,6 +34,10 @@ struct Phone {
 
 impl Phone {
     fn new(answer_delay: Duration) -> Self {
+        Self::with_trunk(answer_delay, TrunkPolicy::default())
+    }
+
+    fn with_trunk(answer_delay: Duration, trunk: TrunkPolicy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenant.db");
         let open = || crate::store::open(&path, &[9; 32]).unwrap();
@@ -48,6 +54,7 @@ impl Phone {
             sip_port: 5080,
             answer_delay,
             rtp: Arc::new(RtpClient::loopback()),
+            trunk: Arc::new(RwLock::new(trunk)),
         };
         let ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
         tokio::spawn(ua.run(rx));
@@ -112,6 +119,14 @@ impl Phone {
     /// The call's recorded outcome once it is no longer in progress (the
     /// end of a call the user agent ended itself is written without
     /// waiting for the disk, so give the store's thread a moment).
+    async fn calls(&self) -> usize {
+        let filter = CallFilter {
+            limit: 10,
+            ..CallFilter::default()
+        };
+        self.store.list_calls(filter).await.unwrap().calls.len()
+    }
+
     async fn outcome(&self) -> String {
         for _ in 0..200 {
             let page = self
@@ -447,4 +462,114 @@ async fn cancel_ends_a_ringing_call_and_its_487_is_resent_until_the_ack() {
         .await;
     phone.quiet_until(t487 + 40.0).await;
     assert_eq!(phone.outcome().await, "abandoned");
+}
+
+/// An `Authorization` answering `nonce` as a carrier knowing `password` would.
+fn authorization(alg: Algorithm, password: &str, nonce: &str, nc: u32) -> String {
+    let uri = format!("sip:{NUMBER}@127.0.0.1:5080");
+    let nc = format!("{nc:08x}");
+    let c = Credentials {
+        username: "carrier",
+        realm: "clinic",
+        nonce,
+        uri: &uri,
+        response: "",
+        algorithm: alg,
+        cnonce: "0a4f113b",
+        qop: "auth",
+        nc: &nc,
+    };
+    let ha1 = digest::ha1(alg, "carrier", "clinic", password);
+    let response = digest::expected_response(alg, &ha1, &c, "INVITE");
+    format!(
+        "Authorization: Digest username=\"carrier\", realm=\"clinic\", nonce=\"{nonce}\", uri=\"{uri}\", \
+response=\"{response}\", algorithm={}, cnonce=\"0a4f113b\", qop=auth, nc={nc}\r\n",
+        alg.name()
+    )
+}
+
+fn nonce_of(challenge: &str) -> String {
+    challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn trunk_calls_must_answer_a_digest_challenge_and_an_answer_works_once() {
+    let trunk = TrunkPolicy {
+        allow: Vec::new(),
+        auth: Some(TrunkAuth::new("clinic", "carrier", "s3cret")),
+    };
+    let mut phone = Phone::with_trunk(Duration::ZERO, trunk);
+    phone.send(&request("INVITE", 1, "a1", None, "", "")).await;
+    let (_, unauthorized) = phone.next().await;
+    assert!(
+        unauthorized.starts_with("SIP/2.0 401 Unauthorized"),
+        "{unauthorized}"
+    );
+    let challenges: Vec<&str> = unauthorized
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .collect();
+    assert_eq!(challenges.len(), 2, "{unauthorized}");
+    assert!(challenges[0].contains("algorithm=MD5") && challenges[1].contains("algorithm=SHA-256"));
+    assert!(challenges[0].contains("realm=\"clinic\"") && challenges[0].contains("qop=\"auth\""));
+    let nonce = nonce_of(challenges[0]);
+    assert_eq!(nonce, nonce_of(challenges[1]), "one nonce, two algorithms");
+    let ack = request("ACK", 1, "a1", Some(&to_tag_of(&unauthorized)), "", "");
+    phone.send(&ack).await;
+    assert_eq!(
+        phone.calls().await,
+        0,
+        "no record for an unauthenticated attempt"
+    );
+
+    // A wrong password: challenged again.
+    let wrong = authorization(Algorithm::Md5, "guess", &nonce, 1);
+    phone
+        .send(&request("INVITE", 2, "a2", None, &wrong, ""))
+        .await;
+    let (_, again) = phone.next().await;
+    assert!(again.starts_with("SIP/2.0 401"), "{again}");
+    let ack = request("ACK", 2, "a2", Some(&to_tag_of(&again)), "", "");
+    phone.send(&ack).await;
+
+    // The right one, under either algorithm: the call goes through.
+    let right = authorization(Algorithm::Sha256, "s3cret", &nonce, 1);
+    phone
+        .send(&request("INVITE", 3, "a3", None, &right, ""))
+        .await;
+    let (_, ok) = phone.until("SIP/2.0 200").await;
+    assert!(ok.contains("CSeq: 3 INVITE"), "{ok}");
+    let ack = request("ACK", 3, "a3ack", Some(&to_tag_of(&ok)), "", "");
+    phone.send(&ack).await;
+
+    // The same Authorization on another call is a replay.
+    let replay = request("INVITE", 1, "b1", None, &right, "").replace("ua-test-1", "ua-test-2");
+    phone.send(&replay).await;
+    let (_, refused) = phone.until("SIP/2.0 401").await;
+    assert!(refused.contains("Call-ID: ua-test-2") && !refused.contains("stale=true"));
+    let ack = request("ACK", 1, "b1", Some(&to_tag_of(&refused)), "", "");
+    phone.send(&ack.replace("ua-test-1", "ua-test-2")).await;
+    // The next nonce count, MD5 this time, is fine.
+    let next = authorization(Algorithm::Md5, "s3cret", &nonce, 2);
+    let second = request("INVITE", 2, "b2", None, &next, "").replace("ua-test-1", "ua-test-2");
+    phone.send(&second).await;
+    let (_, ok) = phone.until("SIP/2.0 200").await;
+    let ack = request("ACK", 2, "b2ack", Some(&to_tag_of(&ok)), "", "");
+    phone.send(&ack.replace("ua-test-1", "ua-test-2")).await;
+
+    // Right credentials on a nonce we never issued: stale, so the carrier
+    // retries without asking its operator for a password.
+    let forged = authorization(Algorithm::Md5, "s3cret", "00ff", 1);
+    let third = request("INVITE", 1, "c1", None, &forged, "").replace("ua-test-1", "ua-test-3");
+    phone.send(&third).await;
+    let (_, stale) = phone.until("SIP/2.0 401").await;
+    assert!(stale.contains("stale=true"), "{stale}");
+    assert_eq!(phone.calls().await, 2);
 }
