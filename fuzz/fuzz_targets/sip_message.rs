@@ -2,11 +2,13 @@
 //! worker's user agent): any bytes scan to a message or an error, never a
 //! panic. Two properties on top: a response always goes to the source
 //! address (never to a host a Via names), and the responses we build from
-//! whatever scanned are themselves well-formed SIP.
+//! whatever scanned are themselves well-formed SIP. Every header value also
+//! goes through the digest `Authorization` reader the trunk uses.
 #![no_main]
 
 use std::net::SocketAddr;
 
+use bulkhead_shared::sip::digest::{expected_response, Credentials};
 use bulkhead_shared::sip::reply::Reply;
 use bulkhead_shared::sip::scan::unfold;
 use bulkhead_shared::sip::scan::scan_head_for_reply;
@@ -23,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = validate::request(&msg);
         for (_, value) in msg.headers() {
             let _ = unfold(value);
+            if let Some(c) = Credentials::parse(value) {
+                let _ = (c.nonce_count(), expected_response(c.algorithm, "00", &c, "INVITE"));
+            }
         }
         if let Some(to) = msg.header("To") {
             let _ = Scanned::tag_of(to);
