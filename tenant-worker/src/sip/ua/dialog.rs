@@ -19,6 +19,9 @@ use crate::sip::txn::{ServerKey, SIXTY_FOUR_T1, T1, T2};
 use crate::store::writer::Write;
 use crate::store::Outcome;
 
+/// How often an answered call without a session timer is probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     Ringing,
@@ -271,17 +274,20 @@ impl Ua {
     }
 
     /// (Re)starts a call's session timer after a 2xx or a refresh.
+    /// Without a session timer, the dialog is probed instead: an in-dialog
+    /// OPTIONS every [`PROBE_INTERVAL`] (RFC 5057 §5.1 reads only 481 and
+    /// 408, or no answer at all, as the dialog being gone).
     pub(super) fn arm_session_timer(&mut self, call_id: &str) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
         call.timer_generation += 1;
-        let Some(timer) = call.timer else { return };
+        let after = call.timer.map_or(PROBE_INTERVAL, |t| t.deadline());
         let ev = Event::SessionTimer {
             call_id: call_id.to_owned(),
             generation: call.timer_generation,
         };
-        self.schedule(ev, timer.deadline());
+        self.schedule(ev, after);
     }
 
     pub(super) async fn session_timer_due(&mut self, call_id: &str, generation: u64) {
@@ -291,7 +297,16 @@ impl Ua {
         if call.timer_generation != generation || call.phase != Phase::Answered {
             return; // refreshed since, or over
         }
-        let Some(timer) = call.timer else { return };
+        let Some(timer) = call.timer else {
+            // A caller that vanished after its ACK would hold a slot for
+            // ever: ask whether the dialog is still there.
+            let built = requests::in_dialog(&self.cfg, call, "OPTIONS", "");
+            let (origin, dest) = (call.origin.clone(), call.dest);
+            let purpose = Purpose::Probe {
+                call_id: call_id.to_owned(),
+            };
+            return self.start_request(origin, dest, built, purpose).await;
+        };
         match timer.refresher {
             Refresher::Uac => {
                 tracing::info!(%call_id, "session expired without a refresh; hanging up");

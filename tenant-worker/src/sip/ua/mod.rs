@@ -14,6 +14,7 @@ mod invite;
 mod requests;
 #[cfg(test)]
 mod tests;
+mod transactions;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -28,16 +29,13 @@ use super::msg::{self, validate, Reply, Scanned, StartLine};
 use super::policy;
 use super::rtp::RtpClient;
 use super::transport::{Origin, Outbound, SharedTrunk};
-use super::txn::{self, ClientKey, ClientNonInvite, Output, ServerInvite, ServerKey};
-use super::txn::{ServerNonInvite, Timer};
+use super::txn::{self, ClientKey, ServerKey, Timer};
 use crate::store::writer::Store;
 use dialog::Call;
+use transactions::{ClientEntry, Purpose, ServerEntry, ServerTxn};
 
 /// How long a finished call's state is kept for late in-dialog requests.
 pub const LINGER: Duration = txn::SIXTY_FOUR_T1;
-/// Most server transactions held at once. Past it (a flood on the trunk
-/// port), requests are still answered, statelessly: memory stays bounded.
-const MAX_SERVER_TRANSACTIONS: usize = 10_000;
 
 /// What the user agent task reacts to.
 #[derive(Debug)]
@@ -88,36 +86,6 @@ pub struct UaConfig {
     /// Who may call on the trunk port (the transport enforces the source
     /// list; the user agent the credentials).
     pub trunk: SharedTrunk,
-}
-
-#[derive(Debug)]
-enum ServerTxn {
-    Invite(ServerInvite),
-    NonInvite(ServerNonInvite),
-}
-
-#[derive(Debug)]
-struct ServerEntry {
-    txn: ServerTxn,
-    origin: Origin,
-    dest: SocketAddr,
-}
-
-/// Why we sent a request of our own.
-#[derive(Debug, Clone)]
-enum Purpose {
-    /// Ending a call whose caller went quiet.
-    Bye,
-    /// Refreshing a call's session timer (we are the refresher).
-    Refresh { call_id: String },
-}
-
-#[derive(Debug)]
-struct ClientEntry {
-    txn: ClientNonInvite,
-    origin: Origin,
-    dest: SocketAddr,
-    purpose: Purpose,
 }
 
 /// Where a request came from, and its transaction (when it has one).
@@ -300,42 +268,6 @@ impl Ua {
         }
     }
 
-    /// A new server transaction, unless the table is full (then the
-    /// request is answered without one).
-    fn open_server_transaction(
-        &mut self,
-        origin: Origin,
-        dest: SocketAddr,
-        key: ServerKey,
-        invite: bool,
-    ) -> Incoming {
-        if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
-            tracing::warn!("server transaction table full; answering statelessly");
-            return Incoming {
-                origin,
-                dest,
-                key: None,
-            };
-        }
-        let reliable = origin.is_reliable();
-        let txn = if invite {
-            ServerTxn::Invite(ServerInvite::new(reliable))
-        } else {
-            ServerTxn::NonInvite(ServerNonInvite::new(reliable))
-        };
-        let entry = ServerEntry {
-            txn,
-            origin: origin.clone(),
-            dest,
-        };
-        self.servers.insert(key.clone(), entry);
-        Incoming {
-            origin,
-            dest,
-            key: Some(key),
-        }
-    }
-
     /// An ACK: for a non-2xx it ends its INVITE transaction's wait; for a
     /// 2xx it confirms the dialog. Never answered.
     async fn on_ack_request(&mut self, req: &Scanned<'_>, key: Option<ServerKey>, call_id: &str) {
@@ -368,24 +300,6 @@ impl Ua {
         }
     }
 
-    /// Sends `response` (status `code`) through the request's transaction.
-    async fn respond(&mut self, inc: &Incoming, code: u16, response: Vec<u8>) {
-        let outs = match inc.key.as_ref().and_then(|k| self.servers.get_mut(k)) {
-            Some(ServerEntry {
-                txn: ServerTxn::Invite(t),
-                ..
-            }) => t.respond(code, response),
-            Some(ServerEntry {
-                txn: ServerTxn::NonInvite(t),
-                ..
-            }) => t.respond(code, response),
-            None => return self.out.send(&inc.origin, inc.dest, response).await,
-        };
-        if let Some(key) = &inc.key {
-            self.run_server(key, outs).await;
-        }
-    }
-
     async fn reply(&mut self, inc: &Incoming, req: &Scanned<'_>, code: u16, reason: &str) {
         let r = Reply::to(req, code, reason, Some(&ids::tag())).finish();
         self.respond(inc, code, r).await;
@@ -408,87 +322,18 @@ impl Ua {
         self.respond(inc, refused.code, r).await;
     }
 
-    /// Carries out a server transaction's outputs.
-    async fn run_server(&mut self, key: &ServerKey, outs: Vec<Output>) {
-        let Some(entry) = self.servers.get(key) else {
-            return;
-        };
-        let (origin, dest) = (entry.origin.clone(), entry.dest);
-        for out in outs {
-            match out {
-                Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
-                Output::Arm(timer, after) => {
-                    let key = key.clone();
-                    self.schedule(Event::ServerTimer { key, timer }, after);
-                }
-                Output::Timeout => tracing::debug!("no ACK came for a final response"),
-                Output::Terminated => {
-                    self.servers.remove(key);
-                }
-                Output::Deliver => {}
-            }
-        }
-    }
-
-    /// Sends a request of ours along `origin`'s flow, in a client transaction.
-    async fn start_request(
-        &mut self,
-        origin: Origin,
-        dest: SocketAddr,
-        request: requests::Built,
-        purpose: Purpose,
-    ) {
-        let (txn, outs) = ClientNonInvite::start(request.bytes, origin.is_reliable());
-        let key = request.key;
-        let entry = ClientEntry {
-            txn,
-            origin,
-            dest,
-            purpose,
-        };
-        self.clients.insert(key.clone(), entry);
-        // A fresh transaction only sends and arms timers: no outcome yet.
-        let _ = self.run_client(&key, outs, None).await;
-    }
-
-    /// Carries out a client transaction's outputs; `code` is the response
-    /// just given to it, if any. Returns the request's final outcome when
-    /// there is one (`Some(None)` inside: no answer came), for
-    /// [`Ua::request_answered`].
-    async fn run_client(
-        &mut self,
-        key: &ClientKey,
-        outs: Vec<Output>,
-        code: Option<u16>,
-    ) -> Option<(Purpose, Option<u16>)> {
-        let entry = self.clients.get(key)?;
-        let mut outcome = None;
-        let (origin, dest, purpose) = (entry.origin.clone(), entry.dest, entry.purpose.clone());
-        for out in outs {
-            match out {
-                Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
-                Output::Arm(timer, after) => {
-                    let key = key.clone();
-                    self.schedule(Event::ClientTimer { key, timer }, after);
-                }
-                Output::Deliver => {
-                    if let Some(code) = code.filter(|c| *c >= 200) {
-                        outcome = Some((purpose.clone(), Some(code)));
-                    }
-                }
-                Output::Timeout => outcome = Some((purpose.clone(), None)),
-                Output::Terminated => {
-                    self.clients.remove(key);
-                }
-            }
-        }
-        outcome
-    }
-
     /// The final outcome of one of our requests (`None`: no answer at all).
     async fn request_answered(&mut self, purpose: &Purpose, code: Option<u16>) {
         match purpose {
             Purpose::Bye => tracing::debug!(?code, "our BYE was answered"),
+            Purpose::Probe { call_id } => {
+                if matches!(code, None | Some(408 | 481)) {
+                    tracing::info!(?code, %call_id, "the caller's dialog is gone; ending the call");
+                    self.hang_up(call_id, crate::store::Outcome::Failed).await;
+                } else {
+                    self.arm_session_timer(call_id); // any other answer: alive
+                }
+            }
             Purpose::Refresh { call_id } => {
                 if code.is_some_and(|c| (200..300).contains(&c)) {
                     self.arm_session_timer(call_id);

@@ -573,3 +573,29 @@ async fn trunk_calls_must_answer_a_digest_challenge_and_an_answer_works_once() {
     assert!(stale.contains("stale=true"), "{stale}");
     assert_eq!(phone.calls().await, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_gone_silent_after_its_ack_is_probed_with_options_and_then_hung_up() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let ok = answered_call(&mut phone, "", "").await;
+    let t0 = phone.start.elapsed().as_secs_f64();
+    let ack = request("ACK", 1, "ack1", Some(&to_tag_of(&ok)), "", "");
+    phone.send(&ack).await;
+    // No session timer: an in-dialog OPTIONS every 60 s; any answer but
+    // 408/481 means the dialog is alive.
+    let (at, probe) = phone.next().await;
+    assert!(
+        probe.starts_with(&format!("OPTIONS sip:caller@{CALLER} SIP/2.0")),
+        "{probe}"
+    );
+    assert_eq!(rounded(at - t0), 60.0);
+    phone.send(&response_to(&probe, 405)).await;
+    let (at, second) = phone.next().await;
+    assert!(second.starts_with("OPTIONS "), "{second}");
+    assert_eq!(rounded(at - t0), 120.0);
+    // Unanswered now: resent on Timer E, and at Timer F the call ends.
+    let (at, bye) = phone.until("BYE ").await;
+    assert_eq!(rounded(at - t0), 152.0);
+    phone.send(&response_to(&bye, 200)).await;
+    assert_eq!(phone.outcome().await, "failed");
+}
