@@ -205,7 +205,7 @@ impl Ua {
             self.await_ack(call_id, cseq, ok.clone());
         }
         self.respond(&inc, 200, ok).await;
-        self.arm_session_timer(call_id);
+        self.arm_dialog_timer(call_id);
     }
 
     /// 422 with our minimum (RFC 4028 §8.1).
@@ -277,20 +277,20 @@ impl Ua {
     /// Without a session timer, the dialog is probed instead: an in-dialog
     /// OPTIONS every [`PROBE_INTERVAL`] (RFC 5057 §5.1 reads only 481 and
     /// 408, or no answer at all, as the dialog being gone).
-    pub(super) fn arm_session_timer(&mut self, call_id: &str) {
+    pub(super) fn arm_dialog_timer(&mut self, call_id: &str) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
         call.timer_generation += 1;
         let after = call.timer.map_or(PROBE_INTERVAL, |t| t.deadline());
-        let ev = Event::SessionTimer {
+        let ev = Event::DialogTimer {
             call_id: call_id.to_owned(),
             generation: call.timer_generation,
         };
         self.schedule(ev, after);
     }
 
-    pub(super) async fn session_timer_due(&mut self, call_id: &str, generation: u64) {
+    pub(super) async fn dialog_timer_due(&mut self, call_id: &str, generation: u64) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };

@@ -199,7 +199,7 @@ impl Ua {
             at: now_rfc3339(),
         };
         self.store.write(answered).await;
-        self.arm_session_timer(call_id);
+        self.arm_dialog_timer(call_id);
     }
 
     /// CANCEL of a ringing call's INVITE: 200 to the CANCEL, 487 to the INVITE.

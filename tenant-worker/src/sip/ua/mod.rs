@@ -62,8 +62,9 @@ pub enum Event {
         key: ClientKey,
         timer: Timer,
     },
-    /// A call's session timer is due (RFC 4028 §10); stale generations are ignored.
-    SessionTimer {
+    /// A call's session timer (RFC 4028 §10) or, without one, its dialog
+    /// probe is due; stale generations are ignored.
+    DialogTimer {
         call_id: String,
         generation: u64,
     },
@@ -161,10 +162,10 @@ impl Ua {
                     self.request_answered(&purpose, code).await;
                 }
             }
-            Event::SessionTimer {
+            Event::DialogTimer {
                 call_id,
                 generation,
-            } => self.session_timer_due(&call_id, generation).await,
+            } => self.dialog_timer_due(&call_id, generation).await,
             Event::Expire { call_id } => {
                 if self.calls.get(&call_id).is_some_and(Call::is_over) {
                     self.calls.remove(&call_id);
@@ -288,13 +289,13 @@ impl Ua {
         let StartLine::Response { code, .. } = resp.start else {
             return;
         };
-        let Some(key) = txn::client_key(resp).filter(|k| self.clients.contains_key(k)) else {
+        let Some(key) = txn::client_key(resp) else {
             return;
         };
-        let outs = match self.clients.get_mut(&key) {
-            Some(entry) => entry.txn.on_response(code),
-            None => return,
+        let Some(entry) = self.clients.get_mut(&key) else {
+            return; // stray
         };
+        let outs = entry.txn.on_response(code);
         if let Some((purpose, code)) = self.run_client(&key, outs, Some(code)).await {
             self.request_answered(&purpose, code).await;
         }
@@ -331,12 +332,12 @@ impl Ua {
                     tracing::info!(?code, %call_id, "the caller's dialog is gone; ending the call");
                     self.hang_up(call_id, crate::store::Outcome::Failed).await;
                 } else {
-                    self.arm_session_timer(call_id); // any other answer: alive
+                    self.arm_dialog_timer(call_id); // any other answer: alive
                 }
             }
             Purpose::Refresh { call_id } => {
                 if code.is_some_and(|c| (200..300).contains(&c)) {
-                    self.arm_session_timer(call_id);
+                    self.arm_dialog_timer(call_id);
                 } else {
                     tracing::info!(?code, %call_id, "session refresh failed; ending the call");
                     self.hang_up(call_id, crate::store::Outcome::Failed).await;
