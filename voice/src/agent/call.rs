@@ -1,0 +1,431 @@
+//! One call's turn loop: greet, listen, decide, speak, until the caller or
+//! the agent hangs up. It owns the call's RTP socket; everything it learns
+//! goes out as [`AgentEvent`]s, which the worker writes to the tenant's
+//! store and turns into SIP (BYE, escalation).
+//!
+//! Turn-taking: the caller's audio passes the jitter buffer and the voice
+//! activity detector; the end of speech sends the utterance to the
+//! recognizer; the reply is synthesized and paced out at one packet per
+//! 20 ms. The caller speaking over the agent stops the agent (barge-in).
+//! Each reply's latency (end of speech → first reply packet) is reported.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use super::doc::AgentDoc;
+use super::rules::{Reply, Rules};
+use crate::media::dtmf::DtmfReader;
+use crate::media::g711::Law;
+use crate::media::jitter::{JitterBuffer, Playout};
+use crate::media::vad::{Vad, VadEvent, PRE_ROLL};
+use crate::media::{rtp, FRAME};
+use crate::speech::espeak::{voice_for, Espeak};
+use crate::speech::sphinx::Sphinx;
+
+/// Quiet after the caller's last word that ends their turn.
+const END_OF_TURN: usize = 30; // frames: 600 ms
+/// Silence after the agent finishes before it asks again, and how often.
+const SILENCE_PROMPT: Duration = Duration::from_secs(8);
+const SILENCE_PROMPTS: u32 = 2;
+/// The longest utterance kept for recognition (15 s).
+const MAX_UTTERANCE: usize = 15 * 8000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    Agent,
+    Caller,
+    Human,
+    System,
+}
+
+impl Speaker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Caller => "caller",
+            Self::Human => "human",
+            Self::System => "system",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum AgentEvent {
+    Turn {
+        speaker: Speaker,
+        text: String,
+        at_ms: u64,
+        /// For agent replies: end of the caller's speech → first reply packet.
+        latency_ms: Option<u64>,
+    },
+    /// The caller asked for a human; answer `true` once bridged.
+    Escalate {
+        reason: String,
+        done: oneshot::Sender<bool>,
+    },
+    /// The agent is done: hang up.
+    HangUp,
+}
+
+/// The call's media: the socket the supervisor bound and the caller's RTP address.
+#[derive(Debug)]
+pub struct CallMedia {
+    pub socket: UdpSocket,
+    pub peer: SocketAddr,
+    pub law: Law,
+    /// The telephone-event payload type the caller offered, if any.
+    pub dtmf_pt: Option<u8>,
+}
+
+/// The embedded providers this worker could open, and why not where it could not.
+#[derive(Debug, Clone, Default)]
+pub struct Voices {
+    pub tts: Option<Espeak>,
+    pub stt: Option<Sphinx>,
+}
+
+enum Mode {
+    Conversation,
+    /// The next utterance is the caller's message.
+    Message,
+    /// Hang up once the queued audio has been sent.
+    Ending,
+}
+
+struct Call {
+    doc: Arc<AgentDoc>,
+    rules: Rules,
+    grammar_key: u64,
+    voices: Voices,
+    media: CallMedia,
+    events: mpsc::Sender<AgentEvent>,
+    started: Instant,
+    queue: VecDeque<Vec<u8>>,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+    /// When the caller last stopped speaking, until the reply's first packet.
+    awaiting_reply: Option<Instant>,
+    /// A reply queued but not yet sent, with the end of speech it answers.
+    pending_reply: Option<(String, Instant)>,
+    talk_spurt_start: bool,
+    mode: Mode,
+}
+
+/// Runs the call until the agent hangs up, the socket fails or `stop` fires.
+pub async fn run(
+    doc: Arc<AgentDoc>,
+    voices: Voices,
+    media: CallMedia,
+    events: mpsc::Sender<AgentEvent>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let rules = Rules::new(&doc);
+    let mut h = DefaultHasher::new();
+    format!("{:?}", rules.phrases()).hash(&mut h);
+    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    let mut call = Call {
+        grammar_key: h.finish(),
+        rules,
+        doc,
+        voices,
+        media,
+        events,
+        started: Instant::now(),
+        queue: VecDeque::new(),
+        seq: random as u16,
+        timestamp: (random >> 16) as u32,
+        ssrc: (random >> 32) as u32,
+        awaiting_reply: None,
+        pending_reply: None,
+        talk_spurt_start: true,
+        mode: Mode::Conversation,
+    };
+    if call.voices.tts.is_none() {
+        call.note(
+            Speaker::System,
+            "no text-to-speech: the agent cannot speak (install libespeak-ng1)",
+        )
+        .await;
+    }
+    if call.voices.stt.is_none() {
+        call.note(Speaker::System, "no speech recognition: the agent hears only DTMF (install libpocketsphinx3 and pocketsphinx-en-us)").await;
+    }
+    let greeting = call.doc.greeting.clone();
+    call.say(&greeting).await;
+
+    let mut jitter = JitterBuffer::new(3);
+    let mut vad = Vad::new(END_OF_TURN);
+    let mut dtmf = DtmfReader::default();
+    let mut pre_roll: VecDeque<Vec<i16>> = VecDeque::new();
+    let mut utterance: Option<Vec<i16>> = None;
+    let (heard_tx, mut heard_rx) = mpsc::channel::<String>(4);
+    let mut tick = interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut quiet_since = Instant::now();
+    let mut prompts = 0;
+    let mut buf = vec![0u8; 2048];
+    let mut pcm = Vec::with_capacity(FRAME);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {
+                if call.send_next().await.is_err() {
+                    return;
+                }
+                let idle = call.queue.is_empty() && utterance.is_none() && call.awaiting_reply.is_none() && call.pending_reply.is_none();
+                if !idle {
+                    quiet_since = Instant::now();
+                } else if matches!(call.mode, Mode::Ending) {
+                    let _ = call.events.send(AgentEvent::HangUp).await;
+                    return;
+                } else if quiet_since.elapsed() >= SILENCE_PROMPT {
+                    prompts += 1;
+                    if prompts > SILENCE_PROMPTS {
+                        call.say("I have not heard anything, so I will hang up now. Goodbye.").await;
+                        call.mode = Mode::Ending;
+                    } else {
+                        call.say("Are you still there?").await;
+                    }
+                    quiet_since = Instant::now();
+                }
+            }
+            received = call.media.socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = received else { return };
+                if from.ip() != call.media.peer.ip() {
+                    continue; // not the caller's media
+                }
+                let Ok(packet) = rtp::Packet::parse(&buf[..n]) else { continue };
+                if Some(packet.payload_type) == call.media.dtmf_pt {
+                    if let Some(digit) = dtmf.push(packet.timestamp, packet.payload) {
+                        call.note(Speaker::Caller, &format!("[DTMF {digit}]")).await;
+                        prompts = 0;
+                        if digit == '0' {
+                            call.act(Reply::Escalate { reason: "caller pressed 0".into() }, &heard_tx).await;
+                        }
+                    }
+                    continue;
+                }
+                if packet.payload_type != call.media.law.payload_type() {
+                    continue;
+                }
+                for out in jitter.push(packet.seq, packet.payload) {
+                    pcm.clear();
+                    match out {
+                        Playout::Frame(f) => call.media.law.decode(&f, &mut pcm),
+                        Playout::Lost => pcm.resize(FRAME, 0),
+                    }
+                    match vad.push(&pcm) {
+                        VadEvent::SpeechStart => {
+                            // Barge-in: the caller talking over the agent stops it.
+                            call.queue.clear();
+                            call.talk_spurt_start = true;
+                            call.flush_pending().await;
+                            prompts = 0;
+                            let mut u: Vec<i16> = pre_roll.drain(..).flatten().collect();
+                            u.extend_from_slice(&pcm);
+                            utterance = Some(u);
+                        }
+                        VadEvent::Speech => {
+                            if let Some(u) = utterance.as_mut().filter(|u| u.len() < MAX_UTTERANCE) {
+                                u.extend_from_slice(&pcm);
+                            }
+                        }
+                        VadEvent::SpeechEnd => {
+                            if let Some(u) = utterance.take() {
+                                if call.voices.stt.is_some() {
+                                    call.awaiting_reply = Some(Instant::now());
+                                    call.recognize(u, &heard_tx);
+                                }
+                            }
+                        }
+                        VadEvent::Silence => {
+                            pre_roll.push_back(pcm.clone());
+                            if pre_roll.len() > PRE_ROLL {
+                                pre_roll.pop_front();
+                            }
+                        }
+                    }
+                }
+            }
+            Some(text) = heard_rx.recv() => call.heard(text, &heard_tx).await,
+        }
+    }
+}
+
+impl Call {
+    fn at_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    async fn note(&self, speaker: Speaker, text: &str) {
+        let _ = self
+            .events
+            .send(AgentEvent::Turn {
+                speaker,
+                text: text.to_owned(),
+                at_ms: self.at_ms(),
+                latency_ms: None,
+            })
+            .await;
+    }
+
+    /// Sends the utterance to the recognizer; the words come back on `heard`.
+    fn recognize(&self, audio: Vec<i16>, heard: &mpsc::Sender<String>) {
+        let Some(stt) = self.voices.stt.clone() else {
+            return;
+        };
+        let (key, phrases, heard) = (self.grammar_key, self.rules.phrases(), heard.clone());
+        tokio::spawn(async move {
+            let text = match stt.transcribe(key, phrases, audio).await {
+                Ok(text) => text,
+                Err(e) => {
+                    tracing::warn!(error = %e, "speech recognition failed");
+                    String::new()
+                }
+            };
+            let _ = heard.send(text).await;
+        });
+    }
+
+    async fn heard(&mut self, text: String, heard: &mpsc::Sender<String>) {
+        if matches!(self.mode, Mode::Message) {
+            let message = if text.is_empty() {
+                "[message not understood]".to_owned()
+            } else {
+                text
+            };
+            self.note(Speaker::Caller, &message).await;
+            self.note(Speaker::System, "message taken").await;
+            self.say("Thank you, your message has been recorded. Goodbye.")
+                .await;
+            self.mode = Mode::Ending;
+            return;
+        }
+        if text.is_empty() {
+            self.note(Speaker::Caller, "[not understood]").await;
+            self.say("Sorry, I did not catch that. Could you say it again?")
+                .await;
+            return;
+        }
+        self.note(Speaker::Caller, &text).await;
+        let (intent, reply) = self.rules.decide(&text);
+        if let Some(intent) = intent {
+            self.note(Speaker::System, &format!("intent: {intent}"))
+                .await;
+        }
+        self.act(reply, heard).await;
+    }
+
+    async fn act(&mut self, reply: Reply, _heard: &mpsc::Sender<String>) {
+        match reply {
+            Reply::Say(text) => self.say(&text).await,
+            Reply::Noted => {
+                self.say("Thank you, I have noted that. Is there anything else?")
+                    .await
+            }
+            Reply::NotUnderstood => {
+                self.say("Sorry, I can not help with that. You can ask for a person.")
+                    .await
+            }
+            Reply::EndCall => {
+                self.say("Thank you for calling. Goodbye.").await;
+                self.mode = Mode::Ending;
+            }
+            Reply::TakeMessage => {
+                self.say("Please leave your message after this sentence.")
+                    .await;
+                self.mode = Mode::Message;
+            }
+            Reply::Escalate { reason } => {
+                self.say("Let me transfer you to a person.").await;
+                let (done, answer) = oneshot::channel();
+                let _ = self
+                    .events
+                    .send(AgentEvent::Escalate { reason, done })
+                    .await;
+                if answer.await != Ok(true) {
+                    self.say("Sorry, no one is available right now. Please leave a message after this sentence.").await;
+                    self.mode = Mode::Message;
+                }
+            }
+        }
+    }
+
+    /// Synthesizes `text` and queues it. The turn is reported now, or, for
+    /// a reply to the caller, with its latency when its first packet leaves.
+    async fn say(&mut self, text: &str) {
+        let before = self.queue.len();
+        if let Some(tts) = &self.voices.tts {
+            let voice = voice_for(self.doc.persona.voice.as_deref(), &self.doc.language);
+            match tts.synthesize(&voice, text).await {
+                Ok(pcm) => {
+                    for chunk in pcm.chunks(FRAME) {
+                        let mut frame = Vec::with_capacity(FRAME);
+                        self.media.law.encode(chunk, &mut frame);
+                        frame.resize(FRAME, self.media.law.silence());
+                        self.queue.push_back(frame);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "speech synthesis failed"),
+            }
+        }
+        match self.awaiting_reply.take() {
+            Some(ended) if before == 0 && self.queue.len() > before => {
+                self.flush_pending().await;
+                self.pending_reply = Some((text.to_owned(), ended));
+            }
+            _ => self.note(Speaker::Agent, text).await,
+        }
+    }
+
+    /// Reports a reply that will not be timed (barge-in cleared it).
+    async fn flush_pending(&mut self) {
+        if let Some((text, _)) = self.pending_reply.take() {
+            self.note(Speaker::Agent, &text).await;
+        }
+    }
+
+    /// Sends the next queued packet, if any.
+    async fn send_next(&mut self) -> std::io::Result<()> {
+        let Some(frame) = self.queue.pop_front() else {
+            return Ok(());
+        };
+        // The first packet of a talk spurt carries the marker bit.
+        let marker = self.talk_spurt_start;
+        self.talk_spurt_start = self.queue.is_empty();
+        let mut packet = Vec::with_capacity(rtp::HEADER + frame.len());
+        rtp::write(
+            &mut packet,
+            marker,
+            self.media.law.payload_type(),
+            self.seq,
+            self.timestamp,
+            self.ssrc,
+            &frame,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
+        self.media.socket.send_to(&packet, self.media.peer).await?;
+        if let Some((text, ended)) = self.pending_reply.take() {
+            let _ = self
+                .events
+                .send(AgentEvent::Turn {
+                    speaker: Speaker::Agent,
+                    text,
+                    at_ms: self.at_ms(),
+                    latency_ms: Some(ended.elapsed().as_millis() as u64),
+                })
+                .await;
+        }
+        Ok(())
+    }
+}
