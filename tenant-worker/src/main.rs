@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+mod agent;
 mod bootstrap;
 mod harden;
 mod http;

@@ -9,6 +9,7 @@ use bulkhead_shared::ipc::{FromWorker, Link, ToWorker, MAX_FRAME};
 use bulkhead_shared::time::now_rfc3339;
 use tokio::sync::mpsc;
 
+use crate::agent::{self, AgentRuntime};
 use crate::bootstrap::{self, Start};
 use crate::harden;
 use crate::http::{self, ApiState};
@@ -85,6 +86,9 @@ pub fn main() -> anyhow::Result<()> {
         let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
         let trunk: transport::SharedTrunk = Arc::new(RwLock::new(cfg.trunk.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let agent = Arc::new(AgentRuntime::new(
+            initial_agent(&store, &cfg.agent, &cfg.tenant_id.to_string()).await,
+        ));
         let out = Outbound::new(link.clone(), udp.clone());
         let rtp = Arc::new(RtpClient::new(link.clone()));
         let ua_cfg = UaConfig {
@@ -95,6 +99,7 @@ pub fn main() -> anyhow::Result<()> {
             sip_port: cfg.sip_port,
             answer_delay: Duration::from_millis(cfg.answer_delay_ms),
             trunk: trunk.clone(),
+            agent: agent.clone(),
         };
         tokio::spawn(Ua::new(ua_cfg, store.clone(), out.clone(), events_tx.clone()).run(events_rx));
         tokio::spawn(transport::serve_trunk_udp(
@@ -113,6 +118,7 @@ pub fn main() -> anyhow::Result<()> {
             ApiState {
                 store: store.clone(),
                 numbers: numbers.clone(),
+                agent: agent.clone(),
             },
         ));
 
@@ -133,6 +139,37 @@ pub fn main() -> anyhow::Result<()> {
 
 /// A probe worker (`bulkhead audit`): the same start, the requested layers,
 /// then the probes instead of serving; the report goes back on the link.
+/// The agent document new calls start with: the tenant's own (`PUT
+/// /v1/agent`, kept in the store) when there is one, else the admin's from
+/// the tenant file, else the defaults. A stored document that no longer
+/// parses is reported and skipped, never fatal.
+async fn initial_agent(
+    store: &Store,
+    admin: &serde_json::Value,
+    tenant: &str,
+) -> bulkhead_voice::agent::AgentDoc {
+    use bulkhead_voice::agent::AgentDoc;
+    match store.document(agent::DOCUMENT).await {
+        Ok(Some(doc)) => match AgentDoc::from_json(doc.json.as_bytes()) {
+            Ok(doc) => return doc,
+            Err(e) => {
+                tracing::error!(%tenant, error = %e, "the stored agent document is invalid; using the admin's")
+            }
+        },
+        Ok(None) => {}
+        Err(e) => tracing::error!(%tenant, error = %e, "cannot read the agent document"),
+    }
+    if admin.is_null() {
+        return AgentDoc::default();
+    }
+    let parsed = serde_json::to_vec(admin)
+        .ok()
+        .and_then(|b| AgentDoc::from_json(&b).map_err(|e| {
+            tracing::error!(%tenant, error = %e, "the admin's agent document is invalid; using the defaults");
+        }).ok());
+    parsed.unwrap_or_default()
+}
+
 fn run_probes(start: Start, spec: &bulkhead_shared::ipc::probe::ProbeSpec) -> anyhow::Result<()> {
     let Start { link, boot, .. } = start;
     let data_dir = boot.config.data_dir.clone();

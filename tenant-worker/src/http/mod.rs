@@ -6,6 +6,7 @@
 //! must be a live token in *this tenant's* store, which is the only store this
 //! process can open. A missing or foreign token gets 401 and no data.
 
+mod agent;
 mod query;
 
 use std::convert::Infallible;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use bulkhead_shared::Number;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::agent::AgentRuntime;
 use crate::store::writer::Store;
 
 /// What handlers need.
@@ -33,7 +35,11 @@ use crate::store::writer::Store;
 pub struct ApiState {
     pub store: Store,
     pub numbers: Arc<RwLock<Vec<Number>>>,
+    pub agent: Arc<AgentRuntime>,
 }
+
+/// The largest request body taken (configuration documents are small).
+const MAX_BODY: usize = 64 * 1024;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -55,12 +61,22 @@ pub async fn serve(listener: TcpListener, state: ApiState) {
         let state = state.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move {
-                    Ok::<_, Infallible>(
-                        handle(&state, req.method(), req.uri(), auth_header(&req)).await,
-                    )
+                    let (parts, body) = req.into_parts();
+                    let body = match Limited::new(body, MAX_BODY).collect().await {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(_) => {
+                            return Ok::<_, Infallible>(error(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "body_too_large",
+                                &format!("request bodies are limited to {MAX_BODY} bytes"),
+                                None,
+                            ))
+                        }
+                    };
+                    Ok(handle(&state, Request::from_parts(parts, body)).await)
                 }
             });
             let _ = http1::Builder::new()
@@ -72,20 +88,13 @@ pub async fn serve(listener: TcpListener, state: ApiState) {
     }
 }
 
-fn auth_header(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+fn header(req: &Request<Bytes>, name: hyper::header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The API as a function: method, URI and Authorization header in, response out.
-pub async fn handle(
-    state: &ApiState,
-    method: &Method,
-    uri: &hyper::Uri,
-    auth: Option<String>,
-) -> Resp {
+/// The API as a function: a request with its whole body in, a response out.
+pub async fn handle(state: &ApiState, req: Request<Bytes>) -> Resp {
+    let (method, uri) = (req.method(), req.uri());
     let path = uri.path();
     if path == "/healthz" {
         return if method == Method::GET {
@@ -97,7 +106,7 @@ pub async fn handle(
     if !path.starts_with("/v1/") {
         return error(StatusCode::NOT_FOUND, "not_found", "no such path", None);
     }
-    match authorized(state, auth.as_deref()).await {
+    match authorized(state, header(&req, AUTHORIZATION)).await {
         Ok(true) => {}
         Ok(false) => {
             return error(
@@ -109,10 +118,13 @@ pub async fn handle(
         }
         Err(resp) => return resp,
     }
+    let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    if segments == ["agent"] {
+        return agent::handle(state, &req).await;
+    }
     if method != Method::GET {
         return not_allowed();
     }
-    let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
     match segments.as_slice() {
         ["calls"] => list_calls(state, uri.query().unwrap_or("")).await,
         ["calls", id] if !id.is_empty() => match state.store.get_call((*id).to_owned()).await {
@@ -125,11 +137,31 @@ pub async fn handle(
             ),
             Err(e) => internal(e),
         },
+        ["calls", id, "transcript"] if !id.is_empty() => transcript(state, id).await,
         ["numbers"] => {
             let numbers = state.numbers.read().expect("numbers lock").clone();
             json_response(StatusCode::OK, &json!({ "numbers": numbers }))
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such path", None),
+    }
+}
+
+async fn transcript(state: &ApiState, id: &str) -> Resp {
+    match state.store.get_call(id.to_owned()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no call with this id",
+                None,
+            )
+        }
+        Err(e) => return internal(e),
+    }
+    match state.store.transcript(id.to_owned()).await {
+        Ok(turns) => json_response(StatusCode::OK, &json!({ "turns": turns })),
+        Err(e) => internal(e),
     }
 }
 

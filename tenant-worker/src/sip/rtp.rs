@@ -20,12 +20,12 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct RtpLease {
     pub port: u16,
+    /// The voice agent reads and writes a duplicate of this socket.
+    pub rtp: UdpSocket,
     #[expect(
         dead_code,
-        reason = "held open for the call; audio is read by the voice-agent issue's media code"
+        reason = "held open for the call; RTCP reports are not read yet"
     )]
-    pub rtp: UdpSocket,
-    #[expect(dead_code, reason = "held open for the call, like rtp")]
     pub rtcp: UdpSocket,
 }
 

@@ -3,9 +3,9 @@
 //! §8.4) with the matching direction.
 //!
 //! The port is the call's RTP socket, which the supervisor bound for it;
-//! nothing reads the audio yet (the voice-agent issue).
+//! the voice agent reads and writes the audio.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Static payload types we can take: PCMU (0) and PCMA (8).
 const CODECS: &[(u8, &str)] = &[(0, "PCMU/8000"), (8, "PCMA/8000")];
@@ -20,6 +20,50 @@ pub fn choose_codec(offer: &[u8]) -> Option<u8> {
         .skip(3)
         .filter_map(|f| f.parse::<u8>().ok())
         .find(|pt| CODECS.iter().any(|(c, _)| c == pt))
+}
+
+/// Where the offer wants audio sent: its connection address (the audio
+/// stream's, else the session's) and the audio port. `None` for a port of
+/// 0, a hold address of 0.0.0.0, or an offer we cannot read.
+pub fn remote_media(offer: &[u8]) -> Option<SocketAddr> {
+    let text = std::str::from_utf8(offer).ok()?;
+    let (mut session_ip, mut audio_ip, mut port, mut in_audio) = (None, None, None, false);
+    for line in text.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_audio = m.starts_with("audio ");
+            if in_audio && port.is_none() {
+                port = m.split_ascii_whitespace().nth(1)?.parse::<u16>().ok();
+            }
+        } else if let Some(c) = line.strip_prefix("c=IN ") {
+            let ip = c
+                .split_ascii_whitespace()
+                .nth(1)?
+                .split('/')
+                .next()?
+                .parse::<IpAddr>()
+                .ok();
+            if in_audio {
+                audio_ip = ip;
+            } else if port.is_none() {
+                session_ip = ip;
+            }
+        }
+    }
+    let ip = audio_ip.or(session_ip).filter(|ip| !ip.is_unspecified())?;
+    Some(SocketAddr::new(ip, port.filter(|p| *p != 0)?))
+}
+
+/// The payload type the offer uses for RFC 4733 telephone events, if any.
+pub fn telephone_event(offer: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(offer).ok()?;
+    text.lines().find_map(|l| {
+        let (pt, codec) = l.trim_end().strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        codec
+            .to_ascii_lowercase()
+            .starts_with("telephone-event/8000")
+            .then(|| pt.parse().ok())
+            .flatten()
+    })
 }
 
 /// Which way media flows, from the describing side's point of view.
@@ -96,6 +140,8 @@ pub struct Session {
     pub version: u64,
     pub port: u16,
     pub pt: u8,
+    /// The telephone-event payload type, when the offer had one.
+    pub dtmf: Option<u8>,
     pub direction: Direction,
 }
 
@@ -129,9 +175,16 @@ impl Session {
             .find(|(c, _)| *c == pt)
             .map_or("PCMU/8000", |(_, n)| n);
         let dir = self.direction.attribute();
+        let (dtmf_fmt, dtmf_attrs) = match self.dtmf {
+            Some(d) => (
+                format!(" {d}"),
+                format!("a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-15\r\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         format!(
             "v=0\r\no=bulkhead {id} {version} IN {family} {advertise}\r\ns=bulkhead\r\n\
-c=IN {family} {advertise}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {rtpmap}\r\na={dir}\r\n"
+c=IN {family} {advertise}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pt}{dtmf_fmt}\r\na=rtpmap:{pt} {rtpmap}\r\n{dtmf_attrs}a={dir}\r\n"
         )
     }
 }
@@ -157,8 +210,44 @@ mod tests {
             version: 7,
             port: 30000,
             pt: 0,
+            dtmf: None,
             direction: Direction::SendRecv,
         }
+    }
+
+    #[test]
+    fn reads_where_to_send_audio_and_the_dtmf_payload_type() {
+        let offer = b"v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(remote_media(offer), Some("127.0.0.2:4000".parse().unwrap()));
+        assert_eq!(telephone_event(offer), Some(101));
+        let media_level =
+            b"v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 4002 RTP/AVP 0\r\nc=IN IP4 127.0.0.3\r\n";
+        assert_eq!(
+            remote_media(media_level),
+            Some("127.0.0.3:4002".parse().unwrap())
+        );
+        assert_eq!(
+            remote_media(b"v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n"),
+            None
+        );
+        assert_eq!(
+            remote_media(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 0 RTP/AVP 0\r\n"),
+            None
+        );
+        assert_eq!(remote_media(b"garbage"), None);
+        assert_eq!(
+            telephone_event(b"v=0\r\na=rtpmap:x telephone-event/8000\r\n"),
+            None
+        );
+        let answer = Session {
+            dtmf: Some(101),
+            ..session()
+        }
+        .describe("127.0.0.1".parse().unwrap());
+        assert!(
+            answer.contains("m=audio 30000 RTP/AVP 0 101\r\n")
+                && answer.contains("a=fmtp:101 0-15\r\n")
+        );
     }
 
     #[test]

@@ -29,6 +29,23 @@ const MIGRATIONS: &[&str] = &[
         expires_at  TEXT,
         revoked_at  TEXT
     );",
+    // 2: the voice agent: transcripts, turn by turn, and the tenant's
+    // configuration documents (agent, routing, escalation).
+    "CREATE TABLE turns (
+        call        TEXT NOT NULL REFERENCES calls(id),
+        n           INTEGER NOT NULL,
+        speaker     TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        latency_ms  INTEGER,
+        PRIMARY KEY (call, n)
+    ) WITHOUT ROWID;
+    CREATE TABLE documents (
+        name        TEXT PRIMARY KEY,
+        json        TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        updated_at  TEXT NOT NULL
+    );",
 ];
 
 /// Brings the schema up to date; on failure returns the version that failed.

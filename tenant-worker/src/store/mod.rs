@@ -7,8 +7,10 @@
 //! second connection (WAL lets it read while the writer writes).
 
 mod calls;
+mod documents;
 mod migrations;
 mod tokens;
+mod transcripts;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 pub use calls::{mark_interrupted, CallFilter, CallPage, CallRecord, NewCall, Outcome};
+pub use documents::Document;
+pub use transcripts::Turn;
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,10 @@ use std::thread;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{calls, tokens, CallFilter, CallPage, CallRecord, NewCall, Outcome, StoreError};
+use super::{
+    calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document, NewCall,
+    Outcome, StoreError, Turn,
+};
 
 /// Most commands committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -35,6 +38,21 @@ pub enum Write {
         name: String,
         sha256_hex: String,
         expires_at: Option<String>,
+    },
+    /// One transcript turn of call record `call`.
+    Turn {
+        call: String,
+        turn: Turn,
+    },
+    /// Which providers served the call (JSON).
+    Providers {
+        call: String,
+        json: String,
+    },
+    /// A new version of a configuration document.
+    PutDocument {
+        name: &'static str,
+        json: String,
     },
 }
 
@@ -125,6 +143,14 @@ impl Store {
         self.read(move |c| calls::get(c, &id)).await
     }
 
+    pub async fn transcript(&self, id: String) -> Result<Vec<Turn>, StoreError> {
+        self.read(move |c| transcripts::list(c, &id)).await
+    }
+
+    pub async fn document(&self, name: &'static str) -> Result<Option<Document>, StoreError> {
+        self.read(move |c| documents::get(c, name)).await
+    }
+
     pub async fn token_is_valid(&self, sha256_hex: String) -> Result<bool, StoreError> {
         let now = bulkhead_shared::time::now_rfc3339();
         self.read(move |c| tokens::is_valid(c, &sha256_hex, &now))
@@ -196,6 +222,11 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
         } => {
             let now = bulkhead_shared::time::now_rfc3339();
             tokens::add(conn, id, name, sha256_hex, &now, expires_at.as_deref())
+        }
+        Write::Turn { call, turn } => transcripts::add(conn, call, turn),
+        Write::Providers { call, json } => transcripts::set_providers(conn, call, json),
+        Write::PutDocument { name, json } => {
+            documents::put(conn, name, json, &bulkhead_shared::time::now_rfc3339())
         }
     }
 }

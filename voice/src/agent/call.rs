@@ -69,6 +69,7 @@ pub enum AgentEvent {
     /// The caller asked for a human; answer `true` once bridged.
     Escalate {
         reason: String,
+        at_ms: u64,
         done: oneshot::Sender<bool>,
     },
     /// The agent is done: hang up.
@@ -348,9 +349,14 @@ impl Call {
             Reply::Escalate { reason } => {
                 self.say("Let me transfer you to a person.").await;
                 let (done, answer) = oneshot::channel();
+                let at_ms = self.at_ms();
                 let _ = self
                     .events
-                    .send(AgentEvent::Escalate { reason, done })
+                    .send(AgentEvent::Escalate {
+                        reason,
+                        at_ms,
+                        done,
+                    })
                     .await;
                 if answer.await != Ok(true) {
                     self.say("Sorry, no one is available right now. Please leave a message after this sentence.").await;

@@ -9,6 +9,7 @@ use bulkhead_shared::time::now_rfc3339;
 use tokio::time::Instant;
 
 use super::{requests, Event, Incoming, Purpose, Ua, UaConfig};
+use crate::agent::AgentHandle;
 use crate::sip::msg::{self, Reply, Scanned};
 use crate::sip::policy;
 use crate::sip::rtp::RtpLease;
@@ -74,6 +75,8 @@ pub(super) struct Call {
     pub timer_generation: u64,
     /// The call's RTP/RTCP sockets, held from the INVITE to the end.
     pub media: Option<RtpLease>,
+    /// The voice agent on the call; dropping it stops the agent.
+    pub agent: Option<AgentHandle>,
 }
 
 impl Call {
@@ -378,6 +381,7 @@ impl Ua {
         };
         call.phase = Phase::Ended;
         call.pending_2xx = None;
+        call.agent = None;
         let ended = Write::Ended {
             id: call.record_id.clone(),
             at: now_rfc3339(),

@@ -14,6 +14,8 @@ use crate::sip::{policy, sdp};
 use crate::store::writer::Write;
 use crate::store::{NewCall, Outcome};
 use bulkhead_shared::trunk::TrunkAuth;
+use bulkhead_voice::agent::CallMedia;
+use bulkhead_voice::media::g711::Law;
 
 impl Ua {
     pub(super) async fn on_invite(
@@ -96,6 +98,7 @@ impl Ua {
             version: session_id,
             port: lease.port,
             pt,
+            dtmf: sdp::telephone_event(req.body),
             direction: sdp::direction(req.body).answer(),
         };
         let dialog = dialog_ids(req, &call_id, &to_tag);
@@ -121,6 +124,7 @@ impl Ua {
             timer,
             timer_generation: 0,
             media: Some(lease),
+            agent: None,
         };
         self.calls.insert(call_id.clone(), call);
         if self.cfg.answer_delay.is_zero() {
@@ -200,6 +204,52 @@ impl Ua {
         };
         self.store.write(answered).await;
         self.arm_dialog_timer(call_id);
+        self.start_agent(call_id);
+    }
+
+    /// Hands the answered call's audio to the voice agent.
+    fn start_agent(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(peer) = sdp::remote_media(msg::scan(&call.invite).map_or(&[][..], |r| r.body))
+        else {
+            tracing::info!(
+                call_id,
+                "no address to send audio to; the agent stays silent"
+            );
+            return;
+        };
+        let socket = call.media.as_ref().map(|m| {
+            m.rtp.try_clone().and_then(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::UdpSocket::from_std(s)
+            })
+        });
+        let socket = match socket {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot use the call's RTP socket");
+                return;
+            }
+            None => return,
+        };
+        let Some(law) = Law::from_payload_type(call.session.pt) else {
+            return;
+        };
+        let media = CallMedia {
+            socket,
+            peer,
+            law,
+            dtmf_pt: call.session.dtmf,
+        };
+        call.agent = self.cfg.agent.start_call(
+            self.store.clone(),
+            call.record_id.clone(),
+            call_id.to_owned(),
+            media,
+            self.events.clone(),
+        );
     }
 
     /// CANCEL of a ringing call's INVITE: 200 to the CANCEL, 487 to the INVITE.

@@ -30,6 +30,7 @@ use super::policy;
 use super::rtp::RtpClient;
 use super::transport::{Origin, Outbound, SharedTrunk};
 use super::txn::{self, ClientKey, ServerKey, Timer};
+use crate::agent::AgentRuntime;
 use crate::store::writer::Store;
 use dialog::Call;
 use transactions::{ClientEntry, Purpose, ServerEntry, ServerTxn};
@@ -72,6 +73,10 @@ pub enum Event {
     Expire {
         call_id: String,
     },
+    /// The voice agent finished the call: hang up.
+    AgentHangUp {
+        call_id: String,
+    },
 }
 
 /// Fixed facts about this tenant the user agent needs.
@@ -87,6 +92,8 @@ pub struct UaConfig {
     /// Who may call on the trunk port (the transport enforces the source
     /// list; the user agent the credentials).
     pub trunk: SharedTrunk,
+    /// The voice agent each answered call gets.
+    pub agent: Arc<AgentRuntime>,
 }
 
 /// Where a request came from, and its transaction (when it has one).
@@ -140,6 +147,10 @@ impl Ua {
         match ev {
             Event::Inbound { origin, data } => self.on_message(origin, &data).await,
             Event::Answer { call_id } => self.answer(&call_id).await,
+            Event::AgentHangUp { call_id } => {
+                self.hang_up(&call_id, crate::store::Outcome::Completed)
+                    .await
+            }
             Event::Retransmit2xx {
                 call_id,
                 cseq,

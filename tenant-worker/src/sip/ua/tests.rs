@@ -55,6 +55,7 @@ impl Phone {
             answer_delay,
             rtp: Arc::new(RtpClient::loopback()),
             trunk: Arc::new(RwLock::new(trunk)),
+            agent: Arc::new(crate::agent::AgentRuntime::disabled()),
         };
         let ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
         tokio::spawn(ua.run(rx));

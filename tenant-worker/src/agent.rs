@@ -1,0 +1,221 @@
+//! The voice agent's place in the worker: the tenant's current agent
+//! document (replaced by `PUT /v1/agent`, read by each new call, so a call
+//! in progress keeps the document it started with), the embedded speech
+//! providers (opened on the first call, not at start, so an idle worker
+//! stays small), and each call's agent task, whose events become
+//! transcript rows and SIP.
+
+use std::sync::{Arc, RwLock};
+
+use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Voices};
+use bulkhead_voice::speech::espeak::Espeak;
+use bulkhead_voice::speech::sphinx::Sphinx;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, OnceCell};
+
+use crate::sip::ua::Event;
+use crate::store::writer::{Store, Write};
+use crate::store::Turn;
+
+/// The document's name in the store.
+pub const DOCUMENT: &str = "agent";
+/// Decoders in the pool: the worker has two cores' worth of cgroup at most.
+const DECODERS: usize = 2;
+
+/// Why an embedded provider is unavailable, for the call record.
+type Opened<T> = Result<T, String>;
+
+#[derive(Debug)]
+pub struct AgentRuntime {
+    doc: RwLock<Arc<AgentDoc>>,
+    voices: OnceCell<(Opened<Espeak>, Opened<Sphinx>)>,
+    /// Tests of the SIP layer run without agents.
+    enabled: bool,
+}
+
+/// Stops the call's agent when dropped.
+#[derive(Debug)]
+pub struct AgentHandle {
+    _stop: oneshot::Sender<()>,
+}
+
+impl AgentRuntime {
+    pub fn new(doc: AgentDoc) -> Self {
+        Self {
+            doc: RwLock::new(Arc::new(doc)),
+            voices: OnceCell::new(),
+            enabled: true,
+        }
+    }
+
+    /// A runtime that starts no agent (the user agent's own tests).
+    #[cfg(test)]
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new(AgentDoc::default())
+        }
+    }
+
+    pub fn current(&self) -> Arc<AgentDoc> {
+        self.doc.read().expect("agent doc lock").clone()
+    }
+
+    /// The next call uses `doc`; calls in progress keep theirs.
+    pub fn replace(&self, doc: AgentDoc) {
+        *self.doc.write().expect("agent doc lock") = Arc::new(doc);
+    }
+
+    async fn voices(&self) -> &(Opened<Espeak>, Opened<Sphinx>) {
+        self.voices
+            .get_or_init(|| async {
+                let opened = tokio::task::spawn_blocking(|| {
+                    let tts = Espeak::shared().map_err(|e| e.to_string());
+                    let stt = Sphinx::start(DECODERS).map_err(|e| e.to_string());
+                    for e in [tts.as_ref().err(), stt.as_ref().err()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        tracing::warn!(error = %e, "an embedded speech provider is unavailable");
+                    }
+                    (tts, stt)
+                })
+                .await;
+                opened.unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())))
+            })
+            .await
+    }
+
+    /// Starts the agent on an answered call. `record` is the call record's
+    /// id, `call_id` the SIP Call-ID (for hanging up).
+    pub fn start_call(
+        self: &Arc<Self>,
+        store: Store,
+        record: String,
+        call_id: String,
+        media: CallMedia,
+        ua: mpsc::Sender<Event>,
+    ) -> Option<AgentHandle> {
+        if !self.enabled {
+            return None;
+        }
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let runtime = Arc::clone(self);
+        tokio::spawn(async move {
+            let doc = runtime.current();
+            let (tts, stt) = runtime.voices().await;
+            let (voices, providers) = choose(&doc, tts, stt);
+            store
+                .write(Write::Providers {
+                    call: record.clone(),
+                    json: providers.to_string(),
+                })
+                .await;
+            let (events_tx, events_rx) = mpsc::channel(64);
+            tokio::spawn(agent::run(doc, voices, media, events_tx, stop_rx));
+            relay(events_rx, store, record, call_id, ua).await;
+        });
+        Some(AgentHandle { _stop: stop_tx })
+    }
+}
+
+/// The providers that serve this call and the record of that choice. A
+/// layer the document asks for but this worker cannot provide falls back
+/// to the embedded provider, and the record says so.
+fn choose(
+    doc: &AgentDoc,
+    tts: &Opened<Espeak>,
+    stt: &Opened<Sphinx>,
+) -> (Voices, serde_json::Value) {
+    let mut fallback = serde_json::Map::new();
+    for (layer, wanted, embedded) in [
+        ("stt", &doc.stt.provider, "pocketsphinx"),
+        ("llm", &doc.llm.provider, "rules"),
+        ("tts", &doc.tts.provider, "espeak-ng"),
+    ] {
+        if wanted != embedded {
+            fallback.insert(
+                layer.into(),
+                json!(format!(
+                    "{wanted} is not available in this build; used {embedded}"
+                )),
+            );
+        }
+    }
+    let name = |r: Result<(), &String>,
+                provider: &str,
+                layer: &str,
+                fallback: &mut serde_json::Map<_, _>| match r {
+        Ok(()) => json!(provider),
+        Err(e) => {
+            fallback.insert(layer.to_owned(), json!(e));
+            serde_json::Value::Null
+        }
+    };
+    let stt_name = name(
+        stt.as_ref().map(|_| ()),
+        "pocketsphinx",
+        "stt",
+        &mut fallback,
+    );
+    let tts_name = name(tts.as_ref().map(|_| ()), "espeak-ng", "tts", &mut fallback);
+    let voices = Voices {
+        tts: tts.as_ref().ok().cloned(),
+        stt: stt.as_ref().ok().cloned(),
+    };
+    let record = json!({"stt": stt_name, "llm": "rules", "tts": tts_name, "fallback": fallback});
+    (voices, record)
+}
+
+/// Turns the agent's events into transcript rows and SIP actions.
+async fn relay(
+    mut events: mpsc::Receiver<AgentEvent>,
+    store: Store,
+    record: String,
+    call_id: String,
+    ua: mpsc::Sender<Event>,
+) {
+    let turn = |speaker: &str, text: String, at_ms: u64, latency_ms: Option<u64>| Write::Turn {
+        call: record.clone(),
+        turn: Turn {
+            speaker: speaker.to_owned(),
+            text,
+            at_ms: at_ms as i64,
+            latency_ms: latency_ms.map(|l| l as i64),
+        },
+    };
+    while let Some(event) = events.recv().await {
+        match event {
+            AgentEvent::Turn {
+                speaker,
+                text,
+                at_ms,
+                latency_ms,
+            } => {
+                store
+                    .write(turn(speaker.as_str(), text, at_ms, latency_ms))
+                    .await
+            }
+            AgentEvent::Escalate {
+                reason,
+                at_ms,
+                done,
+            } => {
+                // Escalation to the tenant's human destination is not built
+                // yet: the agent offers to take a message instead.
+                let text = format!(
+                    "escalation requested ({reason}); no human destination is reachable yet"
+                );
+                store.write(turn("system", text, at_ms, None)).await;
+                let _ = done.send(false);
+            }
+            AgentEvent::HangUp => {
+                let _ = ua
+                    .send(Event::AgentHangUp {
+                        call_id: call_id.clone(),
+                    })
+                    .await;
+            }
+        }
+    }
+}
