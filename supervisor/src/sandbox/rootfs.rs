@@ -1,5 +1,6 @@
 //! The worker's minimal root: a tmpfs holding only read-only system paths
-//! (`/usr` and the merged-usr links, the loader cache, three devices), the
+//! (`/usr` and the merged-usr links, the loader cache, Debian's alternatives
+//! links, three devices), the
 //! worker binary at `/bulkhead`, the tenant's own data directory at `/data`,
 //! a private `/tmp` and a fresh `/proc`. Another tenant's directory, the
 //! registry and the master key are not even visible.
@@ -91,6 +92,16 @@ impl RootFs {
             ops.push(Op::Bind {
                 src: c(Path::new("/etc/ld.so.cache")),
                 dst: at("etc/ld.so.cache"),
+                writable: false,
+            });
+        }
+        // Debian resolves some libraries through alternatives symlinks
+        // (PocketSphinx's libblas.so.3 → /etc/alternatives/...).
+        if Path::new("/etc/alternatives").is_dir() {
+            ops.push(Op::Dir(at("etc/alternatives")));
+            ops.push(Op::Bind {
+                src: c(Path::new("/etc/alternatives")),
+                dst: at("etc/alternatives"),
                 writable: false,
             });
         }

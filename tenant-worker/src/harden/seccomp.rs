@@ -61,10 +61,19 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
     (libc::SYS_newfstatat, "newfstatat", "SQLite file checks"),
     (libc::SYS_fstat, "fstat", "SQLite file checks"),
     (libc::SYS_statx, "statx", "std metadata"),
+    (
+        libc::SYS_getdents64,
+        "getdents64",
+        "espeak-ng lists its voices directory",
+    ),
     (libc::SYS_mmap, "mmap", "allocator, SQLite shm"),
     (libc::SYS_munmap, "munmap", "allocator"),
     (libc::SYS_mremap, "mremap", "allocator"),
-    (libc::SYS_mprotect, "mprotect", "thread stacks guard pages"),
+    (
+        libc::SYS_mprotect,
+        "mprotect",
+        "thread stacks guard pages; loading the speech libraries",
+    ),
     (libc::SYS_madvise, "madvise", "allocator"),
     (libc::SYS_brk, "brk", "allocator"),
     (

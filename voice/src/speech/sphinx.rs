@@ -34,6 +34,7 @@ type SetSearch = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
 type Utterance = unsafe extern "C" fn(*mut c_void) -> c_int;
 type ProcessRaw = unsafe extern "C" fn(*mut c_void, *const i16, usize, c_int, c_int) -> c_int;
 type GetHyp = unsafe extern "C" fn(*mut c_void, *mut i32) -> *const c_char;
+type SetLogFile = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 type LookupWord = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_char;
 
 /// One decoder, used only on the thread that opened it.
@@ -66,15 +67,12 @@ impl Decoder {
         let ps_args: PsArgs = symbol(&lib, "ps_args")?;
         let parse: ParseArgs = symbol(&lib, "cmd_ln_parse_r")?;
         let init: Init = symbol(&lib, "ps_init")?;
-        let args = [
-            "bulkhead",
-            "-hmm",
-            MODEL,
-            "-dict",
-            DICTIONARY,
-            "-logfn",
-            "/dev/null",
-        ];
+        let set_log: SetLogFile = symbol(&lib, "err_set_logfp")?;
+        // SAFETY: err_set_logfp(NULL) turns PocketSphinx's logging off (its
+        // configuration dump would flood the worker's log; and the sandbox
+        // cannot open /dev/null for writing, which -logfn would need).
+        unsafe { set_log(std::ptr::null_mut()) };
+        let args = ["bulkhead", "-hmm", MODEL, "-dict", DICTIONARY];
         let args: Vec<CString> = args
             .iter()
             .map(|a| CString::new(*a).expect("no NUL"))

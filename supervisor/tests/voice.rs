@@ -1,0 +1,221 @@
+//! The voice agent through the whole platform: sipp calls through the
+//! router and plays a caller synthesized with espeak-ng as G.711 RTP; the
+//! worker's agent greets, hears the question with PocketSphinx, answers with
+//! espeak-ng, hangs up on "goodbye", and writes the transcript. A `PUT
+//! /v1/agent` changes the next call's answer without restarting the worker,
+//! and the neighbouring tenant's configuration and calls stay untouched.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+const CLINIC: &str = "+15550100";
+const INSURANCE: &str = "+15550200";
+
+fn agent(answer: &str) -> String {
+    format!(
+        r#"{{"greeting": "Thank you for calling Maple Clinic.",
+  "intents": [
+    {{"name": "hours", "phrases": ["opening hours"], "action": "answer", "answer": "{answer}"}},
+    {{"name": "bye", "phrases": ["goodbye"], "action": "end_call"}}]}}"#
+    )
+}
+
+/// The caller: quiet through the greeting, a question, then goodbye.
+fn write_caller(dir: &Path) {
+    let mut audio = audio::silence(2500);
+    audio.extend(audio::speak("what are your opening hours"));
+    audio.extend(audio::silence(3500));
+    audio.extend(audio::speak("goodbye"));
+    audio.extend(audio::silence(3000));
+    audio::write_pcap(&dir.join("caller.pcap"), &audio);
+}
+
+fn place_call(sup: &Supervisor) {
+    let media_port = free_udp_port().to_string();
+    let (ok, report) = own_scenario(
+        sup,
+        "voice_caller.xml",
+        CLINIC,
+        sup.sip,
+        "u1",
+        &["-mi", "127.0.0.1", "-mp", &media_port],
+    );
+    assert!(ok, "sipp failed: {report}\n{}", sup.log());
+}
+
+fn transcript(port: u16, token: &str, call: &Value) -> Vec<Value> {
+    let id = call["id"].as_str().unwrap();
+    let (status, body) = http_get(port, &format!("/v1/calls/{id}/transcript"), Some(token));
+    assert_eq!(status, 200, "{body}");
+    body["turns"].as_array().unwrap().clone()
+}
+
+fn said<'a>(turns: &'a [Value], speaker: &str) -> Vec<&'a str> {
+    turns
+        .iter()
+        .filter(|t| t["speaker"] == speaker)
+        .map(|t| t["text"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_agent_answers_a_spoken_question_and_hangs_up_on_goodbye() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &[CLINIC]);
+    let insurance = sup.add_tenant("insurance", &[INSURANCE]);
+    let (port, token) = (
+        clinic["http_port"].as_u64().unwrap() as u16,
+        clinic["token"].as_str().unwrap(),
+    );
+    let (other_port, other_token) = (
+        insurance["http_port"].as_u64().unwrap() as u16,
+        insurance["token"].as_str().unwrap(),
+    );
+    let (_, _, other_before) =
+        http_request(other_port, "GET", "/v1/agent", Some(other_token), &[], "");
+    let (status, _, stored) = http_request(
+        port,
+        "PUT",
+        "/v1/agent",
+        Some(token),
+        &[],
+        &agent("We are open nine to five."),
+    );
+    assert_eq!(status, 200, "{stored}");
+    let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();
+
+    write_caller(sup.dir.path());
+    place_call(&sup);
+    let calls = settled_calls(port, token);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+    assert_eq!(calls[0]["providers"]["stt"], "pocketsphinx", "{calls:?}");
+    assert_eq!(calls[0]["providers"]["tts"], "espeak-ng", "{calls:?}");
+    let turns = transcript(port, token, &calls[0]);
+    let agent_said = said(&turns, "agent");
+    let caller_said = said(&turns, "caller");
+    assert_eq!(
+        agent_said.first(),
+        Some(&"Thank you for calling Maple Clinic."),
+        "{turns:?}"
+    );
+    assert!(
+        caller_said.iter().any(|t| t.contains("opening hours")),
+        "{turns:?}"
+    );
+    assert!(
+        agent_said.contains(&"We are open nine to five."),
+        "{turns:?}"
+    );
+    assert!(
+        caller_said.iter().any(|t| t.contains("goodbye")),
+        "{turns:?}"
+    );
+    let answer = turns
+        .iter()
+        .find(|t| t["text"] == "We are open nine to five.")
+        .unwrap();
+    assert!(
+        answer["latency_ms"].as_u64().is_some(),
+        "a reply carries its latency: {answer}"
+    );
+
+    // A new document takes effect on the next call, in the same process.
+    let (status, _, _) = http_request(
+        port,
+        "PUT",
+        "/v1/agent",
+        Some(token),
+        &[],
+        &agent("We are open eight to six."),
+    );
+    assert_eq!(status, 200);
+    place_call(&sup);
+    assert_eq!(
+        sup.cli_json(&["tenant", "show", "clinic"])["pid"],
+        pid,
+        "no restart"
+    );
+    let calls = settled_calls(port, token);
+    assert_eq!(calls.len(), 2);
+    let turns = transcript(port, token, &calls[0]);
+    assert!(
+        said(&turns, "agent").contains(&"We are open eight to six."),
+        "{turns:?}"
+    );
+
+    // The neighbour saw none of it.
+    let (_, _, other_after) =
+        http_request(other_port, "GET", "/v1/agent", Some(other_token), &[], "");
+    assert_eq!(other_before, other_after);
+    assert!(settled_calls(other_port, other_token).is_empty());
+}
+
+#[test]
+fn agent_documents_are_validated_versioned_and_keep_secrets() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &[CLINIC]);
+    let (port, token) = (
+        clinic["http_port"].as_u64().unwrap() as u16,
+        clinic["token"].as_str().unwrap(),
+    );
+    let (status, head, doc) = http_request(port, "GET", "/v1/agent", Some(token), &[], "");
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("etag: \"v0\""), "{head}");
+    assert_eq!(doc["llm"]["provider"], "rules");
+
+    let (status, _, err) = http_request(
+        port,
+        "PUT",
+        "/v1/agent",
+        Some(token),
+        &[],
+        r#"{"greting": "hi"}"#,
+    );
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (422, Some("greting"))
+    );
+    let bad_provider = r#"{"stt": {"provider": "whisper"}}"#;
+    let (status, _, err) = http_request(port, "PUT", "/v1/agent", Some(token), &[], bad_provider);
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (422, Some("stt.provider"))
+    );
+
+    let openai = r#"{"llm": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "sk-secret"}}"#;
+    let (status, head, shown) = http_request(
+        port,
+        "PUT",
+        "/v1/agent",
+        Some(token),
+        &[("If-Match", "\"v0\"")],
+        openai,
+    );
+    assert_eq!(status, 200, "{shown}");
+    assert!(head.to_ascii_lowercase().contains("etag: \"v1\""), "{head}");
+    assert_eq!(shown["llm"]["api_key_set"], true);
+    let (_, _, fetched) = http_request(port, "GET", "/v1/agent", Some(token), &[], "");
+    assert!(!fetched.to_string().contains("sk-secret"), "{fetched}");
+    // A stale If-Match loses.
+    let (status, _, _) = http_request(
+        port,
+        "PUT",
+        "/v1/agent",
+        Some(token),
+        &[("If-Match", "\"v0\"")],
+        "{}",
+    );
+    assert_eq!(status, 412);
+    // Bodies are bounded.
+    let huge = format!(r#"{{"greeting": "{}"}}"#, "a".repeat(70_000));
+    let (status, _, _) = http_request(port, "PUT", "/v1/agent", Some(token), &[], &huge);
+    assert_eq!(status, 413);
+    // No token, no document.
+    let (status, _, body) = http_request(port, "GET", "/v1/agent", None, &[], "");
+    assert_eq!((status, body.get("greeting")), (401, None));
+}
