@@ -50,6 +50,8 @@ async fn hear(
     Law::MuLaw.encode(&pcm, &mut coded);
     let mut line = vec![0i16; 1600]; // 200 ms of silence first, as the VAD's pre-roll gives
     Law::MuLaw.decode(&coded, &mut line);
+    // ...and the 600 ms of quiet that ends the turn, as the VAD passes it on.
+    line.resize(line.len() + 4800, 0);
     let heard = sphinx.transcribe(1, rules.phrases(), line).await.unwrap();
     let intent = rules.intent_of(&heard).map(|i| i.name.clone());
     (heard, intent)

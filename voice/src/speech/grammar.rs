@@ -43,6 +43,10 @@ const OPENINGS: &[&str] = &[
     "put me through to",
     "connect me to",
 ];
+/// Words that carry no intent on their own.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "the", "to", "of", "me", "please", "now", "you", "it", "i",
+];
 const CLOSINGS: &[&str] = &["please", "now", "today", "right now", "thanks", "thank you"];
 
 /// Wordings every intent with this action also answers to.
@@ -119,9 +123,17 @@ pub fn expand(intents: &[Intent]) -> Vec<IntentPhrases> {
         .iter()
         .map(|intent| {
             let mut phrases: Vec<Vec<String>> = Vec::new();
-            let configured = intent.phrases.iter().map(|p| words(p));
+            let configured: Vec<Vec<String>> = intent.phrases.iter().map(|p| words(p)).collect();
+            // A phrase's last word is usually its head noun ("opening
+            // hours" → "hours"), which callers keep when they reword it.
+            let heads = configured
+                .iter()
+                .filter(|p| p.len() > 1)
+                .filter_map(|p| p.last())
+                .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+                .map(|w| vec![w.clone()]);
             let usual = action_wordings(intent.action).iter().map(|p| words(p));
-            for p in configured.chain(usual) {
+            for p in configured.clone().into_iter().chain(heads).chain(usual) {
                 if !p.is_empty() && !phrases.contains(&p) {
                     phrases.push(p);
                 }

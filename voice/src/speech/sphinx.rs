@@ -130,11 +130,15 @@ impl Decoder {
         }
     }
 
-    /// Selects the grammar for `key`, compiling it the first time.
-    fn use_grammar(&mut self, key: u64, intents: &[IntentPhrases]) -> Result<(), SpeechError> {
+    /// Selects the grammar for `key`, compiling `build`'s text the first time.
+    fn select(
+        &mut self,
+        key: u64,
+        build: impl FnOnce(&dyn Fn(&str) -> bool) -> Option<String>,
+    ) -> Result<(), SpeechError> {
         let name = CString::new(format!("g{key:x}")).expect("no NUL");
         if !self.grammars.contains(&key) {
-            let text = jsgf(intents, |w| self.knows(w)).ok_or_else(|| {
+            let text = build(&|w| self.knows(w)).ok_or_else(|| {
                 SpeechError::Failed("no intent phrase uses words the recognizer knows".into())
             })?;
             let text =
@@ -156,16 +160,10 @@ impl Decoder {
         Ok(())
     }
 
-    fn decode(
-        &mut self,
-        key: u64,
-        intents: &[IntentPhrases],
-        audio: &[i16],
-    ) -> Result<String, SpeechError> {
-        self.use_grammar(key, intents)?;
-        let wide = resample(audio, RATE, MODEL_RATE);
+    /// Decodes 16 kHz audio with the selected grammar: words and path score.
+    fn run(&mut self, wide: &[i16]) -> Result<(String, i32), SpeechError> {
         // SAFETY: ps is live; `wide` is valid for its length during the call.
-        let hyp = unsafe {
+        unsafe {
             if (self.start_utt)(self.ps) < 0 {
                 return Err(SpeechError::Failed("ps_start_utt failed".into()));
             }
@@ -174,12 +172,24 @@ impl Decoder {
             let mut score = 0i32;
             let hyp = (self.get_hyp)(self.ps, &mut score);
             if hyp.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(hyp).to_string_lossy().into_owned()
+                return Ok((String::new(), 0));
             }
-        };
-        Ok(hyp)
+            Ok((CStr::from_ptr(hyp).to_string_lossy().into_owned(), score))
+        }
+    }
+
+    /// The intent grammar's words for the utterance (empty when no path
+    /// of the grammar fits it). A grammar finds its closest phrase for any
+    /// speech: see docs/voice.md for what that means for unrelated sentences.
+    fn decode(
+        &mut self,
+        key: u64,
+        intents: &[IntentPhrases],
+        audio: &[i16],
+    ) -> Result<String, SpeechError> {
+        let wide = resample(audio, RATE, MODEL_RATE);
+        self.select(key, |known| jsgf(intents, known))?;
+        Ok(self.run(&wide)?.0)
     }
 }
 
