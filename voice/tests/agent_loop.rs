@@ -1,0 +1,226 @@
+//! The turn loop over real loopback UDP with the real embedded providers:
+//! the agent's RTP is well formed and paced, DTMF is heard once per press,
+//! the caller talking over the agent stops it (barge-in), and "goodbye"
+//! ends the call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Speaker, Voices};
+use bulkhead_voice::media::g711::Law;
+use bulkhead_voice::media::rtp::{self, Packet};
+use bulkhead_voice::speech::espeak::Espeak;
+use bulkhead_voice::speech::sphinx::Sphinx;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+const DOC: &str = r#"{"greeting": "Thank you for calling Maple Clinic. All of our lines are open today, and we are happy to help you with appointments, prescriptions and billing.",
+  "intents": [{"name": "bye", "phrases": ["goodbye"], "action": "end_call"},
+              {"name": "human", "phrases": ["talk to a human"], "action": "escalate"}]}"#;
+
+struct Phone {
+    socket: UdpSocket,
+    agent: SocketAddr,
+    events: mpsc::Receiver<AgentEvent>,
+    _stop: oneshot::Sender<()>,
+    seq: u16,
+}
+
+async fn call(voices: Voices) -> Phone {
+    let agent_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let agent = agent_socket.local_addr().unwrap();
+    let media = CallMedia {
+        socket: agent_socket,
+        peer: socket.local_addr().unwrap(),
+        law: Law::MuLaw,
+        dtmf_pt: Some(101),
+    };
+    let (tx, events) = mpsc::channel(64);
+    let (stop, stop_rx) = oneshot::channel();
+    let doc = Arc::new(AgentDoc::from_json(DOC.as_bytes()).unwrap());
+    tokio::spawn(agent::run(doc, voices, media, tx, stop_rx));
+    Phone {
+        socket,
+        agent,
+        events,
+        _stop: stop,
+        seq: 0,
+    }
+}
+
+fn voices() -> Voices {
+    Voices {
+        tts: Some(Espeak::shared().expect("espeak-ng")),
+        stt: Some(Sphinx::start(1).expect("pocketsphinx")),
+    }
+}
+
+impl Phone {
+    async fn send(&mut self, pt: u8, timestamp: u32, payload: &[u8]) {
+        let mut p = Vec::new();
+        rtp::write(&mut p, false, pt, self.seq, timestamp, 7, payload);
+        self.seq = self.seq.wrapping_add(1);
+        self.socket.send_to(&p, self.agent).await.unwrap();
+    }
+
+    /// Agent packets that arrive within `wait`.
+    async fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + wait;
+        while let Ok(Ok(n)) =
+            tokio::time::timeout_at(deadline.into(), self.socket.recv(&mut buf)).await
+        {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    /// The next caller/agent/system turn with this speaker.
+    async fn turn(&mut self, speaker: Speaker, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), self.events.recv()).await {
+                Ok(Some(AgentEvent::Turn {
+                    speaker: s, text, ..
+                })) if s == speaker => return Some(text),
+                Ok(Some(AgentEvent::Escalate { done, .. })) => {
+                    let _ = done.send(false);
+                }
+                Ok(Some(_)) => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_greeting_is_paced_well_formed_rtp() {
+    let phone = call(voices()).await;
+    let start = Instant::now();
+    let packets = phone.drain(Duration::from_millis(1000)).await;
+    let elapsed = start.elapsed();
+    assert!(!packets.is_empty());
+    let parsed: Vec<Packet> = packets.iter().map(|p| Packet::parse(p).unwrap()).collect();
+    assert!(parsed[0].marker, "a talk spurt starts with the marker bit");
+    for pair in parsed.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq.wrapping_add(1));
+        assert_eq!(pair[1].timestamp, pair[0].timestamp.wrapping_add(160));
+        assert_eq!(pair[1].ssrc, pair[0].ssrc);
+    }
+    assert!(parsed
+        .iter()
+        .all(|p| p.payload_type == 0 && p.payload.len() == 160));
+    // Paced at one packet per 20 ms, not sent in a burst.
+    let expected = elapsed.as_millis() as usize / 20;
+    assert!(
+        packets.len() <= expected + 3,
+        "{} packets in {elapsed:?}",
+        packets.len()
+    );
+}
+
+#[tokio::test]
+async fn dtmf_digits_are_heard_once_and_zero_asks_for_a_person() {
+    let mut phone = call(voices()).await;
+    for (ts, digit) in [(1000u32, 5u8), (3000, 0)] {
+        for end in [false, false, true, true, true] {
+            let flags = if end { 0x80 } else { 0 };
+            phone.send(101, ts, &[digit, flags, 0x03, 0x20]).await;
+        }
+    }
+    assert_eq!(
+        phone
+            .turn(Speaker::Caller, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("[DTMF 5]")
+    );
+    assert_eq!(
+        phone
+            .turn(Speaker::Caller, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("[DTMF 0]")
+    );
+    // 0 escalates; nobody is reachable here, so the agent offers to take a message.
+    let mut said = Vec::new();
+    while let Some(t) = phone.turn(Speaker::Agent, Duration::from_secs(3)).await {
+        said.push(t);
+    }
+    assert!(said.iter().any(|t| t.contains("transfer you")), "{said:?}");
+    assert!(
+        said.iter().any(|t| t.contains("leave a message")),
+        "{said:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_caller_talking_over_the_greeting_stops_it() {
+    let mut phone = call(voices()).await;
+    // The greeting is about eight seconds long; once it plays, listen to
+    // half a second of it.
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), phone.socket.recv(&mut buf))
+        .await
+        .expect("the greeting starts")
+        .unwrap();
+    assert!(phone.drain(Duration::from_millis(500)).await.len() > 10);
+    let speech = Espeak::shared()
+        .unwrap()
+        .synthesize("en-us", "hello hello hello")
+        .await
+        .unwrap();
+    let mut coded = Vec::new();
+    Law::MuLaw.encode(&speech, &mut coded);
+    let mut ts = 0u32;
+    for frame in coded.chunks(160).take(25) {
+        phone.send(0, ts, frame).await;
+        ts += 160;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Half a second of speech later the agent has fallen silent.
+    while phone.drain(Duration::from_millis(10)).await.len() > 0 {}
+    let after = phone.drain(Duration::from_millis(600)).await;
+    assert!(
+        after.is_empty(),
+        "{} agent packets after barge-in",
+        after.len()
+    );
+}
+
+#[tokio::test]
+async fn goodbye_ends_the_call() {
+    let mut phone = call(voices()).await;
+    let speech = Espeak::shared()
+        .unwrap()
+        .synthesize("en-us", "goodbye")
+        .await
+        .unwrap();
+    let mut audio = Vec::new();
+    Law::MuLaw.encode(&speech, &mut audio);
+    audio.extend(std::iter::repeat_n(0xFF, 8000)); // a second of quiet after
+    let mut ts = 0u32;
+    for frame in audio.chunks(160) {
+        phone.send(0, ts, frame).await;
+        ts += 160;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        phone
+            .turn(Speaker::Caller, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("goodbye")
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline.into(), phone.events.recv()).await {
+            Ok(Some(AgentEvent::HangUp)) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("no hang-up: {other:?}"),
+        }
+    }
+}
