@@ -8,6 +8,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -218,4 +219,131 @@ fn agent_documents_are_validated_versioned_and_keep_secrets() {
     // No token, no document.
     let (status, _, body) = http_request(port, "GET", "/v1/agent", None, &[], "");
     assert_eq!((status, body.get("greeting")), (401, None));
+}
+
+const TRANSFER_AGENT: &str = r#"{"greeting": "Thank you for calling Maple Clinic.",
+  "intents": [{"name": "human", "phrases": ["talk to a human"], "action": "escalate"}]}"#;
+
+/// Starts sipp as the tenant's human destination on a free loopback port.
+fn human(scenario: &str, port: u16) -> std::thread::JoinHandle<(bool, String)> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/scenarios");
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(data.join(scenario))
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
+        .args(["-mi", "127.0.0.1", "-mp", &free_udp_port().to_string()])
+        .args(["-nostdin", "-timeout", "60", "-timeout_error"]);
+    std::thread::spawn(move || run_sipp(&mut cmd))
+}
+
+/// A tenant whose agent transfers to sipp at `port`.
+fn transfer_tenant(sup: &Supervisor, port: u16) -> (u16, String) {
+    let t = sup.add_tenant("clinic", &[CLINIC]);
+    let (http, token) = (
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap().to_owned(),
+    );
+    let (status, _, body) =
+        http_request(http, "PUT", "/v1/agent", Some(&token), &[], TRANSFER_AGENT);
+    assert_eq!(status, 200, "{body}");
+    let escalation =
+        format!(r#"{{"targets": [{{"name": "front-desk", "uri": "sip:desk@127.0.0.1:{port}"}}]}}"#);
+    let (status, _, body) = http_request(
+        http,
+        "PUT",
+        "/v1/escalation",
+        Some(&token),
+        &[],
+        &escalation,
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut audio = audio::silence(2500);
+    audio.extend(audio::speak("I need to talk to a human"));
+    audio.extend(audio::silence(12000));
+    audio::write_pcap(&sup.dir.path().join("caller.pcap"), &audio);
+    (http, token)
+}
+
+#[test]
+fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
+    let sup = Supervisor::start();
+    let desk_port = free_udp_port();
+    let (http, token) = transfer_tenant(&sup, desk_port);
+    let desk = human("human_uas.xml", desk_port);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let media_port = free_udp_port().to_string();
+    let (ok, report) = own_scenario(
+        &sup,
+        "transfer_caller.xml",
+        CLINIC,
+        sup.sip,
+        "u1",
+        &["-mi", "127.0.0.1", "-mp", &media_port],
+    );
+    assert!(ok, "caller: {report}\n{}", sup.log());
+    let (ok, report) = desk.join().unwrap();
+    assert!(ok, "the human destination: {report}\n{}", sup.log());
+
+    let calls = settled_calls(http, &token);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (
+            calls[0]["outcome"].as_str(),
+            calls[0]["escalated_to"].as_str()
+        ),
+        (Some("escalated"), Some("front-desk")),
+        "{calls:?}"
+    );
+    let turns = transcript(http, &token, &calls[0]);
+    assert!(
+        said(&turns, "caller").iter().any(|t| t.contains("human")),
+        "{turns:?}"
+    );
+    assert!(
+        said(&turns, "agent").contains(&"Let me transfer you to a person."),
+        "{turns:?}"
+    );
+    let system = said(&turns, "system");
+    assert!(
+        system
+            .iter()
+            .any(|t| t.starts_with("transferring to front-desk")),
+        "{turns:?}"
+    );
+    assert!(
+        system.contains(&"the caller is connected to a person"),
+        "{turns:?}"
+    );
+}
+
+#[test]
+fn a_busy_human_sends_the_caller_back_to_the_agent_for_a_message() {
+    let sup = Supervisor::start();
+    let desk_port = free_udp_port();
+    let (http, token) = transfer_tenant(&sup, desk_port);
+    let desk = human("human_busy.xml", desk_port);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let media_port = free_udp_port().to_string();
+    let (ok, report) = own_scenario(
+        &sup,
+        "transfer_caller.xml",
+        CLINIC,
+        sup.sip,
+        "u1",
+        &["-mi", "127.0.0.1", "-mp", &media_port],
+    );
+    assert!(ok, "caller: {report}\n{}", sup.log());
+    let (ok, report) = desk.join().unwrap();
+    assert!(ok, "the busy destination: {report}");
+
+    let calls = settled_calls(http, &token);
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+    assert!(calls[0]["escalated_to"].is_null(), "{calls:?}");
+    let turns = transcript(http, &token, &calls[0]);
+    assert!(
+        said(&turns, "agent")
+            .iter()
+            .any(|t| t.starts_with("Sorry, no one is available")),
+        "{turns:?}"
+    );
 }

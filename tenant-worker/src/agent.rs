@@ -7,18 +7,20 @@
 
 use std::sync::{Arc, RwLock};
 
+use bulkhead_voice::agent::escalation::EscalationDoc;
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Voices};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
-use crate::sip::ua::Event;
+use crate::sip::ua::{Event, Transfer};
 use crate::store::writer::{Store, Write};
 use crate::store::Turn;
 
-/// The document's name in the store.
+/// The documents' names in the store.
 pub const DOCUMENT: &str = "agent";
+pub const ESCALATION: &str = "escalation";
 /// Decoders in the pool: the worker has two cores' worth of cgroup at most.
 const DECODERS: usize = 2;
 
@@ -28,6 +30,7 @@ type Opened<T> = Result<T, String>;
 #[derive(Debug)]
 pub struct AgentRuntime {
     doc: RwLock<Arc<AgentDoc>>,
+    escalation: RwLock<Arc<EscalationDoc>>,
     voices: OnceCell<(Opened<Espeak>, Opened<Sphinx>)>,
     /// Tests of the SIP layer run without agents.
     enabled: bool,
@@ -43,6 +46,7 @@ impl AgentRuntime {
     pub fn new(doc: AgentDoc) -> Self {
         Self {
             doc: RwLock::new(Arc::new(doc)),
+            escalation: RwLock::new(Arc::new(EscalationDoc::default())),
             voices: OnceCell::new(),
             enabled: true,
         }
@@ -64,6 +68,15 @@ impl AgentRuntime {
     /// The next call uses `doc`; calls in progress keep theirs.
     pub fn replace(&self, doc: AgentDoc) {
         *self.doc.write().expect("agent doc lock") = Arc::new(doc);
+    }
+
+    pub fn escalation(&self) -> Arc<EscalationDoc> {
+        self.escalation.read().expect("escalation doc lock").clone()
+    }
+
+    /// The next transfer uses `doc`.
+    pub fn replace_escalation(&self, doc: EscalationDoc) {
+        *self.escalation.write().expect("escalation doc lock") = Arc::new(doc);
     }
 
     async fn voices(&self) -> &(Opened<Espeak>, Opened<Sphinx>) {
@@ -103,6 +116,7 @@ impl AgentRuntime {
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
             let doc = runtime.current();
+            let escalation = runtime.escalation();
             let (tts, stt) = runtime.voices().await;
             let (voices, providers) = choose(&doc, tts, stt);
             store
@@ -113,7 +127,7 @@ impl AgentRuntime {
                 .await;
             let (events_tx, events_rx) = mpsc::channel(64);
             tokio::spawn(agent::run(doc, voices, media, events_tx, stop_rx));
-            relay(events_rx, store, record, call_id, ua).await;
+            relay(events_rx, store, record, call_id, escalation, ua).await;
         });
         Some(AgentHandle { _stop: stop_tx })
     }
@@ -173,6 +187,7 @@ async fn relay(
     store: Store,
     record: String,
     call_id: String,
+    escalation: Arc<EscalationDoc>,
     ua: mpsc::Sender<Event>,
 ) {
     let turn = |speaker: &str, text: String, at_ms: u64, latency_ms: Option<u64>| Write::Turn {
@@ -198,16 +213,28 @@ async fn relay(
             }
             AgentEvent::Escalate {
                 reason,
+                summary,
                 at_ms,
                 done,
             } => {
-                // Escalation to the tenant's human destination is not built
-                // yet: the agent offers to take a message instead.
-                let text = format!(
-                    "escalation requested ({reason}); no human destination is reachable yet"
-                );
+                let Some(target) = escalation.target().cloned() else {
+                    let text = format!(
+                        "transfer requested ({reason}); no escalation target is configured"
+                    );
+                    store.write(turn("system", text, at_ms, None)).await;
+                    let _ = done.send(None);
+                    continue;
+                };
+                let text = format!("transferring to {} ({reason})", target.name);
                 store.write(turn("system", text, at_ms, None)).await;
-                let _ = done.send(false);
+                let transfer = Transfer {
+                    call_id: call_id.clone(),
+                    target,
+                    reason,
+                    summary,
+                    reply: done,
+                };
+                let _ = ua.send(Event::Transfer(transfer)).await;
             }
             AgentEvent::HangUp => {
                 let _ = ua

@@ -86,9 +86,16 @@ pub fn main() -> anyhow::Result<()> {
         let numbers = Arc::new(RwLock::new(cfg.numbers.clone()));
         let trunk: transport::SharedTrunk = Arc::new(RwLock::new(cfg.trunk.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let expected: transport::Expected = Arc::default();
         let agent = Arc::new(AgentRuntime::new(
             initial_agent(&store, &cfg.agent, &cfg.tenant_id.to_string()).await,
         ));
+        if let Ok(Some(doc)) = store.document(agent::ESCALATION).await {
+            match bulkhead_voice::agent::escalation::EscalationDoc::from_json(doc.json.as_bytes()) {
+                Ok(doc) => agent.replace_escalation(doc),
+                Err(e) => tracing::error!(error = %e, "the stored escalation document is invalid; ignoring it"),
+            }
+        }
         let out = Outbound::new(link.clone(), udp.clone());
         let rtp = Arc::new(RtpClient::new(link.clone()));
         let ua_cfg = UaConfig {
@@ -100,16 +107,19 @@ pub fn main() -> anyhow::Result<()> {
             answer_delay: Duration::from_millis(cfg.answer_delay_ms),
             trunk: trunk.clone(),
             agent: agent.clone(),
+            expected: expected.clone(),
         };
         tokio::spawn(Ua::new(ua_cfg, store.clone(), out.clone(), events_tx.clone()).run(events_rx));
         tokio::spawn(transport::serve_trunk_udp(
             udp,
             trunk.clone(),
+            expected.clone(),
             events_tx.clone(),
         ));
         tokio::spawn(transport::serve_trunk_tcp(
             tcp,
             trunk.clone(),
+            expected.clone(),
             out,
             events_tx.clone(),
         ));

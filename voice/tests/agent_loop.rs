@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Speaker, Voices};
+use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, Bridge, CallMedia, Speaker, Voices};
 use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::media::rtp::{self, Packet};
 use bulkhead_voice::speech::espeak::Espeak;
@@ -87,7 +87,7 @@ impl Phone {
                     speaker: s, text, ..
                 })) if s == speaker => return Some(text),
                 Ok(Some(AgentEvent::Escalate { done, .. })) => {
-                    let _ = done.send(false);
+                    let _ = done.send(None);
                 }
                 Ok(Some(_)) => {}
                 _ => return None,
@@ -182,7 +182,7 @@ async fn the_caller_talking_over_the_greeting_stops_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Half a second of speech later the agent has fallen silent.
-    while phone.drain(Duration::from_millis(10)).await.len() > 0 {}
+    while !phone.drain(Duration::from_millis(10)).await.is_empty() {}
     let after = phone.drain(Duration::from_millis(600)).await;
     assert!(
         after.is_empty(),
@@ -223,4 +223,59 @@ async fn goodbye_ends_the_call() {
             other => panic!("no hang-up: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn once_the_human_answers_audio_is_relayed_both_ways() {
+    let mut phone = call(voices()).await;
+    // Press 0 for a person.
+    for end in [false, true, true, true] {
+        phone
+            .send(101, 500, &[0, if end { 0x80 } else { 0 }, 0x03, 0x20])
+            .await;
+    }
+    let (summary, done) = loop {
+        match tokio::time::timeout(Duration::from_secs(10), phone.events.recv()).await {
+            Ok(Some(AgentEvent::Escalate { summary, done, .. })) => break (summary, done),
+            Ok(Some(_)) => continue,
+            other => panic!("no escalation: {other:?}"),
+        }
+    };
+    assert!(summary.contains("caller pressed 0"), "{summary}");
+    // The human's phone, and our socket facing it.
+    let desk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let toward_desk = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let toward_desk_addr = toward_desk.local_addr().unwrap();
+    done.send(Some(Bridge {
+        socket: toward_desk,
+        peer: desk.local_addr().unwrap(),
+    }))
+    .unwrap();
+    assert_eq!(
+        phone
+            .turn(Speaker::System, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("the caller is connected to a person")
+    );
+    while !phone.drain(Duration::from_millis(50)).await.is_empty() {}
+    // Caller → human, untouched.
+    phone.send(0, 160, &[0x55; 160]).await;
+    let mut buf = [0u8; 2048];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(2), desk.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, toward_desk_addr);
+    assert_eq!(Packet::parse(&buf[..n]).unwrap().payload, &[0x55; 160]);
+    // Human → caller.
+    let mut p = Vec::new();
+    rtp::write(&mut p, false, 0, 9, 9, 99, &[0x66; 160]);
+    desk.send_to(&p, toward_desk_addr).await.unwrap();
+    let got = phone.drain(Duration::from_millis(500)).await;
+    assert!(
+        got.iter().any(|g| Packet::parse(g).unwrap().ssrc == 99),
+        "{} packets",
+        got.len()
+    );
 }

@@ -6,7 +6,7 @@
 //! must be a live token in *this tenant's* store, which is the only store this
 //! process can open. A missing or foreign token gets 401 and no data.
 
-mod agent;
+mod documents;
 mod query;
 
 use std::convert::Infallible;
@@ -119,8 +119,10 @@ pub async fn handle(state: &ApiState, req: Request<Bytes>) -> Resp {
         Err(resp) => return resp,
     }
     let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
-    if segments == ["agent"] {
-        return agent::handle(state, &req).await;
+    match segments.as_slice() {
+        ["agent"] => return documents::handle(state, documents::Kind::Agent, &req).await,
+        ["escalation"] => return documents::handle(state, documents::Kind::Escalation, &req).await,
+        _ => {}
     }
     if method != Method::GET {
         return not_allowed();

@@ -168,8 +168,16 @@ impl Outbound {
 /// the supervisor.
 pub type SharedTrunk = Arc<std::sync::RwLock<TrunkPolicy>>;
 
-fn trunk_admits(trunk: &SharedTrunk, peer: SocketAddr) -> bool {
-    let admitted = cidr::allows(&trunk.read().expect("trunk policy lock").allow, peer.ip());
+/// Addresses we placed calls to (escalation), admitted on the trunk while
+/// those calls are up even when the allowlist does not name them.
+pub type Expected = Arc<std::sync::RwLock<std::collections::HashSet<std::net::IpAddr>>>;
+
+fn trunk_admits(trunk: &SharedTrunk, expected: &Expected, peer: SocketAddr) -> bool {
+    let admitted = cidr::allows(&trunk.read().expect("trunk policy lock").allow, peer.ip())
+        || expected
+            .read()
+            .expect("expected peers lock")
+            .contains(&peer.ip());
     if !admitted {
         // Silence, not 403: an answer would make the port a reflector for
         // spoofed sources and tell scanners it is there.
@@ -179,11 +187,16 @@ fn trunk_admits(trunk: &SharedTrunk, peer: SocketAddr) -> bool {
 }
 
 /// Reads the trunk UDP socket into the user agent's event queue.
-pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, allow: SharedTrunk, events: mpsc::Sender<Event>) {
+pub async fn serve_trunk_udp(
+    udp: Arc<UdpSocket>,
+    allow: SharedTrunk,
+    expected: Expected,
+    events: mpsc::Sender<Event>,
+) {
     let mut buf = vec![0u8; 65_535];
     loop {
         match udp.recv_from(&mut buf).await {
-            Ok((_, peer)) if !trunk_admits(&allow, peer) => {}
+            Ok((_, peer)) if !trunk_admits(&allow, &expected, peer) => {}
             Ok((n, peer)) => {
                 let ev = Event::Inbound {
                     origin: Origin::TrunkUdp { peer },
@@ -202,6 +215,7 @@ pub async fn serve_trunk_udp(udp: Arc<UdpSocket>, allow: SharedTrunk, events: mp
 pub async fn serve_trunk_tcp(
     listener: TcpListener,
     allow: SharedTrunk,
+    expected: Expected,
     out: Outbound,
     events: mpsc::Sender<Event>,
 ) {
@@ -210,7 +224,7 @@ pub async fn serve_trunk_tcp(
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        if !trunk_admits(&allow, peer) {
+        if !trunk_admits(&allow, &expected, peer) {
             continue; // closed on drop
         }
         let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);

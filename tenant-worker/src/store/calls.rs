@@ -8,7 +8,6 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Completed,
-    #[allow(dead_code)] // set by escalation, which arrives with the voice-agent issue
     Escalated,
     Abandoned,
     Rejected,
@@ -94,6 +93,14 @@ pub fn ended(
 
 /// Calls a previous run left `in_progress` (the worker died mid-call) are
 /// marked `failed` at start-up: a record, not a gap.
+pub fn escalated_to(conn: &Connection, id: &str, target: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE calls SET escalated_to = ?2 WHERE id = ?1",
+        params![id, target],
+    )?;
+    Ok(())
+}
+
 pub fn mark_interrupted(conn: &Connection, at: &str) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE calls SET outcome = 'failed', ended_at = ?1 WHERE outcome = 'in_progress'",

@@ -49,6 +49,11 @@ pub enum Write {
         call: String,
         json: String,
     },
+    /// The escalation target that took the call.
+    EscalatedTo {
+        id: String,
+        target: String,
+    },
     /// A new version of a configuration document.
     PutDocument {
         name: &'static str,
@@ -224,6 +229,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
             tokens::add(conn, id, name, sha256_hex, &now, expires_at.as_deref())
         }
         Write::Turn { call, turn } => transcripts::add(conn, call, turn),
+        Write::EscalatedTo { id, target } => calls::escalated_to(conn, id, target),
         Write::Providers { call, json } => transcripts::set_providers(conn, call, json),
         Write::PutDocument { name, json } => {
             documents::put(conn, name, json, &bulkhead_shared::time::now_rfc3339())

@@ -66,11 +66,15 @@ pub enum AgentEvent {
         /// For agent replies: end of the caller's speech → first reply packet.
         latency_ms: Option<u64>,
     },
-    /// The caller asked for a human; answer `true` once bridged.
+    /// The caller asked for a human. Answer with the human's media once
+    /// they answer (the agent then relays audio between the two), or
+    /// `None` when nobody answers (the agent offers to take a message).
     Escalate {
         reason: String,
+        /// What the caller said, for the human (at most 1,024 bytes).
+        summary: String,
         at_ms: u64,
-        done: oneshot::Sender<bool>,
+        done: oneshot::Sender<Option<Bridge>>,
     },
     /// The agent is done: hang up.
     HangUp,
@@ -86,6 +90,18 @@ pub struct CallMedia {
     pub dtmf_pt: Option<u8>,
 }
 
+/// The human's side of an escalated call: a socket of our own facing them
+/// and their RTP address. Both sides use the caller's codec (the offer to
+/// the human carries only that one), so audio is relayed untouched.
+#[derive(Debug)]
+pub struct Bridge {
+    pub socket: UdpSocket,
+    pub peer: SocketAddr,
+}
+
+/// Longest summary handed to the human (INTERFACES.md).
+pub const MAX_SUMMARY: usize = 1024;
+
 /// The embedded providers this worker could open, and why not where it could not.
 #[derive(Debug, Clone, Default)]
 pub struct Voices {
@@ -99,6 +115,8 @@ enum Mode {
     Message,
     /// Hang up once the queued audio has been sent.
     Ending,
+    /// Waiting for the human to answer; the caller hears the announcement.
+    Transferring,
 }
 
 struct Call {
@@ -119,6 +137,10 @@ struct Call {
     pending_reply: Option<(String, Instant)>,
     talk_spurt_start: bool,
     mode: Mode,
+    /// What the caller said, in order (the hand-off summary).
+    caller_said: Vec<String>,
+    /// The escalation's answer, while one is pending.
+    transfer: Option<oneshot::Receiver<Option<Bridge>>>,
 }
 
 /// Runs the call until the agent hangs up, the socket fails or `stop` fires.
@@ -149,6 +171,8 @@ pub async fn run(
         pending_reply: None,
         talk_spurt_start: true,
         mode: Mode::Conversation,
+        caller_said: Vec::new(),
+        transfer: None,
     };
     if call.voices.tts.is_none() {
         call.note(
@@ -183,7 +207,7 @@ pub async fn run(
                     return;
                 }
                 let idle = call.queue.is_empty() && utterance.is_none() && call.awaiting_reply.is_none() && call.pending_reply.is_none();
-                if !idle {
+                if !idle || matches!(call.mode, Mode::Transferring) {
                     quiet_since = Instant::now();
                 } else if matches!(call.mode, Mode::Ending) {
                     let _ = call.events.send(AgentEvent::HangUp).await;
@@ -242,7 +266,7 @@ pub async fn run(
                         }
                         VadEvent::SpeechEnd => {
                             if let Some(u) = utterance.take() {
-                                if call.voices.stt.is_some() {
+                                if call.voices.stt.is_some() && !matches!(call.mode, Mode::Transferring) {
                                     call.awaiting_reply = Some(Instant::now());
                                     call.recognize(u, &heard_tx);
                                 }
@@ -258,6 +282,19 @@ pub async fn run(
                 }
             }
             Some(text) = heard_rx.recv() => call.heard(text, &heard_tx).await,
+            answer = async { call.transfer.as_mut().expect("guarded").await }, if call.transfer.is_some() => {
+                call.transfer = None;
+                match answer {
+                    Ok(Some(human)) => {
+                        call.note(Speaker::System, "the caller is connected to a person").await;
+                        return bridge(call.media, human, stop).await;
+                    }
+                    _ => {
+                        call.mode = Mode::Message;
+                        call.say("Sorry, no one is available right now. Please leave a message after this sentence.").await;
+                    }
+                }
+            }
         }
     }
 }
@@ -318,6 +355,7 @@ impl Call {
             return;
         }
         self.note(Speaker::Caller, &text).await;
+        self.caller_said.push(text.clone());
         let (intent, reply) = self.rules.decide(&text);
         if let Some(intent) = intent {
             self.note(Speaker::System, &format!("intent: {intent}"))
@@ -347,21 +385,24 @@ impl Call {
                 self.mode = Mode::Message;
             }
             Reply::Escalate { reason } => {
+                if self.transfer.is_some() {
+                    return;
+                }
                 self.say("Let me transfer you to a person.").await;
                 let (done, answer) = oneshot::channel();
                 let at_ms = self.at_ms();
+                let summary = summary(&reason, &self.caller_said);
                 let _ = self
                     .events
                     .send(AgentEvent::Escalate {
                         reason,
+                        summary,
                         at_ms,
                         done,
                     })
                     .await;
-                if answer.await != Ok(true) {
-                    self.say("Sorry, no one is available right now. Please leave a message after this sentence.").await;
-                    self.mode = Mode::Message;
-                }
+                self.transfer = Some(answer);
+                self.mode = Mode::Transferring;
             }
         }
     }
@@ -433,5 +474,60 @@ impl Call {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// The hand-off summary: why, and the caller's words, within [`MAX_SUMMARY`] bytes.
+fn summary(reason: &str, caller_said: &[String]) -> String {
+    let mut out = format!("Caller asked for a person ({reason}).");
+    if !caller_said.is_empty() {
+        out.push_str(" Caller said: ");
+        out.push_str(&caller_said.join(" / "));
+    }
+    if out.len() > MAX_SUMMARY {
+        let mut end = MAX_SUMMARY;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+/// Relays audio between the caller and the human until the call ends.
+async fn bridge(caller: CallMedia, human: Bridge, mut stop: oneshot::Receiver<()>) {
+    let (mut from_caller, mut from_human) = (vec![0u8; 2048], vec![0u8; 2048]);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            r = caller.socket.recv_from(&mut from_caller) => {
+                let Ok((n, from)) = r else { return };
+                if from.ip() == caller.peer.ip() {
+                    let _ = human.socket.send_to(&from_caller[..n], human.peer).await;
+                }
+            }
+            r = human.socket.recv_from(&mut from_human) => {
+                let Ok((n, from)) = r else { return };
+                if from.ip() == human.peer.ip() {
+                    let _ = caller.socket.send_to(&from_human[..n], caller.peer).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_bounded_on_a_character_boundary() {
+        let said = vec!["é".repeat(1000)];
+        let s = summary("human", &said);
+        assert!(s.len() <= MAX_SUMMARY && s.starts_with("Caller asked for a person (human)."));
+        assert_eq!(
+            summary("caller pressed 0", &[]),
+            "Caller asked for a person (caller pressed 0)."
+        );
     }
 }

@@ -2,7 +2,8 @@
 
 pub mod call;
 pub mod doc;
+pub mod escalation;
 pub mod rules;
 
-pub use call::{run, AgentEvent, CallMedia, Speaker, Voices};
+pub use call::{run, AgentEvent, Bridge, CallMedia, Speaker, Voices, MAX_SUMMARY};
 pub use doc::{Action, AgentDoc, DocError, Intent};

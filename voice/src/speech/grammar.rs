@@ -228,7 +228,7 @@ mod tests {
             intent("bye", &[], Some(Action::EndCall)),
         ]);
         let g = jsgf(&intents, |w| w != "zorblax").unwrap();
-        assert!(g.contains("<i0> = opening hours;"), "{g}");
+        assert!(g.contains("<i0> = opening hours | hours | times;"), "{g}");
         assert!(g.contains("<intent> = <i0> | <i1>;"), "{g}");
         assert!(!g.contains("zorblax"));
         assert!(jsgf(&intents, |_| false).is_none());

@@ -10,18 +10,11 @@
 //! retransmission and the ACK (RFC 3261 §13.3.1.4, §13.2.2.4).
 
 mod client;
-// Built and tested here; escalation (the voice-agent issue) places the
-// first calls with it.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "no outbound calls until escalation")
-)]
 mod client_invite;
 mod key;
 mod server;
 
 pub use client::ClientNonInvite;
-#[cfg_attr(not(test), expect(unused_imports))]
 pub use client_invite::ClientInvite;
 pub use key::{client_key, server_key, ClientKey, ServerKey};
 pub use server::{ServerInvite, ServerNonInvite};

@@ -77,6 +77,10 @@ pub(super) struct Call {
     pub media: Option<RtpLease>,
     /// The voice agent on the call; dropping it stops the agent.
     pub agent: Option<AgentHandle>,
+    /// The call to the human while a transfer is up (its Call-ID).
+    pub leg: Option<String>,
+    /// The escalation target that answered.
+    pub escalated_to: Option<String>,
 }
 
 impl Call {
@@ -375,8 +379,12 @@ impl Ua {
         if call.phase == Phase::Ended {
             return;
         }
+        let outcome = match (outcome, &call.escalated_to) {
+            (Outcome::Completed, Some(_)) => Outcome::Escalated,
+            (o, _) => o,
+        };
         let duration_ms = match (outcome, call.answered_at) {
-            (Outcome::Completed, Some(t)) => t.elapsed().as_millis() as i64,
+            (Outcome::Completed | Outcome::Escalated, Some(t)) => t.elapsed().as_millis() as i64,
             _ => 0,
         };
         call.phase = Phase::Ended;
@@ -397,6 +405,9 @@ impl Ua {
         }
         if let Some(lease) = self.calls.get_mut(call_id).and_then(|c| c.media.take()) {
             self.cfg.rtp.close(lease).await;
+        }
+        if let Some(leg) = self.calls.get_mut(call_id).and_then(|c| c.leg.take()) {
+            self.end_leg(&leg).await;
         }
         self.expire_later(call_id.to_owned());
     }

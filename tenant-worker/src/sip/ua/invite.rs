@@ -125,6 +125,8 @@ impl Ua {
             timer_generation: 0,
             media: Some(lease),
             agent: None,
+            leg: None,
+            escalated_to: None,
         };
         self.calls.insert(call_id.clone(), call);
         if self.cfg.answer_delay.is_zero() {

@@ -9,6 +9,7 @@
 //! [`invite`]).
 
 mod dialog;
+mod escalate;
 mod ids;
 mod invite;
 mod requests;
@@ -28,7 +29,7 @@ use super::auth::Nonces;
 use super::msg::{self, validate, Reply, Scanned, StartLine};
 use super::policy;
 use super::rtp::RtpClient;
-use super::transport::{Origin, Outbound, SharedTrunk};
+use super::transport::{Expected, Origin, Outbound, SharedTrunk};
 use super::txn::{self, ClientKey, ServerKey, Timer};
 use crate::agent::AgentRuntime;
 use crate::store::writer::Store;
@@ -77,7 +78,20 @@ pub enum Event {
     AgentHangUp {
         call_id: String,
     },
+    /// The voice agent asks for the caller to be put through to a person.
+    Transfer(Transfer),
+    /// A timer of the INVITE transaction to the human.
+    LegTimer {
+        leg: String,
+        timer: Timer,
+    },
+    /// The human's phone rang too long.
+    LegRingTimeout {
+        leg: String,
+    },
 }
+
+pub use escalate::Transfer;
 
 /// Fixed facts about this tenant the user agent needs.
 #[derive(Debug, Clone)]
@@ -94,6 +108,9 @@ pub struct UaConfig {
     pub trunk: SharedTrunk,
     /// The voice agent each answered call gets.
     pub agent: Arc<AgentRuntime>,
+    /// Sources outside the trunk allowlist admitted because we called
+    /// them (escalation destinations while a transfer is up).
+    pub expected: Expected,
 }
 
 /// Where a request came from, and its transaction (when it has one).
@@ -119,10 +136,14 @@ pub struct Ua {
     clients: HashMap<ClientKey, ClientEntry>,
     /// Digest nonces issued on the trunk.
     nonces: Nonces,
+    /// Calls to the tenant's human destination, by their Call-ID.
+    legs: HashMap<String, escalate::Leg>,
+    expected: Expected,
 }
 
 impl Ua {
     pub fn new(cfg: UaConfig, store: Store, out: Outbound, events: mpsc::Sender<Event>) -> Self {
+        let cfg_expected = Arc::clone(&cfg.expected);
         Self {
             cfg,
             store,
@@ -133,6 +154,8 @@ impl Ua {
             servers: HashMap::new(),
             clients: HashMap::new(),
             nonces: Nonces::default(),
+            legs: HashMap::new(),
+            expected: Arc::clone(&cfg_expected),
         }
     }
 
@@ -147,6 +170,9 @@ impl Ua {
         match ev {
             Event::Inbound { origin, data } => self.on_message(origin, &data).await,
             Event::Answer { call_id } => self.answer(&call_id).await,
+            Event::Transfer(t) => self.start_transfer(t).await,
+            Event::LegTimer { leg, timer } => self.on_leg_timer(&leg, timer).await,
+            Event::LegRingTimeout { leg } => self.leg_ring_timeout(&leg).await,
             Event::AgentHangUp { call_id } => {
                 self.hang_up(&call_id, crate::store::Outcome::Completed)
                     .await
@@ -221,7 +247,7 @@ impl Ua {
             method, version, ..
         } = req.start
         else {
-            return self.on_response(&req).await;
+            return self.on_response(&req, data).await;
         };
         let via = msg::top_via(&req);
         let dest = msg::response_target(via.as_ref(), origin.peer());
@@ -252,6 +278,9 @@ impl Ua {
             return self.run_server(&key, outs).await;
         }
         let inc = self.open_server_transaction(origin, dest, key, method == "INVITE");
+        if self.legs.contains_key(&call_id) {
+            return self.on_leg_request(inc, &req, &call_id).await;
+        }
         if version != "SIP/2.0" {
             return self.reply(&inc, &req, 505, "Version Not Supported").await;
         }
@@ -296,10 +325,13 @@ impl Ua {
     }
 
     /// A response: it belongs to one of our requests, or it is stray.
-    async fn on_response(&mut self, resp: &Scanned<'_>) {
+    async fn on_response(&mut self, resp: &Scanned<'_>, raw: &[u8]) {
         let StartLine::Response { code, .. } = resp.start else {
             return;
         };
+        if self.on_leg_response(resp, raw).await {
+            return;
+        }
         let Some(key) = txn::client_key(resp) else {
             return;
         };

@@ -56,6 +56,7 @@ impl Phone {
             rtp: Arc::new(RtpClient::loopback()),
             trunk: Arc::new(RwLock::new(trunk)),
             agent: Arc::new(crate::agent::AgentRuntime::disabled()),
+            expected: Arc::default(),
         };
         let ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
         tokio::spawn(ua.run(rx));

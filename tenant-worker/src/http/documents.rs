@@ -1,0 +1,121 @@
+//! `GET` and `PUT /v1/agent` and `/v1/escalation`: the tenant's
+//! configuration documents, with an ETag for optimistic concurrency. A
+//! `PUT` is on disk before it answers and takes effect on the next call,
+//! with no restart; secrets are write-only.
+
+use bytes::Bytes;
+use hyper::header::{ETAG, IF_MATCH};
+use hyper::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+
+use super::{error, internal, json_response, not_allowed, ApiState, Resp};
+use crate::agent::{DOCUMENT, ESCALATION};
+use crate::store::writer::Write;
+use bulkhead_voice::agent::escalation::EscalationDoc;
+use bulkhead_voice::agent::{AgentDoc, DocError};
+
+/// Puts a parsed document in effect.
+type Apply = Box<dyn FnOnce(&ApiState) + Send>;
+
+/// Which document a path names.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Agent,
+    Escalation,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Agent => DOCUMENT,
+            Self::Escalation => ESCALATION,
+        }
+    }
+
+    /// The document now in effect, as JSON.
+    fn current(self, state: &ApiState) -> Value {
+        match self {
+            Self::Agent => serde_json::to_value(&*state.agent.current()),
+            Self::Escalation => serde_json::to_value(&*state.agent.escalation()),
+        }
+        .expect("serializable")
+    }
+
+    /// Parses and validates a body; on success returns its JSON and a
+    /// function that puts it in effect.
+    fn parse(self, body: &[u8]) -> Result<(Value, Apply), DocError> {
+        match self {
+            Self::Agent => {
+                let doc = AgentDoc::from_json(body)?;
+                let value = serde_json::to_value(&doc).expect("serializable");
+                Ok((value, Box::new(move |s: &ApiState| s.agent.replace(doc))))
+            }
+            Self::Escalation => {
+                let doc = EscalationDoc::from_json(body)?;
+                let value = serde_json::to_value(&doc).expect("serializable");
+                Ok((
+                    value,
+                    Box::new(move |s: &ApiState| s.agent.replace_escalation(doc)),
+                ))
+            }
+        }
+    }
+}
+
+pub async fn handle(state: &ApiState, kind: Kind, req: &Request<Bytes>) -> Resp {
+    let version = match state.store.document(kind.name()).await {
+        Ok(doc) => doc.map_or(0, |d| d.version),
+        Err(e) => return internal(e),
+    };
+    let etag = format!("\"v{version}\"");
+    match *req.method() {
+        Method::GET => shown(kind.current(state), &etag),
+        Method::PUT => {
+            let if_match = req.headers().get(IF_MATCH).and_then(|v| v.to_str().ok());
+            if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
+                return error(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    "the document changed since it was read; GET it again",
+                    None,
+                );
+            }
+            let (value, apply) = match kind.parse(req.body()) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    let field = (!e.field.is_empty()).then_some(e.field.as_str());
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_document",
+                        &e.message,
+                        field,
+                    );
+                }
+            };
+            let write = Write::PutDocument {
+                name: kind.name(),
+                json: value.to_string(),
+            };
+            if let Err(e) = state.store.write_durable(write).await {
+                return internal(e);
+            }
+            apply(state);
+            shown(value, &format!("\"v{}\"", version + 1))
+        }
+        _ => not_allowed(),
+    }
+}
+
+/// The document as tenants see it: each `api_key` replaced by `api_key_set`.
+fn shown(mut value: Value, etag: &str) -> Resp {
+    for layer in ["stt", "llm", "tts"] {
+        if let Some(p) = value.get_mut(layer).and_then(|v| v.as_object_mut()) {
+            let set = p.remove("api_key").is_some();
+            p.insert("api_key_set".into(), json!(set));
+        }
+    }
+    let mut resp = json_response(StatusCode::OK, &value);
+    resp.headers_mut()
+        .insert(ETAG, etag.parse().expect("an ETag is a valid header value"));
+    resp
+}
