@@ -5,14 +5,14 @@
 //! stays small), and each call's agent task, whose events become
 //! transcript rows and SIP.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bulkhead_voice::agent::escalation::EscalationDoc;
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Voices};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::sip::ua::{Event, Transfer};
 use crate::store::writer::{Store, Write};
@@ -21,8 +21,30 @@ use crate::store::Turn;
 /// The documents' names in the store.
 pub const DOCUMENT: &str = "agent";
 pub const ESCALATION: &str = "escalation";
-/// Decoders in the pool: the worker has two cores' worth of cgroup at most.
-const DECODERS: usize = 2;
+/// Decoder threads: each holds 28 MiB of model, and one decodes an
+/// utterance in ~0.1–0.2× real time (BENCHMARKS.md has the concurrency this
+/// carries), so one per worker.
+const DECODERS: usize = 1;
+
+/// The memory limit (RLIMIT_DATA, set from `limits.memory`) below which a
+/// provider is not opened. A worker with both open after 20 calls: 51 MB
+/// of VmData, 50 MB resident (docs/voice.md).
+const TTS_NEEDS: u64 = 32 << 20;
+const STT_NEEDS: u64 = 96 << 20;
+
+/// The worker's data limit in bytes (unlimited: `u64::MAX`).
+fn data_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_DATA)
+        .map_or(u64::MAX, |(soft, _)| soft)
+}
+
+fn too_small(what: &str, room: u64, needs: u64) -> String {
+    format!(
+        "{what} needs a memory limit of at least {} MiB; this tenant's is {} MiB (raise limits.memory)",
+        needs >> 20,
+        room >> 20
+    )
+}
 
 /// Why an embedded provider is unavailable, for the call record.
 type Opened<T> = Result<T, String>;
@@ -31,7 +53,9 @@ type Opened<T> = Result<T, String>;
 pub struct AgentRuntime {
     doc: RwLock<Arc<AgentDoc>>,
     escalation: RwLock<Arc<EscalationDoc>>,
-    voices: OnceCell<(Opened<Espeak>, Opened<Sphinx>)>,
+    /// Opened once, on a blocking thread that later callers wait for; a
+    /// call that ends meanwhile stops waiting but never starts a second load.
+    voices: Arc<OnceLock<(Opened<Espeak>, Opened<Sphinx>)>>,
     /// Tests of the SIP layer run without agents.
     enabled: bool,
 }
@@ -47,7 +71,7 @@ impl AgentRuntime {
         Self {
             doc: RwLock::new(Arc::new(doc)),
             escalation: RwLock::new(Arc::new(EscalationDoc::default())),
-            voices: OnceCell::new(),
+            voices: Arc::default(),
             enabled: true,
         }
     }
@@ -79,24 +103,36 @@ impl AgentRuntime {
         *self.escalation.write().expect("escalation doc lock") = Arc::new(doc);
     }
 
-    async fn voices(&self) -> &(Opened<Espeak>, Opened<Sphinx>) {
-        self.voices
-            .get_or_init(|| async {
-                let opened = tokio::task::spawn_blocking(|| {
-                    let tts = Espeak::shared().map_err(|e| e.to_string());
-                    let stt = Sphinx::start(DECODERS).map_err(|e| e.to_string());
-                    for e in [tts.as_ref().err(), stt.as_ref().err()]
-                        .into_iter()
-                        .flatten()
-                    {
-                        tracing::warn!(error = %e, "an embedded speech provider is unavailable");
-                    }
-                    (tts, stt)
-                })
-                .await;
-                opened.unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())))
+    async fn voices(&self) -> (Opened<Espeak>, Opened<Sphinx>) {
+        let cell = Arc::clone(&self.voices);
+        let opened = tokio::task::spawn_blocking(move || {
+            cell.get_or_init(|| {
+                // The C libraries do not survive a failed allocation (a
+                // NULL dereference kills the worker), so they are opened
+                // only when the tenant's memory limit leaves them room.
+                let room = data_limit();
+                let tts = if room < TTS_NEEDS {
+                    Err(too_small("espeak-ng", room, TTS_NEEDS))
+                } else {
+                    Espeak::shared().map_err(|e| e.to_string())
+                };
+                let stt = if room < STT_NEEDS {
+                    Err(too_small("PocketSphinx", room, STT_NEEDS))
+                } else {
+                    Sphinx::start(DECODERS).map_err(|e| e.to_string())
+                };
+                for e in [tts.as_ref().err(), stt.as_ref().err()]
+                    .into_iter()
+                    .flatten()
+                {
+                    tracing::warn!(error = %e, "an embedded speech provider is unavailable");
+                }
+                (tts, stt)
             })
-            .await
+            .clone()
+        })
+        .await;
+        opened.unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())))
     }
 
     /// Starts the agent on an answered call. `record` is the call record's
@@ -112,13 +148,18 @@ impl AgentRuntime {
         if !self.enabled {
             return None;
         }
-        let (stop_tx, stop_rx) = oneshot::channel();
+        let (stop_tx, mut stop_rx) = oneshot::channel();
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
             let doc = runtime.current();
             let escalation = runtime.escalation();
-            let (tts, stt) = runtime.voices().await;
-            let (voices, providers) = choose(&doc, tts, stt);
+            // The first call opens the providers; a call that ends meanwhile
+            // lets go of its socket at once, so its port is free again.
+            let (tts, stt) = tokio::select! {
+                voices = runtime.voices() => voices,
+                _ = &mut stop_rx => return,
+            };
+            let (voices, providers) = choose(&doc, &tts, &stt);
             store
                 .write(Write::Providers {
                     call: record.clone(),
