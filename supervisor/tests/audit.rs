@@ -89,7 +89,7 @@ fn calls_keep_succeeding_while_the_audit_runs() {
         }
         for h in [calls, more] {
             let (ok, out) = h.join().unwrap();
-            assert!(ok, "calls failed during the audit:\n{out}");
+            assert!(ok, "calls failed during the audit:\n{out}\n{}", sup.log());
         }
     });
 }

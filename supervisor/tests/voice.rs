@@ -264,16 +264,16 @@ fn transfer_tenant(sup: &Supervisor, port: u16) -> (u16, String) {
     (http, token)
 }
 
-#[test]
-fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
-    let sup = Supervisor::start();
+/// One call from a caller who asks for a person, to a tenant whose human
+/// destination is sipp running `human_scenario`; both sipp runs must pass.
+fn transfer_call(sup: &Supervisor, human_scenario: &str) -> (u16, String) {
     let desk_port = free_udp_port();
-    let (http, token) = transfer_tenant(&sup, desk_port);
-    let desk = human("human_uas.xml", desk_port);
+    let tenant = transfer_tenant(sup, desk_port);
+    let desk = human(human_scenario, desk_port);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let media_port = free_udp_port().to_string();
     let (ok, report) = own_scenario(
-        &sup,
+        sup,
         "transfer_caller.xml",
         CLINIC,
         sup.sip,
@@ -282,8 +282,18 @@ fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
     );
     assert!(ok, "caller: {report}\n{}", sup.log());
     let (ok, report) = desk.join().unwrap();
-    assert!(ok, "the human destination: {report}\n{}", sup.log());
+    assert!(
+        ok,
+        "the human destination ({human_scenario}): {report}\n{}",
+        sup.log()
+    );
+    tenant
+}
 
+#[test]
+fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
+    let sup = Supervisor::start();
+    let (http, token) = transfer_call(&sup, "human_uas.xml");
     let calls = settled_calls(http, &token);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
@@ -319,23 +329,7 @@ fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
 #[test]
 fn a_busy_human_sends_the_caller_back_to_the_agent_for_a_message() {
     let sup = Supervisor::start();
-    let desk_port = free_udp_port();
-    let (http, token) = transfer_tenant(&sup, desk_port);
-    let desk = human("human_busy.xml", desk_port);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let media_port = free_udp_port().to_string();
-    let (ok, report) = own_scenario(
-        &sup,
-        "transfer_caller.xml",
-        CLINIC,
-        sup.sip,
-        "u1",
-        &["-mi", "127.0.0.1", "-mp", &media_port],
-    );
-    assert!(ok, "caller: {report}\n{}", sup.log());
-    let (ok, report) = desk.join().unwrap();
-    assert!(ok, "the busy destination: {report}");
-
+    let (http, token) = transfer_call(&sup, "human_busy.xml");
     let calls = settled_calls(http, &token);
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     assert!(calls[0]["escalated_to"].is_null(), "{calls:?}");

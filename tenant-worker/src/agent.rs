@@ -14,9 +14,11 @@ use bulkhead_voice::speech::sphinx::Sphinx;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::sip::rtp::{RtpClient, RtpLease};
 use crate::sip::ua::{Event, Transfer};
 use crate::store::writer::{Store, Write};
 use crate::store::Turn;
+use tokio::net::UdpSocket;
 
 /// The documents' names in the store.
 pub const DOCUMENT: &str = "agent";
@@ -135,43 +137,81 @@ impl AgentRuntime {
         opened.unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())))
     }
 
-    /// Starts the agent on an answered call. `record` is the call record's
-    /// id, `call_id` the SIP Call-ID (for hanging up).
+    /// Starts the agent on an answered call, handing it the call's RTP
+    /// sockets: the agent task returns them to the supervisor only once it
+    /// has closed them, so a port is never handed out while still bound.
+    /// `record` is the call record's id, `call_id` the SIP Call-ID (for
+    /// hanging up). A disabled runtime gives the sockets back.
+    #[expect(clippy::too_many_arguments, reason = "one call's facts, passed once")]
     pub fn start_call(
         self: &Arc<Self>,
         store: Store,
         record: String,
         call_id: String,
-        media: CallMedia,
+        lease: RtpLease,
+        call: CallSetup,
+        rtp: Arc<RtpClient>,
         ua: mpsc::Sender<Event>,
-    ) -> Option<AgentHandle> {
+    ) -> Result<AgentHandle, RtpLease> {
         if !self.enabled {
-            return None;
+            return Err(lease);
         }
-        let (stop_tx, mut stop_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
-            let doc = runtime.current();
-            let escalation = runtime.escalation();
-            // The first call opens the providers; a call that ends meanwhile
-            // lets go of its socket at once, so its port is free again.
-            let (tts, stt) = tokio::select! {
-                voices = runtime.voices() => voices,
-                _ = &mut stop_rx => return,
+            let RtpLease {
+                port,
+                rtp: socket,
+                rtcp,
+            } = lease;
+            let agent = async {
+                let socket = socket
+                    .set_nonblocking(true)
+                    .and_then(|()| UdpSocket::from_std(socket));
+                let socket = match socket {
+                    Ok(s) => s,
+                    Err(e) => return tracing::warn!(error = %e, "cannot use the call's RTP socket"),
+                };
+                let media = CallMedia {
+                    socket,
+                    peer: call.peer,
+                    law: call.law,
+                    dtmf_pt: call.dtmf_pt,
+                };
+                let doc = runtime.current();
+                let escalation = runtime.escalation();
+                let (tts, stt) = runtime.voices().await;
+                let (voices, providers) = choose(&doc, &tts, &stt);
+                let json = providers.to_string();
+                store
+                    .write(Write::Providers {
+                        call: record.clone(),
+                        json,
+                    })
+                    .await;
+                let (events_tx, events_rx) = mpsc::channel(64);
+                // The relay outlives the agent, so no turn is lost at hang-up.
+                tokio::spawn(relay(events_rx, store, record, call_id, escalation, ua));
+                agent::run(doc, voices, media, events_tx).await;
             };
-            let (voices, providers) = choose(&doc, &tts, &stt);
-            store
-                .write(Write::Providers {
-                    call: record.clone(),
-                    json: providers.to_string(),
-                })
-                .await;
-            let (events_tx, events_rx) = mpsc::channel(64);
-            tokio::spawn(agent::run(doc, voices, media, events_tx, stop_rx));
-            relay(events_rx, store, record, call_id, escalation, ua).await;
+            // The call ending drops the agent, and its socket with it.
+            tokio::select! {
+                () = agent => {}
+                _ = stop_rx => {}
+            }
+            drop(rtcp);
+            rtp.close_port(port).await;
         });
-        Some(AgentHandle { _stop: stop_tx })
+        Ok(AgentHandle { _stop: stop_tx })
     }
+}
+
+/// What the agent needs to know about the call's media.
+#[derive(Debug, Clone, Copy)]
+pub struct CallSetup {
+    pub peer: std::net::SocketAddr,
+    pub law: bulkhead_voice::media::g711::Law,
+    pub dtmf_pt: Option<u8>,
 }
 
 /// The providers that serve this call and the record of that choice. A

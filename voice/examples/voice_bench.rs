@@ -20,7 +20,7 @@ use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 const DOC: &str = r#"{"greeting": "Hello.", "intents": [
   {"name": "human", "phrases": ["talk to a human", "speak to a person"], "action": "escalate"},
@@ -136,8 +136,7 @@ async fn caller(
     };
     let agent_addr = media.socket.local_addr().unwrap();
     let (events_tx, mut events_rx) = mpsc::channel(64);
-    let (_stop, stop_rx) = oneshot::channel();
-    tokio::spawn(agent::run(doc, voices, media, events_tx, stop_rx));
+    let agent = tokio::spawn(agent::run(doc, voices, media, events_tx));
     tokio::spawn(async move {
         while let Some(AgentEvent::Turn { .. } | AgentEvent::HangUp | AgentEvent::Escalate { .. }) =
             events_rx.recv().await
@@ -197,6 +196,7 @@ async fn caller(
             latencies.push(l.as_millis() as u64);
         }
     }
+    agent.abort();
     latencies
 }
 

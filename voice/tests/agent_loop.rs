@@ -13,7 +13,7 @@ use bulkhead_voice::media::rtp::{self, Packet};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 const DOC: &str = r#"{"greeting": "Thank you for calling Maple Clinic. All of our lines are open today, and we are happy to help you with appointments, prescriptions and billing.",
   "intents": [{"name": "bye", "phrases": ["goodbye"], "action": "end_call"},
@@ -23,8 +23,14 @@ struct Phone {
     socket: UdpSocket,
     agent: SocketAddr,
     events: mpsc::Receiver<AgentEvent>,
-    _stop: oneshot::Sender<()>,
+    agent_task: tokio::task::JoinHandle<()>,
     seq: u16,
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        self.agent_task.abort();
+    }
 }
 
 async fn call(voices: Voices) -> Phone {
@@ -38,14 +44,12 @@ async fn call(voices: Voices) -> Phone {
         dtmf_pt: Some(101),
     };
     let (tx, events) = mpsc::channel(64);
-    let (stop, stop_rx) = oneshot::channel();
     let doc = Arc::new(AgentDoc::from_json(DOC.as_bytes()).unwrap());
-    tokio::spawn(agent::run(doc, voices, media, tx, stop_rx));
     Phone {
         socket,
         agent,
         events,
-        _stop: stop,
+        agent_task: tokio::spawn(agent::run(doc, voices, media, tx)),
         seq: 0,
     }
 }
@@ -249,6 +253,7 @@ async fn once_the_human_answers_audio_is_relayed_both_ways() {
     done.send(Some(Bridge {
         socket: toward_desk,
         peer: desk.local_addr().unwrap(),
+        release: Box::new(()),
     }))
     .unwrap();
     assert_eq!(

@@ -13,20 +13,39 @@ use std::time::Duration;
 use bulkhead_shared::ipc::{FromWorker, Link};
 use tokio::sync::oneshot;
 
-/// How long the supervisor may take to answer.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the supervisor may take to answer. Generous: on a loaded
+/// 2-core machine (an audit forking probe workers while workers open their
+/// speech models) answers were seen to take long enough for 2 s to refuse
+/// calls that would have been served; the caller has its 100 Trying.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A call's media sockets; give them back with [`RtpClient::close`].
 #[derive(Debug)]
 pub struct RtpLease {
     pub port: u16,
-    /// The voice agent reads and writes a duplicate of this socket.
+    /// The voice agent reads and writes it.
     pub rtp: UdpSocket,
-    #[expect(
-        dead_code,
-        reason = "held open for the call; RTCP reports are not read yet"
-    )]
+    /// Held open for the call; RTCP reports are not read yet.
     pub rtcp: UdpSocket,
+}
+
+/// A lent RTP socket's way home: dropped after the socket (it is the later
+/// field), it closes the RTCP socket and returns the pair.
+#[derive(Debug)]
+pub struct ReturnOnDrop {
+    pub port: u16,
+    pub rtcp: Option<UdpSocket>,
+    pub client: Arc<RtpClient>,
+}
+
+impl Drop for ReturnOnDrop {
+    fn drop(&mut self) {
+        drop(self.rtcp.take());
+        let (client, port) = (Arc::clone(&self.client), self.port);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { client.close_port(port).await });
+        }
+    }
 }
 
 type Answer = Result<RtpLease, String>;
@@ -133,6 +152,11 @@ impl RtpClient {
     pub async fn close(&self, lease: RtpLease) {
         let port = lease.port;
         drop(lease);
+        self.close_port(port).await;
+    }
+
+    /// Returns the pair at `port`, whose sockets the caller has closed.
+    pub async fn close_port(&self, port: u16) {
         #[cfg_attr(
             not(test),
             expect(clippy::infallible_destructuring_match, reason = "tests add a variant")

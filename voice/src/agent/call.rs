@@ -97,6 +97,9 @@ pub struct CallMedia {
 pub struct Bridge {
     pub socket: UdpSocket,
     pub peer: SocketAddr,
+    /// Dropped after `socket` (field order): whoever lent the socket gets
+    /// it back only once it is closed.
+    pub release: Box<dyn std::fmt::Debug + Send>,
 }
 
 /// Longest summary handed to the human (INTERFACES.md).
@@ -143,13 +146,14 @@ struct Call {
     transfer: Option<oneshot::Receiver<Option<Bridge>>>,
 }
 
-/// Runs the call until the agent hangs up, the socket fails or `stop` fires.
+/// Runs the call until the agent hangs up or the socket fails. To stop it
+/// (the call ended), drop the future: its sockets close with it, so the
+/// port is free again before the supervisor hands it out anew.
 pub async fn run(
     doc: Arc<AgentDoc>,
     voices: Voices,
     media: CallMedia,
     events: mpsc::Sender<AgentEvent>,
-    mut stop: oneshot::Receiver<()>,
 ) {
     let rules = Rules::new(&doc);
     let mut h = DefaultHasher::new();
@@ -201,7 +205,6 @@ pub async fn run(
     let mut pcm = Vec::with_capacity(FRAME);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
             _ = tick.tick() => {
                 if call.send_next().await.is_err() {
                     return;
@@ -287,7 +290,7 @@ pub async fn run(
                 match answer {
                     Ok(Some(human)) => {
                         call.note(Speaker::System, "the caller is connected to a person").await;
-                        return bridge(call.media, human, stop).await;
+                        return bridge(call.media, human).await;
                     }
                     _ => {
                         call.mode = Mode::Message;
@@ -494,12 +497,12 @@ fn summary(reason: &str, caller_said: &[String]) -> String {
     out
 }
 
-/// Relays audio between the caller and the human until the call ends.
-async fn bridge(caller: CallMedia, human: Bridge, mut stop: oneshot::Receiver<()>) {
+/// Relays audio between the caller and the human until the call ends
+/// (the future is dropped) or a socket fails.
+async fn bridge(caller: CallMedia, human: Bridge) {
     let (mut from_caller, mut from_human) = (vec![0u8; 2048], vec![0u8; 2048]);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
             r = caller.socket.recv_from(&mut from_caller) => {
                 let Ok((n, from)) = r else { return };
                 if from.ip() == caller.peer.ip() {

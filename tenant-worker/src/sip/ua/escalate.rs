@@ -20,11 +20,12 @@ use tokio::sync::oneshot;
 use super::transactions::Purpose;
 use super::{ids, local_address, requests, Event, Ua};
 use crate::sip::msg::{self, Reply, Scanned, StartLine};
-use crate::sip::rtp::RtpLease;
+use crate::sip::rtp::{ReturnOnDrop, RtpLease};
 use crate::sip::sdp;
 use crate::sip::transport::Origin;
 use crate::sip::txn::{ClientInvite, ClientKey, Output, Timer};
 use crate::store::writer::Write;
+use std::sync::Arc;
 
 /// How long the human's phone may ring before the caller is told.
 pub const RING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -258,24 +259,41 @@ Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
         let Some(reply) = leg.reply.take() else {
             return; // a retransmitted 2xx
         };
-        let socket = leg.lease.as_ref().map(|l| {
-            l.rtp.try_clone().and_then(|s| {
-                s.set_nonblocking(true)?;
-                tokio::net::UdpSocket::from_std(s)
-            })
-        });
         let peer = sdp::remote_media(resp.body);
         let (caller, target) = (leg.caller.clone(), leg.target.clone());
-        match (socket, peer) {
-            (Some(Ok(socket)), Some(peer)) => {
-                let _ = reply.send(Some(Bridge { socket, peer }));
+        let lent = match (leg.lease.take(), peer) {
+            (Some(lease), Some(peer)) => {
+                let RtpLease { port, rtp, rtcp } = lease;
+                let release = ReturnOnDrop {
+                    port,
+                    rtcp: Some(rtcp),
+                    client: Arc::clone(&self.cfg.rtp),
+                };
+                rtp.set_nonblocking(true)
+                    .and_then(|()| tokio::net::UdpSocket::from_std(rtp))
+                    .map(|socket| Bridge {
+                        socket,
+                        peer,
+                        release: Box::new(release),
+                    })
+                    .ok()
+            }
+            (lease, _) => {
+                leg.lease = lease;
+                None
+            }
+        };
+        match lent {
+            Some(bridge) => {
+                // Refused when the agent is gone: the bridge, dropped, returns the port.
+                let _ = reply.send(Some(bridge));
                 if let Some(call) = self.calls.get_mut(&caller) {
                     call.escalated_to = Some(target.clone());
                     let id = call.record_id.clone();
                     self.store.write(Write::EscalatedTo { id, target }).await;
                 }
             }
-            _ => {
+            None => {
                 tracing::warn!("the human answered without usable media; hanging up on them");
                 let _ = reply.send(None);
                 self.end_leg(leg_id).await;

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use super::dialog::{contact, dialog_ids, Call, Phase};
 use super::{ids, uri_of_request, Event, Incoming, Ua};
+use crate::agent::CallSetup;
 use crate::sip::auth::{self, Verdict};
 use crate::sip::msg::{self, Reply, Scanned};
 use crate::sip::session_timer::{SessionTimer, TooSmall};
@@ -14,8 +15,8 @@ use crate::sip::{policy, sdp};
 use crate::store::writer::Write;
 use crate::store::{NewCall, Outcome};
 use bulkhead_shared::trunk::TrunkAuth;
-use bulkhead_voice::agent::CallMedia;
 use bulkhead_voice::media::g711::Law;
+use std::sync::Arc;
 
 impl Ua {
     pub(super) async fn on_invite(
@@ -209,7 +210,7 @@ impl Ua {
         self.start_agent(call_id);
     }
 
-    /// Hands the answered call's audio to the voice agent.
+    /// Hands the answered call's audio, and its RTP sockets, to the voice agent.
     fn start_agent(&mut self, call_id: &str) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
@@ -222,36 +223,28 @@ impl Ua {
             );
             return;
         };
-        let socket = call.media.as_ref().map(|m| {
-            m.rtp.try_clone().and_then(|s| {
-                s.set_nonblocking(true)?;
-                tokio::net::UdpSocket::from_std(s)
-            })
-        });
-        let socket = match socket {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "cannot use the call's RTP socket");
-                return;
-            }
-            None => return,
-        };
-        let Some(law) = Law::from_payload_type(call.session.pt) else {
+        let (Some(law), Some(lease)) = (Law::from_payload_type(call.session.pt), call.media.take())
+        else {
             return;
         };
-        let media = CallMedia {
-            socket,
+        let setup = CallSetup {
             peer,
             law,
             dtmf_pt: call.session.dtmf,
         };
-        call.agent = self.cfg.agent.start_call(
+        let started = self.cfg.agent.start_call(
             self.store.clone(),
             call.record_id.clone(),
             call_id.to_owned(),
-            media,
+            lease,
+            setup,
+            Arc::clone(&self.cfg.rtp),
             self.events.clone(),
         );
+        match started {
+            Ok(handle) => call.agent = Some(handle),
+            Err(lease) => call.media = Some(lease),
+        }
     }
 
     /// CANCEL of a ringing call's INVITE: 200 to the CANCEL, 487 to the INVITE.
