@@ -237,7 +237,7 @@ pub async fn run(
                         call.note(Speaker::Caller, &format!("[DTMF {digit}]")).await;
                         prompts = 0;
                         if digit == '0' {
-                            call.act(Reply::Escalate { reason: "caller pressed 0".into() }, &heard_tx).await;
+                            call.act(Reply::Escalate { reason: "caller pressed 0".into() }).await;
                         }
                     }
                     continue;
@@ -284,7 +284,7 @@ pub async fn run(
                     }
                 }
             }
-            Some(text) = heard_rx.recv() => call.heard(text, &heard_tx).await,
+            Some(text) = heard_rx.recv() => call.heard(text).await,
             answer = async { call.transfer.as_mut().expect("guarded").await }, if call.transfer.is_some() => {
                 call.transfer = None;
                 match answer {
@@ -337,7 +337,7 @@ impl Call {
         });
     }
 
-    async fn heard(&mut self, text: String, heard: &mpsc::Sender<String>) {
+    async fn heard(&mut self, text: String) {
         if matches!(self.mode, Mode::Message) {
             let message = if text.is_empty() {
                 "[message not understood]".to_owned()
@@ -364,10 +364,10 @@ impl Call {
             self.note(Speaker::System, &format!("intent: {intent}"))
                 .await;
         }
-        self.act(reply, heard).await;
+        self.act(reply).await;
     }
 
-    async fn act(&mut self, reply: Reply, _heard: &mpsc::Sender<String>) {
+    async fn act(&mut self, reply: Reply) {
         match reply {
             Reply::Say(text) => self.say(&text).await,
             Reply::Noted => {

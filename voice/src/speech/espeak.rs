@@ -3,8 +3,9 @@
 //! process, so one thread owns it and synthesizes jobs in turn.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_int, c_short, c_uint, c_void, CString};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 
 use tokio::sync::oneshot;
 
@@ -130,7 +131,41 @@ impl Engine {
 struct Job {
     voice: String,
     text: String,
-    reply: oneshot::Sender<Result<Vec<i16>, SpeechError>>,
+    reply: oneshot::Sender<Result<Arc<[i16]>, SpeechError>>,
+}
+
+/// Samples the cache may hold: about two minutes of speech, 2 MiB.
+const CACHE_SAMPLES: usize = 1 << 20;
+
+/// Synthesized speech by (voice, text), oldest dropped first.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<(String, String), Arc<[i16]>>,
+    order: VecDeque<(String, String)>,
+    samples: usize,
+}
+
+impl Cache {
+    fn get(&self, key: &(String, String)) -> Option<Arc<[i16]>> {
+        self.entries.get(key).cloned()
+    }
+
+    fn put(&mut self, key: (String, String), pcm: Arc<[i16]>) {
+        if pcm.len() > CACHE_SAMPLES / 4 {
+            return; // a long text is unlikely to come again
+        }
+        self.samples += pcm.len();
+        self.order.push_back(key.clone());
+        self.entries.insert(key, pcm);
+        while self.samples > CACHE_SAMPLES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.entries.remove(&old) {
+                self.samples -= gone.len();
+            }
+        }
+    }
 }
 
 /// A handle to the synthesis thread; cheap to clone.
@@ -164,8 +199,22 @@ impl Espeak {
                         return;
                     }
                 };
+                let mut cache = Cache::default();
                 for job in rx {
-                    let _ = job.reply.send(engine.speak(&job.voice, 160, &job.text));
+                    // The call ended while the job waited: nobody will play it.
+                    if job.reply.is_closed() {
+                        continue;
+                    }
+                    let key = (job.voice, job.text);
+                    let speech = match cache.get(&key) {
+                        Some(hit) => Ok(hit),
+                        None => engine.speak(&key.0, 160, &key.1).map(|pcm| {
+                            let pcm: Arc<[i16]> = pcm.into();
+                            cache.put(key, Arc::clone(&pcm));
+                            pcm
+                        }),
+                    };
+                    let _ = job.reply.send(speech);
                 }
             })
             .map_err(|e| SpeechError::Failed(format!("cannot start the espeak-ng thread: {e}")))?;
@@ -173,8 +222,10 @@ impl Espeak {
         Ok(Self { jobs })
     }
 
-    /// 8 kHz speech for `text` in `voice` (an espeak-ng voice name such as `en-us+f3`).
-    pub async fn synthesize(&self, voice: &str, text: &str) -> Result<Vec<i16>, SpeechError> {
+    /// 8 kHz speech for `text` in `voice` (an espeak-ng voice name such as
+    /// `en-us+f3`). Recent results are kept: a greeting, a fixed answer or a
+    /// prompt is synthesized once, not on every call.
+    pub async fn synthesize(&self, voice: &str, text: &str) -> Result<Arc<[i16]>, SpeechError> {
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job {
