@@ -341,3 +341,56 @@ fn a_busy_human_sends_the_caller_back_to_the_agent_for_a_message() {
         "{turns:?}"
     );
 }
+
+#[test]
+fn a_memory_limit_too_small_for_the_recognizer_is_reported_not_crashed() {
+    let sup = Supervisor::start();
+    let t = sup.cli_json(&[
+        "tenant",
+        "add",
+        "clinic",
+        "--number",
+        CLINIC,
+        "--limit",
+        "memory=64M",
+    ]);
+    let (http, token) = (
+        t["http_port"].as_u64().unwrap() as u16,
+        t["token"].as_str().unwrap(),
+    );
+    let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();
+    // sipp's built-in caller, staying on the line for two seconds.
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(sup.dir.path())
+        .args([
+            "-sn",
+            "uac",
+            "-s",
+            CLINIC,
+            &sup.sip.to_string(),
+            "-m",
+            "1",
+            "-d",
+            "2000",
+        ])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &free_udp_port().to_string()])
+        .args(["-nostdin", "-timeout", "30", "-timeout_error"]);
+    let (ok, report) = run_sipp(&mut cmd);
+    assert!(ok, "{report}\n{}", sup.log());
+    let calls = settled_calls(http, token);
+    let providers = &calls[0]["providers"];
+    assert!(providers["stt"].is_null(), "{providers}");
+    assert!(
+        providers["fallback"]["stt"]
+            .as_str()
+            .is_some_and(|why| why.contains("memory limit")),
+        "{providers}"
+    );
+    assert_eq!(providers["tts"], "espeak-ng", "{providers}");
+    assert_eq!(
+        sup.cli_json(&["tenant", "show", "clinic"])["pid"],
+        pid,
+        "no crash"
+    );
+}

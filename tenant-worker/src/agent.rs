@@ -32,12 +32,27 @@ const DECODERS: usize = 1;
 /// provider is not opened. A worker with both open after 20 calls: 51 MB
 /// of VmData, 50 MB resident (docs/voice.md).
 const TTS_NEEDS: u64 = 32 << 20;
-const STT_NEEDS: u64 = 96 << 20;
+const STT_NEEDS: u64 = 80 << 20;
 
-/// The worker's data limit in bytes (unlimited: `u64::MAX`).
+/// The worker's data limit in bytes (unlimited: `u64::MAX`), read from
+/// `/proc/self/limits`: seccomp does not allow `prlimit64`, and a failed
+/// call must not read as "unlimited".
 fn data_limit() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_DATA)
-        .map_or(u64::MAX, |(soft, _)| soft)
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    parse_data_limit(&limits).unwrap_or(0)
+}
+
+/// The soft "Max data size" of a `/proc/PID/limits` text.
+fn parse_data_limit(limits: &str) -> Option<u64> {
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max data size"))?
+        .split_whitespace()
+        .next()?;
+    if soft == "unlimited" {
+        return Some(u64::MAX);
+    }
+    soft.parse().ok()
 }
 
 fn too_small(what: &str, room: u64, needs: u64) -> String {
@@ -325,5 +340,26 @@ async fn relay(
                     .await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+Max cpu time              unlimited            unlimited            seconds\n\
+Max data size             67108864             67108864             bytes\n";
+        assert_eq!(parse_data_limit(text), Some(64 << 20));
+        let unlimited = text.replace(
+            "67108864             67108864",
+            "unlimited            unlimited",
+        );
+        assert_eq!(parse_data_limit(&unlimited), Some(u64::MAX));
+        assert_eq!(parse_data_limit("garbage"), None);
+        // This process can read its own.
+        assert!(data_limit() > 0);
     }
 }
