@@ -61,8 +61,11 @@ impl Supervisor {
             d = sup.dir.path().display(),
             // Tenant uids of their own too: RLIMIT_NPROC counts per uid, and
             // tests (the audit's exhaust_tasks probe above all) run in parallel.
-            rtp = 40_000 + pool * 40,
-            rtp_end = 40_000 + pool * 40 + 39,
+            // 50 pairs: a call's pair now stays bound while its voice agent
+            // winds down, which under an audit's memory-pressure probes (in
+            // the tenant's own cgroup) can take a moment.
+            rtp = 40_000 + pool * 100,
+            rtp_end = 40_000 + pool * 100 + 99,
             uid = 300_000 + pool * 100,
             uid_end = 300_000 + pool * 100 + 99,
             sip_end = sip + 29,
