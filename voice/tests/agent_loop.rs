@@ -69,6 +69,26 @@ impl Phone {
         self.socket.send_to(&p, self.agent).await.unwrap();
     }
 
+    /// Speaks `text` as the caller, in real time: at most `frames` 20 ms
+    /// packets of it, then `quiet_ms` of silence (phones keep sending).
+    async fn speak(&mut self, text: &str, frames: usize, quiet_ms: usize) {
+        let speech = Espeak::shared()
+            .unwrap()
+            .synthesize("en-us", text)
+            .await
+            .unwrap();
+        let mut audio = Vec::new();
+        Law::MuLaw.encode(&speech, &mut audio);
+        audio.truncate(frames.saturating_mul(160));
+        audio.extend(std::iter::repeat_n(0xFF, quiet_ms * 8));
+        let mut ts = 0u32;
+        for frame in audio.chunks(160) {
+            self.send(0, ts, frame).await;
+            ts += 160;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Agent packets that arrive within `wait`.
     async fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
@@ -172,19 +192,7 @@ async fn the_caller_talking_over_the_greeting_stops_it() {
         .expect("the greeting starts")
         .unwrap();
     assert!(phone.drain(Duration::from_millis(500)).await.len() > 10);
-    let speech = Espeak::shared()
-        .unwrap()
-        .synthesize("en-us", "hello hello hello")
-        .await
-        .unwrap();
-    let mut coded = Vec::new();
-    Law::MuLaw.encode(&speech, &mut coded);
-    let mut ts = 0u32;
-    for frame in coded.chunks(160).take(25) {
-        phone.send(0, ts, frame).await;
-        ts += 160;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    phone.speak("hello hello hello", 25, 0).await;
     // Half a second of speech later the agent has fallen silent.
     while !phone.drain(Duration::from_millis(10)).await.is_empty() {}
     let after = phone.drain(Duration::from_millis(600)).await;
@@ -198,20 +206,7 @@ async fn the_caller_talking_over_the_greeting_stops_it() {
 #[tokio::test]
 async fn goodbye_ends_the_call() {
     let mut phone = call(voices()).await;
-    let speech = Espeak::shared()
-        .unwrap()
-        .synthesize("en-us", "goodbye")
-        .await
-        .unwrap();
-    let mut audio = Vec::new();
-    Law::MuLaw.encode(&speech, &mut audio);
-    audio.extend(std::iter::repeat_n(0xFF, 8000)); // a second of quiet after
-    let mut ts = 0u32;
-    for frame in audio.chunks(160) {
-        phone.send(0, ts, frame).await;
-        ts += 160;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    phone.speak("goodbye", usize::MAX, 1000).await;
     assert_eq!(
         phone
             .turn(Speaker::Caller, Duration::from_secs(5))

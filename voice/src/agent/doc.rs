@@ -111,10 +111,7 @@ fn fail(field: impl Into<String>, message: impl Into<String>) -> Result<(), DocE
 impl AgentDoc {
     /// Parses a document from JSON, refusing unknown fields (named).
     pub fn from_json(body: &[u8]) -> Result<Self, DocError> {
-        let doc: Self = serde_json::from_slice(body).map_err(|e| DocError {
-            field: unknown_field(&e.to_string()).unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+        let doc: Self = serde_json::from_slice(body).map_err(DocError::from_json)?;
         doc.validate()?;
         Ok(doc)
     }
@@ -186,10 +183,18 @@ impl AgentDoc {
     }
 }
 
-/// serde's message for an unknown field: "unknown field `x`, expected ...".
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest.split('`').next()?.to_owned())
+impl DocError {
+    /// A JSON error, naming the field when serde refused an unknown one
+    /// ("unknown field `x`, expected ...").
+    pub(crate) fn from_json(e: serde_json::Error) -> Self {
+        let message = e.to_string();
+        let field = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or_default()
+            .to_owned();
+        Self { field, message }
+    }
 }
 
 #[cfg(test)]

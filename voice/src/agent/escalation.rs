@@ -30,15 +30,7 @@ const MAX_TARGETS: usize = 20;
 
 impl EscalationDoc {
     pub fn from_json(body: &[u8]) -> Result<Self, DocError> {
-        let doc: Self = serde_json::from_slice(body).map_err(|e| DocError {
-            field: e
-                .to_string()
-                .strip_prefix("unknown field `")
-                .and_then(|r| r.split('`').next())
-                .unwrap_or_default()
-                .to_owned(),
-            message: e.to_string(),
-        })?;
+        let doc: Self = serde_json::from_slice(body).map_err(DocError::from_json)?;
         doc.validate()?;
         Ok(doc)
     }
