@@ -4,9 +4,10 @@
 //! ends the call.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bulkhead_voice::agent::llm::{Decided, Decision, Llm, LlmError, Message, Role};
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, Bridge, CallMedia, Speaker, Voices};
 use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::media::rtp::{self, Packet};
@@ -58,7 +59,39 @@ fn voices() -> Voices {
     Voices {
         tts: Some(Espeak::shared().expect("espeak-ng")),
         stt: Some(Sphinx::start(1).expect("pocketsphinx")),
+        llm: None,
     }
+}
+
+/// A language model that answers every turn with `answer` and keeps each
+/// conversation it was sent.
+#[derive(Debug)]
+struct ScriptedModel {
+    answer: Result<Decision, LlmError>,
+    heard: Mutex<Vec<Arc<[Message]>>>,
+}
+
+impl Llm for ScriptedModel {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn decide(&self, conversation: Arc<[Message]>) -> Decided {
+        self.heard.lock().unwrap().push(conversation);
+        let answer = self.answer.clone();
+        Box::pin(async move { answer })
+    }
+}
+
+fn with_model(answer: Result<Decision, LlmError>) -> (Voices, Arc<ScriptedModel>) {
+    let model = Arc::new(ScriptedModel {
+        answer,
+        heard: Mutex::default(),
+    });
+    let voices = Voices {
+        llm: Some(model.clone() as Arc<dyn Llm>),
+        ..voices()
+    };
+    (voices, model)
 }
 
 impl Phone {
@@ -222,6 +255,60 @@ async fn goodbye_ends_the_call() {
             other => panic!("no hang-up: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn the_model_decides_the_turn_and_its_summary_goes_to_the_human() {
+    let (voices, model) = with_model(Ok(Decision::Transfer {
+        reason: "leaving".into(),
+        summary: "Caller is saying goodbye but wants a person.".into(),
+        target: Some("billing".into()),
+        say: Some("One moment please.".into()),
+    }));
+    let mut phone = call(voices).await;
+    // "goodbye" would end the call under rules; the model transfers instead.
+    phone.speak("goodbye", usize::MAX, 1000).await;
+    let (summary, target, said) = loop {
+        match tokio::time::timeout(Duration::from_secs(10), phone.events.recv()).await {
+            Ok(Some(AgentEvent::Escalate {
+                summary, target, ..
+            })) => break (summary, target, model.heard.lock().unwrap().clone()),
+            Ok(Some(AgentEvent::HangUp)) => panic!("rules decided, not the model"),
+            Ok(Some(_)) => continue,
+            other => panic!("no escalation: {other:?}"),
+        }
+    };
+    assert_eq!(summary, "Caller is saying goodbye but wants a person.");
+    assert_eq!(target.as_deref(), Some("billing"));
+    let conversation = &said[0];
+    assert_eq!(conversation[0].role, Role::System);
+    assert_eq!(conversation[1].role, Role::Assistant, "the greeting");
+    assert_eq!(
+        conversation.last().unwrap(),
+        &Message::new(Role::User, "goodbye")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_model_falls_back_to_rules_and_says_so() {
+    let (voices, _) = with_model(Err(LlmError("HTTP 500".into())));
+    let mut phone = call(voices).await;
+    phone.speak("goodbye", usize::MAX, 1000).await;
+    let (mut fallback, deadline) = (None, Instant::now() + Duration::from_secs(10));
+    loop {
+        match tokio::time::timeout_at(deadline.into(), phone.events.recv()).await {
+            Ok(Some(AgentEvent::Fallback { layer, reason })) => fallback = Some((layer, reason)),
+            Ok(Some(AgentEvent::HangUp)) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("rules did not end the call: {other:?}"),
+        }
+    }
+    let (layer, reason) = fallback.expect("the fallback is reported");
+    assert_eq!(layer, "llm");
+    assert!(
+        reason.contains("HTTP 500") && reason.contains("rules"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

@@ -18,9 +18,12 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use super::doc::AgentDoc;
+use super::llm::{Decision, Llm, LlmError, Message, Role};
+use super::openai::{clip, system_prompt};
 use super::rules::{Reply, Rules};
 use crate::media::dtmf::DtmfReader;
 use crate::media::g711::Law;
@@ -37,6 +40,10 @@ const SILENCE_PROMPT: Duration = Duration::from_secs(8);
 const SILENCE_PROMPTS: u32 = 2;
 /// The longest utterance kept for recognition (15 s).
 const MAX_UTTERANCE: usize = 15 * 8000;
+/// How long a turn waits for the language model before `rules` answers it.
+const LLM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Conversation turns sent to the model besides the system message.
+const LLM_WINDOW: usize = 40;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Speaker {
@@ -73,9 +80,13 @@ pub enum AgentEvent {
         reason: String,
         /// What the caller said, for the human (at most 1,024 bytes).
         summary: String,
+        /// The escalation target the model chose, if any.
+        target: Option<String>,
         at_ms: u64,
         done: oneshot::Sender<Option<Bridge>>,
     },
+    /// A layer's provider failed and the embedded one served instead.
+    Fallback { layer: &'static str, reason: String },
     /// The agent is done: hang up.
     HangUp,
 }
@@ -105,12 +116,18 @@ pub struct Bridge {
 /// Longest summary handed to the human (INTERFACES.md).
 pub const MAX_SUMMARY: usize = 1024;
 
-/// The embedded providers this worker could open, and why not where it could not.
+/// The providers serving this call: the embedded speech providers this
+/// worker could open, and a language model when the document names one
+/// (without it, `rules` decides).
 #[derive(Debug, Clone, Default)]
 pub struct Voices {
     pub tts: Option<Espeak>,
     pub stt: Option<Sphinx>,
+    pub llm: Option<Arc<dyn Llm>>,
 }
+
+/// A caller's words and what the model made of them.
+type Decided = (String, Result<Decision, LlmError>);
 
 enum Mode {
     Conversation,
@@ -144,6 +161,11 @@ struct Call {
     caller_said: Vec<String>,
     /// The escalation's answer, while one is pending.
     transfer: Option<oneshot::Receiver<Option<Bridge>>>,
+    /// What the model has been told, when a model decides.
+    conversation: Vec<Message>,
+    decided: mpsc::Sender<Decided>,
+    /// Recognition and model requests in flight, aborted with the call.
+    tasks: JoinSet<()>,
 }
 
 /// Runs the call until the agent hangs up or the socket fails. To stop it
@@ -159,7 +181,11 @@ pub async fn run(
     let mut h = DefaultHasher::new();
     format!("{:?}", rules.phrases()).hash(&mut h);
     let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    let (decided, mut decided_rx) = mpsc::channel::<Decided>(4);
     let mut call = Call {
+        conversation: vec![Message::new(Role::System, system_prompt(&doc))],
+        decided,
+        tasks: JoinSet::new(),
         grammar_key: h.finish(),
         rules,
         doc,
@@ -206,6 +232,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                while call.tasks.try_join_next().is_some() {}
                 if call.send_next().await.is_err() {
                     return;
                 }
@@ -237,7 +264,7 @@ pub async fn run(
                         call.note(Speaker::Caller, &format!("[DTMF {digit}]")).await;
                         prompts = 0;
                         if digit == '0' {
-                            call.act(Reply::Escalate { reason: "caller pressed 0".into() }).await;
+                            call.escalate("caller pressed 0".into(), None, None, None).await;
                         }
                     }
                     continue;
@@ -285,6 +312,7 @@ pub async fn run(
                 }
             }
             Some(text) = heard_rx.recv() => call.heard(text).await,
+            Some((text, decision)) = decided_rx.recv() => call.decided(text, decision).await,
             answer = async { call.transfer.as_mut().expect("guarded").await }, if call.transfer.is_some() => {
                 call.transfer = None;
                 match answer {
@@ -320,12 +348,12 @@ impl Call {
     }
 
     /// Sends the utterance to the recognizer; the words come back on `heard`.
-    fn recognize(&self, audio: Vec<i16>, heard: &mpsc::Sender<String>) {
+    fn recognize(&mut self, audio: Vec<i16>, heard: &mpsc::Sender<String>) {
         let Some(stt) = self.voices.stt.clone() else {
             return;
         };
         let (key, phrases, heard) = (self.grammar_key, self.rules.phrases(), heard.clone());
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let text = match stt.transcribe(key, phrases, audio).await {
                 Ok(text) => text,
                 Err(e) => {
@@ -359,7 +387,72 @@ impl Call {
         }
         self.note(Speaker::Caller, &text).await;
         self.caller_said.push(text.clone());
-        let (intent, reply) = self.rules.decide(&text);
+        if let Some(llm) = self.voices.llm.clone() {
+            self.conversation
+                .push(Message::new(Role::User, text.clone()));
+            let skip = self.conversation.len().saturating_sub(LLM_WINDOW + 1);
+            let conversation: Arc<[Message]> = self.conversation[..1]
+                .iter()
+                .chain(&self.conversation[1 + skip..])
+                .cloned()
+                .collect();
+            let decided = self.decided.clone();
+            self.tasks.spawn(async move {
+                let decision = tokio::time::timeout(LLM_TIMEOUT, llm.decide(conversation))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(LlmError(format!(
+                            "no answer within {} s",
+                            LLM_TIMEOUT.as_secs()
+                        )))
+                    });
+                let _ = decided.send((text, decision)).await;
+            });
+            return;
+        }
+        self.decide_by_rules(&text).await;
+    }
+
+    /// The model's decision on the caller's `text`; when it has none,
+    /// `rules` decides this turn and the call record says why.
+    async fn decided(&mut self, text: String, decision: Result<Decision, LlmError>) {
+        match decision {
+            Ok(Decision::Say(words)) => self.say(&words).await,
+            Ok(Decision::Transfer {
+                reason,
+                summary,
+                target,
+                say,
+            }) => self.escalate(reason, Some(summary), target, say).await,
+            Ok(Decision::EndCall { reason, say }) => {
+                self.note(
+                    Speaker::System,
+                    &format!("the model ended the call ({reason})"),
+                )
+                .await;
+                self.end_call(say.as_deref()).await;
+            }
+            Err(e) => {
+                let name = self.voices.llm.as_ref().map_or("llm", |l| l.name());
+                self.note(
+                    Speaker::System,
+                    &format!("{name} failed ({e}); the rules engine answered"),
+                )
+                .await;
+                let _ = self
+                    .events
+                    .send(AgentEvent::Fallback {
+                        layer: "llm",
+                        reason: format!("{name}: {e}; used rules"),
+                    })
+                    .await;
+                self.decide_by_rules(&text).await;
+            }
+        }
+    }
+
+    async fn decide_by_rules(&mut self, text: &str) {
+        let (intent, reply) = self.rules.decide(text);
         if let Some(intent) = intent {
             self.note(Speaker::System, &format!("intent: {intent}"))
                 .await;
@@ -378,41 +471,64 @@ impl Call {
                 self.say("Sorry, I can not help with that. You can ask for a person.")
                     .await
             }
-            Reply::EndCall => {
-                self.say("Thank you for calling. Goodbye.").await;
-                self.mode = Mode::Ending;
-            }
+            Reply::EndCall => self.end_call(None).await,
             Reply::TakeMessage => {
                 self.say("Please leave your message after this sentence.")
                     .await;
                 self.mode = Mode::Message;
             }
-            Reply::Escalate { reason } => {
-                if self.transfer.is_some() {
-                    return;
-                }
-                self.say("Let me transfer you to a person.").await;
-                let (done, answer) = oneshot::channel();
-                let at_ms = self.at_ms();
-                let summary = summary(&reason, &self.caller_said);
-                let _ = self
-                    .events
-                    .send(AgentEvent::Escalate {
-                        reason,
-                        summary,
-                        at_ms,
-                        done,
-                    })
-                    .await;
-                self.transfer = Some(answer);
-                self.mode = Mode::Transferring;
-            }
+            Reply::Escalate { reason } => self.escalate(reason, None, None, None).await,
         }
+    }
+
+    async fn end_call(&mut self, goodbye: Option<&str>) {
+        self.say(goodbye.unwrap_or("Thank you for calling. Goodbye."))
+            .await;
+        self.mode = Mode::Ending;
+    }
+
+    /// Announces the transfer and asks the worker to reach a person. The
+    /// summary is the model's, or else the caller's own words.
+    async fn escalate(
+        &mut self,
+        reason: String,
+        summary: Option<String>,
+        target: Option<String>,
+        announce: Option<String>,
+    ) {
+        if self.transfer.is_some() {
+            return;
+        }
+        self.say(
+            announce
+                .as_deref()
+                .unwrap_or("Let me transfer you to a person."),
+        )
+        .await;
+        let (done, answer) = oneshot::channel();
+        let at_ms = self.at_ms();
+        let summary = summary.unwrap_or_else(|| caller_summary(&reason, &self.caller_said));
+        let _ = self
+            .events
+            .send(AgentEvent::Escalate {
+                reason,
+                summary,
+                target,
+                at_ms,
+                done,
+            })
+            .await;
+        self.transfer = Some(answer);
+        self.mode = Mode::Transferring;
     }
 
     /// Synthesizes `text` and queues it. The turn is reported now, or, for
     /// a reply to the caller, with its latency when its first packet leaves.
     async fn say(&mut self, text: &str) {
+        if self.voices.llm.is_some() {
+            self.conversation
+                .push(Message::new(Role::Assistant, text.to_owned()));
+        }
         let before = self.queue.len();
         if let Some(tts) = &self.voices.tts {
             let voice = voice_for(self.doc.persona.voice.as_deref(), &self.doc.language);
@@ -481,20 +597,13 @@ impl Call {
 }
 
 /// The hand-off summary: why, and the caller's words, within [`MAX_SUMMARY`] bytes.
-fn summary(reason: &str, caller_said: &[String]) -> String {
+fn caller_summary(reason: &str, caller_said: &[String]) -> String {
     let mut out = format!("Caller asked for a person ({reason}).");
     if !caller_said.is_empty() {
         out.push_str(" Caller said: ");
         out.push_str(&caller_said.join(" / "));
     }
-    if out.len() > MAX_SUMMARY {
-        let mut end = MAX_SUMMARY;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
-    out
+    clip(out, MAX_SUMMARY)
 }
 
 /// Relays audio between the caller and the human until the call ends
@@ -526,10 +635,10 @@ mod tests {
     #[test]
     fn the_summary_is_bounded_on_a_character_boundary() {
         let said = vec!["é".repeat(1000)];
-        let s = summary("human", &said);
+        let s = caller_summary("human", &said);
         assert!(s.len() <= MAX_SUMMARY && s.starts_with("Caller asked for a person (human)."));
         assert_eq!(
-            summary("caller pressed 0", &[]),
+            caller_summary("caller pressed 0", &[]),
             "Caller asked for a person (caller pressed 0)."
         );
     }

@@ -1,8 +1,11 @@
-//! The agent: its document, the `rules` engine and the turn loop.
+//! The agent: its document, the `rules` engine, the language-model layer
+//! (and the OpenAI-compatible wire format) and the turn loop.
 
 pub mod call;
 pub mod doc;
 pub mod escalation;
+pub mod llm;
+pub mod openai;
 pub mod rules;
 
 pub use call::{run, AgentEvent, Bridge, CallMedia, Speaker, Voices, MAX_SUMMARY};
