@@ -8,12 +8,13 @@
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bulkhead_voice::agent::escalation::EscalationDoc;
-use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Voices};
+use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::egress::EgressClient;
+use crate::providers::{choose, Opened};
 use crate::sip::rtp::{RtpClient, RtpLease};
 use crate::sip::ua::{Event, Transfer};
 use crate::store::writer::{Store, Write};
@@ -63,9 +64,6 @@ fn too_small(what: &str, room: u64, needs: u64) -> String {
     )
 }
 
-/// Why an embedded provider is unavailable, for the call record.
-type Opened<T> = Result<T, String>;
-
 #[derive(Debug)]
 pub struct AgentRuntime {
     doc: RwLock<Arc<AgentDoc>>,
@@ -73,6 +71,8 @@ pub struct AgentRuntime {
     /// Opened once, on a blocking thread that later callers wait for; a
     /// call that ends meanwhile stops waiting but never starts a second load.
     voices: Arc<OnceLock<(Opened<Espeak>, Opened<Sphinx>)>>,
+    /// How a network provider reaches its server.
+    egress: Arc<EgressClient>,
     /// Tests of the SIP layer run without agents.
     enabled: bool,
 }
@@ -84,8 +84,9 @@ pub struct AgentHandle {
 }
 
 impl AgentRuntime {
-    pub fn new(doc: AgentDoc) -> Self {
+    pub fn new(doc: AgentDoc, egress: Arc<EgressClient>) -> Self {
         Self {
+            egress,
             doc: RwLock::new(Arc::new(doc)),
             escalation: RwLock::new(Arc::new(EscalationDoc::default())),
             voices: Arc::default(),
@@ -98,7 +99,7 @@ impl AgentRuntime {
     pub fn disabled() -> Self {
         Self {
             enabled: false,
-            ..Self::new(AgentDoc::default())
+            ..Self::new(AgentDoc::default(), Arc::new(EgressClient::direct()))
         }
     }
 
@@ -196,17 +197,25 @@ impl AgentRuntime {
                 let doc = runtime.current();
                 let escalation = runtime.escalation();
                 let (tts, stt) = runtime.voices().await;
-                let (voices, providers) = choose(&doc, &tts, &stt);
-                let json = providers.to_string();
+                let targets = escalation.targets.iter().map(|t| t.name.clone()).collect();
+                let (voices, providers) = choose(&doc, &tts, &stt, targets, &runtime.egress);
                 store
                     .write(Write::Providers {
                         call: record.clone(),
-                        json,
+                        json: providers.to_string(),
                     })
                     .await;
                 let (events_tx, events_rx) = mpsc::channel(64);
                 // The relay outlives the agent, so no turn is lost at hang-up.
-                tokio::spawn(relay(events_rx, store, record, call_id, escalation, ua));
+                let call = Relay {
+                    store,
+                    record,
+                    call_id,
+                    escalation,
+                    ua,
+                    providers,
+                };
+                tokio::spawn(relay(events_rx, call));
                 agent::run(doc, voices, media, events_tx).await;
             };
             // The call ending drops the agent, and its socket with it.
@@ -229,72 +238,31 @@ pub struct CallSetup {
     pub dtmf_pt: Option<u8>,
 }
 
-/// The providers that serve this call and the record of that choice. A
-/// layer the document asks for but this worker cannot provide falls back
-/// to the embedded provider, and the record says so.
-fn choose(
-    doc: &AgentDoc,
-    tts: &Opened<Espeak>,
-    stt: &Opened<Sphinx>,
-) -> (Voices, serde_json::Value) {
-    let mut fallback = serde_json::Map::new();
-    for (layer, wanted, embedded) in [
-        ("stt", &doc.stt.provider, "pocketsphinx"),
-        ("llm", &doc.llm.provider, "rules"),
-        ("tts", &doc.tts.provider, "espeak-ng"),
-    ] {
-        if wanted != embedded {
-            fallback.insert(
-                layer.into(),
-                json!(format!(
-                    "{wanted} is not available in this build; used {embedded}"
-                )),
-            );
-        }
-    }
-    let name = |r: Result<(), &String>,
-                provider: &str,
-                layer: &str,
-                fallback: &mut serde_json::Map<_, _>| match r {
-        Ok(()) => json!(provider),
-        Err(e) => {
-            fallback.insert(layer.to_owned(), json!(e));
-            serde_json::Value::Null
-        }
-    };
-    let stt_name = name(
-        stt.as_ref().map(|_| ()),
-        "pocketsphinx",
-        "stt",
-        &mut fallback,
-    );
-    let tts_name = name(tts.as_ref().map(|_| ()), "espeak-ng", "tts", &mut fallback);
-    let voices = Voices {
-        tts: tts.as_ref().ok().cloned(),
-        stt: stt.as_ref().ok().cloned(),
-    };
-    let record = json!({"stt": stt_name, "llm": "rules", "tts": tts_name, "fallback": fallback});
-    (voices, record)
-}
-
-/// Turns the agent's events into transcript rows and SIP actions.
-async fn relay(
-    mut events: mpsc::Receiver<AgentEvent>,
+/// One call's facts the relay needs.
+struct Relay {
     store: Store,
     record: String,
     call_id: String,
     escalation: Arc<EscalationDoc>,
     ua: mpsc::Sender<Event>,
-) {
-    let turn = |speaker: &str, text: String, at_ms: u64, latency_ms: Option<u64>| Write::Turn {
-        call: record.clone(),
-        turn: Turn {
-            speaker: speaker.to_owned(),
-            text,
-            at_ms: at_ms as i64,
-            latency_ms: latency_ms.map(|l| l as i64),
-        },
+    /// The record's `providers`, amended when a layer falls back mid-call.
+    providers: serde_json::Value,
+}
+
+/// Turns the agent's events into transcript rows and SIP actions.
+async fn relay(mut events: mpsc::Receiver<AgentEvent>, mut call: Relay) {
+    let turn = |record: &str, speaker: &str, text: String, at_ms: u64, latency_ms: Option<u64>| {
+        Write::Turn {
+            call: record.to_owned(),
+            turn: Turn {
+                speaker: speaker.to_owned(),
+                text,
+                at_ms: at_ms as i64,
+                latency_ms: latency_ms.map(|l| l as i64),
+            },
+        }
     };
+    let (store, record) = (call.store.clone(), call.record.clone());
     while let Some(event) = events.recv().await {
         match event {
             AgentEvent::Turn {
@@ -304,38 +272,57 @@ async fn relay(
                 latency_ms,
             } => {
                 store
-                    .write(turn(speaker.as_str(), text, at_ms, latency_ms))
+                    .write(turn(&record, speaker.as_str(), text, at_ms, latency_ms))
                     .await
             }
             AgentEvent::Escalate {
                 reason,
                 summary,
+                target,
                 at_ms,
                 done,
             } => {
-                let Some(target) = escalation.target().cloned() else {
+                // The model may name a target; an unknown name gets the default.
+                let named = target
+                    .as_deref()
+                    .and_then(|n| call.escalation.targets.iter().find(|t| t.name == n));
+                let Some(chosen) = named.or_else(|| call.escalation.target()).cloned() else {
                     let text = format!(
                         "transfer requested ({reason}); no escalation target is configured"
                     );
-                    store.write(turn("system", text, at_ms, None)).await;
+                    store
+                        .write(turn(&record, "system", text, at_ms, None))
+                        .await;
                     let _ = done.send(None);
                     continue;
                 };
-                let text = format!("transferring to {} ({reason})", target.name);
-                store.write(turn("system", text, at_ms, None)).await;
+                let text = format!("transferring to {} ({reason})", chosen.name);
+                store
+                    .write(turn(&record, "system", text, at_ms, None))
+                    .await;
                 let transfer = Transfer {
-                    call_id: call_id.clone(),
-                    target,
+                    call_id: call.call_id.clone(),
+                    target: chosen,
                     reason,
                     summary,
                     reply: done,
                 };
-                let _ = ua.send(Event::Transfer(transfer)).await;
+                let _ = call.ua.send(Event::Transfer(transfer)).await;
+            }
+            AgentEvent::Fallback { layer, reason } => {
+                call.providers["fallback"][layer] = serde_json::json!(reason);
+                store
+                    .write(Write::Providers {
+                        call: record.clone(),
+                        json: call.providers.to_string(),
+                    })
+                    .await;
             }
             AgentEvent::HangUp => {
-                let _ = ua
+                let _ = call
+                    .ua
                     .send(Event::AgentHangUp {
-                        call_id: call_id.clone(),
+                        call_id: call.call_id.clone(),
                     })
                     .await;
             }

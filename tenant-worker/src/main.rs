@@ -9,9 +9,11 @@
 
 mod agent;
 mod bootstrap;
+mod egress;
 mod harden;
 mod http;
 mod probe;
+mod providers;
 mod run;
 mod sip;
 mod store;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::{self, AgentRuntime};
 use crate::bootstrap::{self, Start};
+use crate::egress::EgressClient;
 use crate::harden;
 use crate::http::{self, ApiState};
 use crate::sip::rtp::RtpClient;
@@ -87,8 +88,10 @@ pub fn main() -> anyhow::Result<()> {
         let trunk: transport::SharedTrunk = Arc::new(RwLock::new(cfg.trunk.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
         let expected: transport::Expected = Arc::default();
+        let egress = Arc::new(EgressClient::new(link.clone()));
         let agent = Arc::new(AgentRuntime::new(
             initial_agent(&store, &cfg.agent, &cfg.tenant_id.to_string()).await,
+            egress.clone(),
         ));
         if let Ok(Some(doc)) = store.document(agent::ESCALATION).await {
             match bulkhead_voice::agent::escalation::EscalationDoc::from_json(doc.json.as_bytes()) {
@@ -138,7 +141,8 @@ pub fn main() -> anyhow::Result<()> {
         }))
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
-        serve_link(&link, &store, &numbers, &trunk, events_tx, &rtp).await
+        let clients = Clients { rtp, egress };
+        serve_link(&link, &store, &numbers, &trunk, events_tx, &clients).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -217,6 +221,12 @@ fn init_logging(filter: &str) {
         .init();
 }
 
+/// The services whose answers come back on the supervisor link.
+struct Clients {
+    rtp: Arc<RtpClient>,
+    egress: Arc<EgressClient>,
+}
+
 /// Reads the supervisor's frames until it closes the socketpair, then exits:
 /// a worker never outlives its supervisor's link.
 async fn serve_link(
@@ -225,7 +235,7 @@ async fn serve_link(
     numbers: &RwLock<Vec<bulkhead_shared::Number>>,
     trunk: &RwLock<bulkhead_shared::trunk::TrunkPolicy>,
     events: mpsc::Sender<Event>,
-    rtp: &RtpClient,
+    clients: &Clients,
 ) -> anyhow::Result<()> {
     let mut buf = vec![0u8; MAX_FRAME];
     // As pid 1 of its pid namespace the worker gets SIGTERM only if it
@@ -287,13 +297,9 @@ async fn serve_link(
                     .await?;
             }
             Ok(Some(ToWorker::Bootstrap(_))) => tracing::warn!("ignoring a second bootstrap frame"),
-            // No serving code path asks the broker yet (providers arrive with
-            // the voice-agent issue), so an answer here is unexpected.
-            Ok(Some(ToWorker::Connected { seq, .. })) => {
-                tracing::warn!(seq, "ignoring an egress answer nobody asked for")
-            }
+            Ok(Some(ToWorker::Connected { seq, error })) => clients.egress.deliver(seq, error, fds),
             Ok(Some(ToWorker::RtpOpened { seq, port, error })) => {
-                rtp.deliver(seq, port, error, fds)
+                clients.rtp.deliver(seq, port, error, fds)
             }
             Err(e) => tracing::warn!(error = %e, "ignoring an invalid frame from the supervisor"),
         }

@@ -1,0 +1,128 @@
+//! Which provider serves each layer of a call, and the call record of that
+//! choice. A layer the document asks for but this worker cannot provide
+//! falls back to the embedded provider, and the record says why.
+
+pub mod http;
+pub mod openai;
+
+use std::sync::Arc;
+
+use bulkhead_voice::agent::llm::Llm;
+use bulkhead_voice::agent::{AgentDoc, Voices};
+use bulkhead_voice::speech::espeak::Espeak;
+use bulkhead_voice::speech::sphinx::Sphinx;
+use serde_json::{json, Map, Value};
+
+use crate::egress::EgressClient;
+
+/// An embedded provider, or why this worker could not open it.
+pub type Opened<T> = Result<T, String>;
+
+/// The providers for one call and the record's `providers` JSON:
+/// `{"stt", "llm", "tts", "fallback": {layer: reason}}`, where a layer's
+/// name is null when nothing serves it.
+pub fn choose(
+    doc: &AgentDoc,
+    tts: &Opened<Espeak>,
+    stt: &Opened<Sphinx>,
+    targets: Vec<String>,
+    egress: &Arc<EgressClient>,
+) -> (Voices, Value) {
+    let mut fallback = Map::new();
+    // Speech over the network is not built yet: the embedded provider serves.
+    for (layer, wanted, embedded) in [
+        ("stt", &doc.stt.provider, "pocketsphinx"),
+        ("tts", &doc.tts.provider, "espeak-ng"),
+    ] {
+        if wanted != embedded {
+            let why =
+                format!("{wanted} is not available for {layer} in this build; used {embedded}");
+            fallback.insert(layer.into(), json!(why));
+        }
+    }
+    let mut embedded = |layer: &str, name: &str, opened: Result<(), &String>| match opened {
+        Ok(()) => json!(name),
+        Err(e) => {
+            let why = match fallback.get(layer).and_then(Value::as_str) {
+                Some(earlier) => format!("{earlier}; {e}"),
+                None => e.clone(),
+            };
+            fallback.insert(layer.to_owned(), json!(why));
+            Value::Null
+        }
+    };
+    let stt_name = embedded("stt", "pocketsphinx", stt.as_ref().map(|_| ()));
+    let tts_name = embedded("tts", "espeak-ng", tts.as_ref().map(|_| ()));
+    let llm: Option<Arc<dyn Llm>> = match doc.llm.provider.as_str() {
+        "openai" => match openai::OpenAiChat::new(doc, targets, Arc::clone(egress)) {
+            Ok(model) => Some(Arc::new(model)),
+            Err(e) => {
+                fallback.insert("llm".into(), json!(format!("openai: {e}; used rules")));
+                None
+            }
+        },
+        _ => None,
+    };
+    let llm_name = llm.as_ref().map_or("rules", |l| l.name());
+    let voices = Voices {
+        tts: tts.as_ref().ok().cloned(),
+        stt: stt.as_ref().ok().cloned(),
+        llm,
+    };
+    let record = json!({"stt": stt_name, "llm": llm_name, "tts": tts_name, "fallback": fallback});
+    (voices, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(doc: &str) -> Value {
+        let doc = AgentDoc::from_json(doc.as_bytes()).unwrap();
+        let missing: Opened<Espeak> = Err("install libespeak-ng1".into());
+        let missing_stt: Opened<Sphinx> = Err("install libpocketsphinx3".into());
+        choose(
+            &doc,
+            &missing,
+            &missing_stt,
+            vec![],
+            &Arc::new(EgressClient::direct()),
+        )
+        .1
+    }
+
+    #[test]
+    fn the_record_names_each_layer_and_every_fallback() {
+        let r = record("{}");
+        assert_eq!(
+            (&r["stt"], &r["llm"], &r["tts"]),
+            (&Value::Null, &json!("rules"), &Value::Null)
+        );
+        assert_eq!(r["fallback"]["tts"], "install libespeak-ng1");
+        let r = record(
+            r#"{"llm": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}}"#,
+        );
+        assert_eq!(
+            (&r["llm"], r["fallback"].get("llm")),
+            (&json!("openai"), None)
+        );
+        let r = record(
+            r#"{"llm": {"provider": "openai", "base_url": "https://api.example/v1", "model": "m"}}"#,
+        );
+        assert_eq!(r["llm"], "rules");
+        assert!(
+            r["fallback"]["llm"].as_str().unwrap().contains("TLS"),
+            "{r}"
+        );
+        let r = record(
+            r#"{"stt": {"provider": "openai", "base_url": "http://127.0.0.1:9", "model": "whisper-1"}}"#,
+        );
+        assert!(
+            r["fallback"]["stt"]
+                .as_str()
+                .unwrap()
+                .contains("not available"),
+            "{r}"
+        );
+    }
+}
