@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
+use common::voice::{place_call, said, transcript, Human};
 use common::*;
 use serde_json::Value;
 
@@ -26,41 +26,11 @@ fn agent(answer: &str) -> String {
 }
 
 /// The caller: quiet through the greeting, a question, then goodbye.
-fn write_caller(dir: &Path) {
-    let mut audio = audio::silence(2500);
-    audio.extend(audio::speak("what are your opening hours"));
-    audio.extend(audio::silence(3500));
-    audio.extend(audio::speak("goodbye"));
-    audio.extend(audio::silence(3000));
-    audio::write_pcap(&dir.join("caller.pcap"), &audio);
-}
-
-fn place_call(sup: &Supervisor) {
-    let media_port = free_udp_port().to_string();
-    let (ok, report) = own_scenario(
+fn write_question_and_goodbye(sup: &Supervisor) {
+    voice::write_caller(
         sup,
-        "voice_caller.xml",
-        CLINIC,
-        sup.sip,
-        "u1",
-        &["-mi", "127.0.0.1", "-mp", &media_port],
+        &[("what are your opening hours", 3500), ("goodbye", 3000)],
     );
-    assert!(ok, "sipp failed: {report}\n{}", sup.log());
-}
-
-fn transcript(port: u16, token: &str, call: &Value) -> Vec<Value> {
-    let id = call["id"].as_str().unwrap();
-    let (status, body) = http_get(port, &format!("/v1/calls/{id}/transcript"), Some(token));
-    assert_eq!(status, 200, "{body}");
-    body["turns"].as_array().unwrap().clone()
-}
-
-fn said<'a>(turns: &'a [Value], speaker: &str) -> Vec<&'a str> {
-    turns
-        .iter()
-        .filter(|t| t["speaker"] == speaker)
-        .map(|t| t["text"].as_str().unwrap())
-        .collect()
 }
 
 #[test]
@@ -89,8 +59,8 @@ fn the_agent_answers_a_spoken_question_and_hangs_up_on_goodbye() {
     assert_eq!(status, 200, "{stored}");
     let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();
 
-    write_caller(sup.dir.path());
-    place_call(&sup);
+    write_question_and_goodbye(&sup);
+    place_call(&sup, "voice_caller.xml", CLINIC);
     let calls = settled_calls(port, token);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
@@ -135,7 +105,7 @@ fn the_agent_answers_a_spoken_question_and_hangs_up_on_goodbye() {
         &agent("We are open eight to six."),
     );
     assert_eq!(status, 200);
-    place_call(&sup);
+    place_call(&sup, "voice_caller.xml", CLINIC);
     assert_eq!(
         sup.cli_json(&["tenant", "show", "clinic"])["pid"],
         pid,
@@ -224,19 +194,7 @@ fn agent_documents_are_validated_versioned_and_keep_secrets() {
 const TRANSFER_AGENT: &str = r#"{"greeting": "Thank you for calling Maple Clinic.",
   "intents": [{"name": "human", "phrases": ["talk to a human"], "action": "escalate"}]}"#;
 
-/// Starts sipp as the tenant's human destination on a free loopback port.
-fn human(scenario: &str, port: u16) -> std::thread::JoinHandle<(bool, String)> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/scenarios");
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(data.join(scenario))
-        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1"])
-        .args(["-mi", "127.0.0.1", "-mp", &free_udp_port().to_string()])
-        .args(["-nostdin", "-timeout", "60", "-timeout_error"]);
-    std::thread::spawn(move || run_sipp(&mut cmd))
-}
-
-/// A tenant whose agent transfers to sipp at `port`.
+/// A tenant whose agent transfers to the human at `port`.
 fn transfer_tenant(sup: &Supervisor, port: u16) -> (u16, String) {
     let t = sup.add_tenant("clinic", &[CLINIC]);
     let (http, token) = (
@@ -257,43 +215,30 @@ fn transfer_tenant(sup: &Supervisor, port: u16) -> (u16, String) {
         &escalation,
     );
     assert_eq!(status, 200, "{body}");
-    let mut audio = audio::silence(2500);
-    audio.extend(audio::speak("I need to talk to a human"));
-    audio.extend(audio::silence(12000));
-    audio::write_pcap(&sup.dir.path().join("caller.pcap"), &audio);
+    voice::write_caller(sup, &[("I need to talk to a human", 12000)]);
     (http, token)
 }
 
 /// One call from a caller who asks for a person, to a tenant whose human
 /// destination is sipp running `human_scenario`; both sipp runs must pass.
-fn transfer_call(sup: &Supervisor, human_scenario: &str) -> (u16, String) {
-    let desk_port = free_udp_port();
-    let tenant = transfer_tenant(sup, desk_port);
-    let desk = human(human_scenario, desk_port);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let media_port = free_udp_port().to_string();
-    let (ok, report) = own_scenario(
-        sup,
-        "transfer_caller.xml",
-        CLINIC,
-        sup.sip,
-        "u1",
-        &["-mi", "127.0.0.1", "-mp", &media_port],
-    );
-    assert!(ok, "caller: {report}\n{}", sup.log());
-    let (ok, report) = desk.join().unwrap();
-    assert!(
-        ok,
-        "the human destination ({human_scenario}): {report}\n{}",
-        sup.log()
-    );
-    tenant
+/// Returns the tenant and what the human's scenario logged.
+fn transfer_call(sup: &Supervisor, human_scenario: &str) -> (u16, String, String) {
+    let desk = Human::start(human_scenario);
+    let (http, token) = transfer_tenant(sup, desk.port);
+    place_call(sup, "transfer_caller.xml", CLINIC);
+    let logged = desk.finish(sup);
+    (http, token, logged)
 }
 
 #[test]
 fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
     let sup = Supervisor::start();
-    let (http, token) = transfer_call(&sup, "human_uas.xml");
+    let (http, token, logged) = transfer_call(&sup, "human_uas.xml");
+    let summary = Human::header(&logged, "X-Bulkhead-Summary").unwrap_or_default();
+    let said_part = summary
+        .strip_prefix("Caller asked for a person (human). Caller said: ")
+        .unwrap_or_default();
+    assert!(said_part.contains("human"), "{logged}");
     let calls = settled_calls(http, &token);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(
@@ -329,7 +274,7 @@ fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
 #[test]
 fn a_busy_human_sends_the_caller_back_to_the_agent_for_a_message() {
     let sup = Supervisor::start();
-    let (http, token) = transfer_call(&sup, "human_busy.xml");
+    let (http, token, _) = transfer_call(&sup, "human_busy.xml");
     let calls = settled_calls(http, &token);
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     assert!(calls[0]["escalated_to"].is_null(), "{calls:?}");
