@@ -11,7 +11,6 @@ use std::process::Command;
 
 use common::voice::{place_call, said, transcript, Human};
 use common::*;
-use serde_json::Value;
 
 const CLINIC: &str = "+15550100";
 const INSURANCE: &str = "+15550200";
