@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bulkhead_voice::agent::escalation::EscalationDoc;
+use bulkhead_voice::agent::routing::{Opening, Route, RoutingDoc};
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
@@ -24,6 +25,7 @@ use tokio::net::UdpSocket;
 /// The documents' names in the store.
 pub const DOCUMENT: &str = "agent";
 pub const ESCALATION: &str = "escalation";
+pub const ROUTING: &str = "routing";
 /// Decoder threads: each holds 28 MiB of model, and one decodes an
 /// utterance in ~0.1–0.2× real time (BENCHMARKS.md has the concurrency this
 /// carries), so one per worker.
@@ -68,6 +70,7 @@ fn too_small(what: &str, room: u64, needs: u64) -> String {
 pub struct AgentRuntime {
     doc: RwLock<Arc<AgentDoc>>,
     escalation: RwLock<Arc<EscalationDoc>>,
+    routing: RwLock<Arc<RoutingDoc>>,
     /// Opened once, on a blocking thread that later callers wait for; a
     /// call that ends meanwhile stops waiting but never starts a second load.
     voices: Arc<OnceLock<(Opened<Espeak>, Opened<Sphinx>)>>,
@@ -89,6 +92,7 @@ impl AgentRuntime {
             egress,
             doc: RwLock::new(Arc::new(doc)),
             escalation: RwLock::new(Arc::new(EscalationDoc::default())),
+            routing: RwLock::new(Arc::new(RoutingDoc::default())),
             voices: Arc::default(),
             enabled: true,
         }
@@ -119,6 +123,20 @@ impl AgentRuntime {
     /// The next transfer uses `doc`.
     pub fn replace_escalation(&self, doc: EscalationDoc) {
         *self.escalation.write().expect("escalation doc lock") = Arc::new(doc);
+    }
+
+    pub fn routing(&self) -> Arc<RoutingDoc> {
+        self.routing.read().expect("routing doc lock").clone()
+    }
+
+    /// The next call is routed by `doc`.
+    pub fn replace_routing(&self, doc: RoutingDoc) {
+        *self.routing.write().expect("routing doc lock") = Arc::new(doc);
+    }
+
+    /// How a call arriving now starts, with `active` calls in progress.
+    pub fn route(&self, active: usize) -> Route {
+        self.routing().route(jiff::Timestamp::now(), active)
     }
 
     async fn voices(&self) -> (Opened<Espeak>, Opened<Sphinx>) {
@@ -207,7 +225,7 @@ impl AgentRuntime {
                     .await;
                 let (events_tx, events_rx) = mpsc::channel(64);
                 // The relay outlives the agent, so no turn is lost at hang-up.
-                let call = Relay {
+                let facts = Relay {
                     store,
                     record,
                     call_id,
@@ -215,8 +233,8 @@ impl AgentRuntime {
                     ua,
                     providers,
                 };
-                tokio::spawn(relay(events_rx, call));
-                agent::run(doc, voices, media, events_tx).await;
+                tokio::spawn(relay(events_rx, facts));
+                agent::run(doc, voices, media, call.opening, events_tx).await;
             };
             // The call ending drops the agent, and its socket with it.
             tokio::select! {
@@ -230,12 +248,32 @@ impl AgentRuntime {
     }
 }
 
-/// What the agent needs to know about the call's media.
-#[derive(Debug, Clone, Copy)]
+/// What the agent needs to know about the call: its media, and how it opens.
+#[derive(Debug, Clone)]
 pub struct CallSetup {
     pub peer: std::net::SocketAddr,
     pub law: bulkhead_voice::media::g711::Law,
     pub dtmf_pt: Option<u8>,
+    pub opening: Opening,
+}
+
+/// A transcript row for the call record `record`.
+pub fn turn(
+    record: &str,
+    speaker: &str,
+    text: String,
+    at_ms: u64,
+    latency_ms: Option<u64>,
+) -> Write {
+    Write::Turn {
+        call: record.to_owned(),
+        turn: Turn {
+            speaker: speaker.to_owned(),
+            text,
+            at_ms: at_ms as i64,
+            latency_ms: latency_ms.map(|l| l as i64),
+        },
+    }
 }
 
 /// One call's facts the relay needs.
@@ -251,17 +289,6 @@ struct Relay {
 
 /// Turns the agent's events into transcript rows and SIP actions.
 async fn relay(mut events: mpsc::Receiver<AgentEvent>, mut call: Relay) {
-    let turn = |record: &str, speaker: &str, text: String, at_ms: u64, latency_ms: Option<u64>| {
-        Write::Turn {
-            call: record.to_owned(),
-            turn: Turn {
-                speaker: speaker.to_owned(),
-                text,
-                at_ms: at_ms as i64,
-                latency_ms: latency_ms.map(|l| l as i64),
-            },
-        }
-    };
     let (store, record) = (call.store.clone(), call.record.clone());
     while let Some(event) = events.recv().await {
         match event {

@@ -18,6 +18,8 @@ use crate::sip::rtp::RtpClient;
 use crate::sip::transport::{self, Outbound};
 use crate::sip::ua::{Event, Ua, UaConfig};
 use crate::store::{self, writer::Store};
+use bulkhead_voice::agent::escalation::EscalationDoc;
+use bulkhead_voice::agent::routing::RoutingDoc;
 
 /// File name of the tenant's store inside its data directory.
 pub const STORE_FILE: &str = "tenant.db";
@@ -93,11 +95,11 @@ pub fn main() -> anyhow::Result<()> {
             initial_agent(&store, &cfg.agent, &cfg.tenant_id.to_string()).await,
             egress.clone(),
         ));
-        if let Ok(Some(doc)) = store.document(agent::ESCALATION).await {
-            match bulkhead_voice::agent::escalation::EscalationDoc::from_json(doc.json.as_bytes()) {
-                Ok(doc) => agent.replace_escalation(doc),
-                Err(e) => tracing::error!(error = %e, "the stored escalation document is invalid; ignoring it"),
-            }
+        if let Some(doc) = stored(&store, agent::ESCALATION, EscalationDoc::from_json).await {
+            agent.replace_escalation(doc);
+        }
+        if let Some(doc) = stored(&store, agent::ROUTING, RoutingDoc::from_json).await {
+            agent.replace_routing(doc);
         }
         let out = Outbound::new(link.clone(), udp.clone());
         let rtp = Arc::new(RtpClient::new(link.clone()));
@@ -219,6 +221,20 @@ fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_target(false)
         .init();
+}
+
+/// A configuration document the tenant stored, if any. One that no longer
+/// validates (a time zone this machine's tzdata dropped) is logged and
+/// ignored: the defaults serve rather than no calls at all.
+async fn stored<T>(
+    store: &Store,
+    name: &'static str,
+    parse: fn(&[u8]) -> Result<T, bulkhead_voice::agent::DocError>,
+) -> Option<T> {
+    let doc = store.document(name).await.ok()??;
+    parse(doc.json.as_bytes())
+        .inspect_err(|e| tracing::error!(document = name, error = %e, "the stored document is invalid; ignoring it"))
+        .ok()
 }
 
 /// The services whose answers come back on the supervisor link.

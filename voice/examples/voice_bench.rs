@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bulkhead_voice::agent::routing::Opening;
 use bulkhead_voice::agent::rules::Rules;
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia, Voices};
 use bulkhead_voice::media::g711::Law;
@@ -136,7 +137,13 @@ async fn caller(
     };
     let agent_addr = media.socket.local_addr().unwrap();
     let (events_tx, mut events_rx) = mpsc::channel(64);
-    let agent = tokio::spawn(agent::run(doc, voices, media, events_tx));
+    let agent = tokio::spawn(agent::run(
+        doc,
+        voices,
+        media,
+        Opening::default(),
+        events_tx,
+    ));
     tokio::spawn(async move {
         while let Some(AgentEvent::Turn { .. } | AgentEvent::HangUp | AgentEvent::Escalate { .. }) =
             events_rx.recv().await

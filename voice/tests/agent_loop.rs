@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulkhead_voice::agent::llm::{Decided, Decision, Llm, LlmError, Message, Role};
+use bulkhead_voice::agent::routing::Opening;
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, Bridge, CallMedia, Speaker, Voices};
 use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::media::rtp::{self, Packet};
@@ -50,7 +51,7 @@ async fn call(voices: Voices) -> Phone {
         socket,
         agent,
         events,
-        agent_task: tokio::spawn(agent::run(doc, voices, media, tx)),
+        agent_task: tokio::spawn(agent::run(doc, voices, media, Opening::default(), tx)),
         seq: 0,
     }
 }

@@ -10,11 +10,13 @@ use super::{audio, free_udp_port, http_get, own_scenario, run_sipp, Supervisor};
 
 /// Writes the caller's audio (`caller.pcap`, which the caller scenarios
 /// play): 2.5 s of quiet through the greeting, then each line followed by
-/// its pause in milliseconds.
+/// its pause in milliseconds (an empty line: only the pause).
 pub fn write_caller(sup: &Supervisor, lines: &[(&str, usize)]) {
     let mut pcm = audio::silence(2500);
     for (text, pause_ms) in lines {
-        pcm.extend(audio::speak(text));
+        if !text.is_empty() {
+            pcm.extend(audio::speak(text));
+        }
         pcm.extend(audio::silence(*pause_ms));
     }
     audio::write_pcap(&sup.dir.path().join("caller.pcap"), &pcm);

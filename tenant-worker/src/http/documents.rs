@@ -1,4 +1,4 @@
-//! `GET` and `PUT /v1/agent` and `/v1/escalation`: the tenant's
+//! `GET` and `PUT /v1/agent`, `/v1/routing` and `/v1/escalation`: the tenant's
 //! configuration documents, with an ETag for optimistic concurrency. A
 //! `PUT` is on disk before it answers and takes effect on the next call,
 //! with no restart; secrets are write-only.
@@ -9,9 +9,10 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::{error, internal, json_response, not_allowed, ApiState, Resp};
-use crate::agent::{DOCUMENT, ESCALATION};
+use crate::agent::{DOCUMENT, ESCALATION, ROUTING};
 use crate::store::writer::Write;
 use bulkhead_voice::agent::escalation::EscalationDoc;
+use bulkhead_voice::agent::routing::RoutingDoc;
 use bulkhead_voice::agent::{AgentDoc, DocError};
 
 /// Puts a parsed document in effect.
@@ -22,6 +23,7 @@ type Apply = Box<dyn FnOnce(&ApiState) + Send>;
 pub enum Kind {
     Agent,
     Escalation,
+    Routing,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
         match self {
             Self::Agent => DOCUMENT,
             Self::Escalation => ESCALATION,
+            Self::Routing => ROUTING,
         }
     }
 
@@ -37,6 +40,7 @@ impl Kind {
         match self {
             Self::Agent => serde_json::to_value(&*state.agent.current()),
             Self::Escalation => serde_json::to_value(&*state.agent.escalation()),
+            Self::Routing => serde_json::to_value(&*state.agent.routing()),
         }
         .expect("serializable")
     }
@@ -56,6 +60,14 @@ impl Kind {
                 Ok((
                     value,
                     Box::new(move |s: &ApiState| s.agent.replace_escalation(doc)),
+                ))
+            }
+            Self::Routing => {
+                let doc = RoutingDoc::from_json(body)?;
+                let value = serde_json::to_value(&doc).expect("serializable");
+                Ok((
+                    value,
+                    Box::new(move |s: &ApiState| s.agent.replace_routing(doc)),
                 ))
             }
         }

@@ -122,6 +122,7 @@ pub async fn handle(state: &ApiState, req: Request<Bytes>) -> Resp {
     match segments.as_slice() {
         ["agent"] => return documents::handle(state, documents::Kind::Agent, &req).await,
         ["escalation"] => return documents::handle(state, documents::Kind::Escalation, &req).await,
+        ["routing"] => return documents::handle(state, documents::Kind::Routing, &req).await,
         _ => {}
     }
     if method != Method::GET {

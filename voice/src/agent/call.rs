@@ -24,6 +24,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use super::doc::AgentDoc;
 use super::llm::{Decision, Llm, LlmError, Message, Role};
 use super::openai::{clip, system_prompt};
+use super::routing::{Opening, Then};
 use super::rules::{Reply, Rules};
 use crate::media::dtmf::DtmfReader;
 use crate::media::g711::Law;
@@ -175,6 +176,7 @@ pub async fn run(
     doc: Arc<AgentDoc>,
     voices: Voices,
     media: CallMedia,
+    opening: Opening,
     events: mpsc::Sender<AgentEvent>,
 ) {
     let rules = Rules::new(&doc);
@@ -214,8 +216,18 @@ pub async fn run(
     if call.voices.stt.is_none() {
         call.note(Speaker::System, "no speech recognition: the agent hears only DTMF (install libpocketsphinx3 and pocketsphinx-en-us)").await;
     }
-    let greeting = call.doc.greeting.clone();
+    if let Some(note) = &opening.note {
+        call.note(Speaker::System, note).await;
+    }
+    let greeting = opening
+        .greeting
+        .unwrap_or_else(|| call.doc.greeting.clone());
     call.say(&greeting).await;
+    match opening.then {
+        Then::Converse => {}
+        Then::TakeMessage => call.mode = Mode::Message,
+        Then::Transfer { reason } => call.escalate(reason, None, None, None).await,
+    }
 
     let mut jitter = JitterBuffer::new(3);
     let mut vad = Vad::new(END_OF_TURN);

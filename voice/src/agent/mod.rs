@@ -6,6 +6,7 @@ pub mod doc;
 pub mod escalation;
 pub mod llm;
 pub mod openai;
+pub mod routing;
 pub mod rules;
 
 pub use call::{run, AgentEvent, Bridge, CallMedia, Speaker, Voices, MAX_SUMMARY};

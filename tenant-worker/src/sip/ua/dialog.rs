@@ -19,6 +19,7 @@ use crate::sip::transport::Origin;
 use crate::sip::txn::{ServerKey, SIXTY_FOUR_T1, T1, T2};
 use crate::store::writer::Write;
 use crate::store::Outcome;
+use bulkhead_voice::agent::routing::Opening;
 
 /// How often an answered call without a session timer is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(60);
@@ -81,6 +82,8 @@ pub(super) struct Call {
     pub leg: Option<String>,
     /// The escalation target that answered.
     pub escalated_to: Option<String>,
+    /// How the agent opens the call (routing: hours, overflow); taken when it starts.
+    pub opening: Option<Opening>,
 }
 
 impl Call {

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::dialog::{contact, dialog_ids, Call, Phase};
 use super::{ids, uri_of_request, Event, Incoming, Ua};
-use crate::agent::CallSetup;
+use crate::agent::{turn, CallSetup};
 use crate::sip::auth::{self, Verdict};
 use crate::sip::msg::{self, Reply, Scanned};
 use crate::sip::session_timer::{SessionTimer, TooSmall};
@@ -15,6 +15,7 @@ use crate::sip::{policy, sdp};
 use crate::store::writer::Write;
 use crate::store::{NewCall, Outcome};
 use bulkhead_shared::trunk::TrunkAuth;
+use bulkhead_voice::agent::routing::{Opening, OverflowAction, Route};
 use bulkhead_voice::media::g711::Law;
 use std::sync::Arc;
 
@@ -83,7 +84,32 @@ impl Ua {
                 .reject_invite(&inc, req, &record_id, &to_tag, 488, "Not Acceptable Here")
                 .await;
         };
-        // Media sockets, within the tenant's concurrent-call limit.
+        // The tenant's routing: its own concurrent-call limit, then its hours.
+        let active = self
+            .calls
+            .values()
+            .filter(|c| c.phase != Phase::Ended)
+            .count();
+        let route = self.cfg.agent.route(active);
+        let opening = Opening::for_route(&route);
+        if let Route::Overflow {
+            action: OverflowAction::Busy,
+            ..
+        } = route
+        {
+            tracing::info!(
+                active,
+                "refusing a call: the routing document's limit is reached"
+            );
+            let note = opening.note.clone().unwrap_or_default();
+            self.store
+                .write(turn(&record_id, "system", note, 0, None))
+                .await;
+            return self
+                .reject_invite(&inc, req, &record_id, &to_tag, 486, "Busy Here")
+                .await;
+        }
+        // Media sockets, within the admin's concurrent-call limit.
         let lease = match self.cfg.rtp.open().await {
             Ok(lease) => lease,
             Err(reason) => {
@@ -128,6 +154,7 @@ impl Ua {
             agent: None,
             leg: None,
             escalated_to: None,
+            opening: Some(opening),
         };
         self.calls.insert(call_id.clone(), call);
         if self.cfg.answer_delay.is_zero() {
@@ -231,6 +258,7 @@ impl Ua {
             peer,
             law,
             dtmf_pt: call.session.dtmf,
+            opening: call.opening.take().unwrap_or_default(),
         };
         let started = self.cfg.agent.start_call(
             self.store.clone(),
