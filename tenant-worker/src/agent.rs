@@ -15,6 +15,7 @@ use bulkhead_voice::speech::sphinx::Sphinx;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::egress::EgressClient;
+use crate::providers::http::ProviderHttp;
 use crate::providers::{choose, Opened};
 use crate::sip::rtp::{RtpClient, RtpLease};
 use crate::sip::ua::{Event, Transfer};
@@ -75,7 +76,7 @@ pub struct AgentRuntime {
     /// call that ends meanwhile stops waiting but never starts a second load.
     voices: Arc<OnceLock<(Opened<Espeak>, Opened<Sphinx>)>>,
     /// How a network provider reaches its server.
-    egress: Arc<EgressClient>,
+    http: Arc<ProviderHttp>,
     /// Tests of the SIP layer run without agents.
     enabled: bool,
 }
@@ -89,7 +90,7 @@ pub struct AgentHandle {
 impl AgentRuntime {
     pub fn new(doc: AgentDoc, egress: Arc<EgressClient>) -> Self {
         Self {
-            egress,
+            http: Arc::new(ProviderHttp::new(egress)),
             doc: RwLock::new(Arc::new(doc)),
             escalation: RwLock::new(Arc::new(EscalationDoc::default())),
             routing: RwLock::new(Arc::new(RoutingDoc::default())),
@@ -216,7 +217,7 @@ impl AgentRuntime {
                 let escalation = runtime.escalation();
                 let (tts, stt) = runtime.voices().await;
                 let targets = escalation.targets.iter().map(|t| t.name.clone()).collect();
-                let (voices, providers) = choose(&doc, &tts, &stt, targets, &runtime.egress);
+                let (voices, providers) = choose(&doc, &tts, &stt, targets, &runtime.http);
                 store
                     .write(Write::Providers {
                         call: record.clone(),

@@ -1,75 +1,26 @@
 //! A small HTTP/1.1 client for provider APIs, over a connection from the
-//! egress broker: one request per connection, bounded answers. The base URL
-//! names the host the broker resolves and the allowlist entry it must match
-//! (`bulkhead egress add TENANT HOST:PORT`).
+//! egress broker (TLS on top for `https://`): one request per connection,
+//! bounded answers. The base URL names the host the broker resolves and the
+//! allowlist entry it must match (`bulkhead egress add TENANT HOST:PORT`);
+//! the TLS certificate is checked against that same name, with the Mozilla
+//! roots compiled in (the sandbox has no /etc/ssl).
+
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::egress::EgressClient;
+pub use bulkhead_voice::agent::endpoint::Endpoint;
 
 /// The largest answer read from a provider.
 const MAX_RESPONSE: usize = 1 << 20;
-
-/// Where a provider's API lives: `http://host[:port][/path]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    /// The path prefix without a trailing slash (`/v1`), or empty.
-    pub base_path: String,
-}
-
-impl Endpoint {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(if url.starts_with("https://") {
-                "https:// base URLs need TLS, which this build does not have yet; use an http:// endpoint (such as a gateway on the host)".into()
-            } else {
-                format!("{url} is not an http:// URL")
-            });
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !p.contains(']') => {
-                let port =
-                    p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                        format!("{url}: the port is not a number from 1 to 65535")
-                    })?;
-                (h, port)
-            }
-            _ => (authority, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || authority.contains('@') {
-            return Err(format!("{url}: no host (user info is not accepted)"));
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-            base_path: path.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-}
 
 /// A provider's answer: its status and body.
 #[derive(Debug)]
@@ -78,28 +29,92 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// POSTs `body` (JSON) to `path` under the endpoint, with a bearer token.
-pub async fn post_json(
-    egress: &EgressClient,
-    endpoint: &Endpoint,
-    path: &str,
-    bearer: Option<&str>,
-    body: Vec<u8>,
-) -> Result<Answer, String> {
-    let mut request = Request::post(format!("{}{path}", endpoint.base_path))
-        .header(HOST, endpoint.host_header())
-        .header(CONTENT_TYPE, "application/json");
-    if let Some(key) = bearer {
-        let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| "the api_key has characters an HTTP header cannot carry".to_owned())?;
-        value.set_sensitive(true);
-        request = request.header(AUTHORIZATION, value);
+/// How the worker reaches its tenant's providers.
+#[derive(Debug)]
+pub struct ProviderHttp {
+    egress: Arc<EgressClient>,
+    /// Built on the first `https://` request (the roots cost ~100 KiB).
+    tls: OnceLock<Arc<ClientConfig>>,
+}
+
+impl ProviderHttp {
+    pub fn new(egress: Arc<EgressClient>) -> Self {
+        Self {
+            egress,
+            tls: OnceLock::new(),
+        }
     }
-    let request = request
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let stream = egress.connect(&endpoint.host, endpoint.port).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+
+    /// A client that trusts only `roots` (tests with their own CA).
+    #[cfg(test)]
+    pub fn with_roots(egress: Arc<EgressClient>, roots: rustls::RootCertStore) -> Self {
+        let me = Self::new(egress);
+        let _ = me.tls.set(Arc::new(client_config(roots)));
+        me
+    }
+
+    fn tls(&self) -> Arc<ClientConfig> {
+        Arc::clone(self.tls.get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            Arc::new(client_config(roots))
+        }))
+    }
+
+    /// POSTs `body` (JSON) to `path` under the endpoint, with a bearer token.
+    pub async fn post_json(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        bearer: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let mut request = Request::post(format!("{}{path}", endpoint.base_path))
+            .header(HOST, endpoint.host_header())
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(key) = bearer {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| "the api_key has characters an HTTP header cannot carry".to_owned())?;
+            value.set_sensitive(true);
+            request = request.header(AUTHORIZATION, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let stream = self.egress.connect(&endpoint.host, endpoint.port).await?;
+        if !endpoint.tls {
+            return exchange(stream, request).await;
+        }
+        let name = ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+            format!(
+                "{} cannot be checked against a certificate: {e}",
+                endpoint.host
+            )
+        })?;
+        let stream = tokio_rustls::TlsConnector::from(self.tls())
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        exchange(stream, request).await
+    }
+}
+
+fn client_config(roots: rustls::RootCertStore) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// Sends one request on `io` and reads the bounded answer.
+async fn exchange<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Answer, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
     // Drives the connection while the request runs; aborted with it.
@@ -109,7 +124,7 @@ pub async fn post_json(
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("{}:{}: {e}", endpoint.host, endpoint.port))?;
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), MAX_RESPONSE)
         .collect()
@@ -132,32 +147,75 @@ impl Drop for AbortOnDrop {
 mod tests {
     use super::*;
 
-    #[test]
-    fn base_urls_parse_into_the_broker_target_and_path() {
-        let e = Endpoint::parse("http://127.0.0.1:8080/v1/").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.base_path.as_str()),
-            ("127.0.0.1", 8080, "/v1")
-        );
-        assert_eq!(e.host_header(), "127.0.0.1:8080");
-        let e = Endpoint::parse("http://llm.internal").unwrap();
-        assert_eq!((e.port, e.base_path.as_str()), (80, ""));
-        assert_eq!(e.host_header(), "llm.internal");
-        let e = Endpoint::parse("http://[::1]:9000/api").unwrap();
-        assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
-        assert_eq!(e.host_header(), "[::1]:9000");
-        for bad in [
-            "https://api.openai.com/v1",
-            "ftp://x",
-            "http://:80",
-            "http://h:0",
-            "http://h:99999",
-            "http://user:pw@h/",
-        ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
-        }
-        assert!(Endpoint::parse("https://api.openai.com/v1")
-            .unwrap_err()
-            .contains("TLS"));
+    /// A TLS server on loopback with a certificate for 127.0.0.1 from its
+    /// own CA; answers one request with 200 and `ok`.
+    async fn tls_server() -> (u16, rustls::RootCertStore) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(conn).await else {
+                    continue;
+                };
+                let mut buf = vec![0u8; 8192];
+                let mut got = 0;
+                while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf[got..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, roots)
+    }
+
+    #[tokio::test]
+    async fn https_checks_the_certificate_against_the_host() {
+        let (port, roots) = tls_server().await;
+        let egress = Arc::new(EgressClient::direct());
+        let endpoint = Endpoint::parse(&format!("https://127.0.0.1:{port}/v1")).unwrap();
+        let trusting = ProviderHttp::with_roots(egress.clone(), roots);
+        let answer = trusting
+            .post_json(&endpoint, "/chat/completions", Some("k"), b"{}".to_vec())
+            .await
+            .unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+        // With the public roots, a private CA's certificate is refused.
+        let public = ProviderHttp::new(egress);
+        let e = public
+            .post_json(&endpoint, "/chat/completions", None, b"{}".to_vec())
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("TLS: invalid peer certificate"), "{e}");
     }
 }

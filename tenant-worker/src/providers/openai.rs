@@ -10,8 +10,7 @@ use bulkhead_voice::agent::openai::{chat_request, error_message, parse_chat_resp
 use bulkhead_voice::agent::AgentDoc;
 use zeroize::Zeroizing;
 
-use super::http::{post_json, Endpoint};
-use crate::egress::EgressClient;
+use super::http::{Endpoint, ProviderHttp};
 
 pub struct OpenAiChat {
     inner: Arc<Inner>,
@@ -23,7 +22,7 @@ struct Inner {
     api_key: Option<Zeroizing<String>>,
     /// The tenant's escalation target names, offered to the model.
     targets: Vec<String>,
-    egress: Arc<EgressClient>,
+    http: Arc<ProviderHttp>,
 }
 
 impl std::fmt::Debug for OpenAiChat {
@@ -42,7 +41,7 @@ impl OpenAiChat {
     pub fn new(
         doc: &AgentDoc,
         targets: Vec<String>,
-        egress: Arc<EgressClient>,
+        http: Arc<ProviderHttp>,
     ) -> Result<Self, String> {
         let base_url = doc.llm.base_url.as_deref().unwrap_or_default();
         Ok(Self {
@@ -51,7 +50,7 @@ impl OpenAiChat {
                 model: doc.llm.model.clone().unwrap_or_default(),
                 api_key: doc.llm.api_key.clone().map(Zeroizing::new),
                 targets,
-                egress,
+                http,
             }),
         })
     }
@@ -67,15 +66,16 @@ impl Llm for OpenAiChat {
         Box::pin(async move {
             let body = chat_request(&inner.model, &conversation, &inner.targets).to_string();
             let endpoint = &inner.endpoint;
-            let answer = post_json(
-                &inner.egress,
-                endpoint,
-                "/chat/completions",
-                inner.api_key.as_deref().map(String::as_str),
-                body.into_bytes(),
-            )
-            .await
-            .map_err(|e| LlmError(format!("{}:{}: {e}", endpoint.host, endpoint.port)))?;
+            let answer = inner
+                .http
+                .post_json(
+                    endpoint,
+                    "/chat/completions",
+                    inner.api_key.as_deref().map(String::as_str),
+                    body.into_bytes(),
+                )
+                .await
+                .map_err(|e| LlmError(format!("{}:{}: {e}", endpoint.host, endpoint.port)))?;
             if !(200..300).contains(&answer.status) {
                 let detail = error_message(&answer.body).unwrap_or_default();
                 return Err(LlmError(format!(
@@ -91,6 +91,7 @@ impl Llm for OpenAiChat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::egress::EgressClient;
     use bulkhead_voice::agent::llm::{Decision, Role};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -136,7 +137,12 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        OpenAiChat::new(&doc, vec!["desk".into()], Arc::new(EgressClient::direct())).unwrap()
+        OpenAiChat::new(
+            &doc,
+            vec!["desk".into()],
+            Arc::new(ProviderHttp::new(Arc::new(EgressClient::direct()))),
+        )
+        .unwrap()
     }
 
     fn turn() -> Arc<[Message]> {

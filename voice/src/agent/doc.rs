@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::endpoint::Endpoint;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentDoc {
@@ -137,15 +139,13 @@ impl AgentDoc {
                 )?;
             }
             if p.provider == "openai" {
-                if !p
-                    .base_url
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"))
-                {
-                    fail(
+                match p.base_url.as_deref().map(Endpoint::parse) {
+                    None => fail(
                         format!("{field}.base_url"),
                         "an http:// or https:// URL is required for openai",
-                    )?;
+                    )?,
+                    Some(Err(e)) => fail(format!("{field}.base_url"), e)?,
+                    Some(Ok(_)) => {}
                 }
                 if p.model.as_deref().is_none_or(str::is_empty) {
                     fail(format!("{field}.model"), "required for openai")?;
@@ -223,6 +223,12 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"llm": {"provider": "openai", "model": "m"}}"#),
+            "llm.base_url"
+        );
+        assert_eq!(
+            err(
+                r#"{"llm": {"provider": "openai", "base_url": "https://k@api.example", "model": "m"}}"#
+            ),
             "llm.base_url"
         );
         assert_eq!(

@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod doc;
+pub mod endpoint;
 pub mod escalation;
 pub mod llm;
 pub mod openai;
