@@ -241,7 +241,7 @@ async fn main() {
     let voices = Voices {
         tts: Some(tts),
         stt: Some(stt),
-        llm: None,
+        ..Voices::default()
     };
     println!("turn latency, end of the caller's speech -> first answer packet (includes the 600 ms end-of-turn silence):");
     println!("| calls at once | turns | p50 ms | p95 ms | max ms |");

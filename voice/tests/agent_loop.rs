@@ -13,7 +13,9 @@ use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, Bridge, CallMedia, Speak
 use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::media::rtp::{self, Packet};
 use bulkhead_voice::speech::espeak::Espeak;
+use bulkhead_voice::speech::remote::{Synthesized, Synthesizer, Transcribed, Transcriber};
 use bulkhead_voice::speech::sphinx::Sphinx;
+use bulkhead_voice::speech::SpeechError;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -60,7 +62,7 @@ fn voices() -> Voices {
     Voices {
         tts: Some(Espeak::shared().expect("espeak-ng")),
         stt: Some(Sphinx::start(1).expect("pocketsphinx")),
-        llm: None,
+        ..Voices::default()
     }
 }
 
@@ -80,6 +82,34 @@ impl Llm for ScriptedModel {
         self.heard.lock().unwrap().push(conversation);
         let answer = self.answer.clone();
         Box::pin(async move { answer })
+    }
+}
+
+/// A network recognizer that hears `text` in anything.
+#[derive(Debug)]
+struct FixedEars(&'static str);
+
+impl Transcriber for FixedEars {
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+    fn transcribe(&self, audio: Arc<[i16]>, _hint: String) -> Transcribed {
+        assert!(!audio.is_empty());
+        let text = self.0.to_owned();
+        Box::pin(async move { Ok(text) })
+    }
+}
+
+/// A network synthesizer whose server is down.
+#[derive(Debug)]
+struct DeadVoice;
+
+impl Synthesizer for DeadVoice {
+    fn name(&self) -> &'static str {
+        "dead"
+    }
+    fn synthesize(&self, _text: String) -> Synthesized {
+        Box::pin(async { Err(SpeechError::Failed("connection refused".into())) })
     }
 }
 
@@ -309,6 +339,47 @@ async fn a_failing_model_falls_back_to_rules_and_says_so() {
     assert!(
         reason.contains("HTTP 500") && reason.contains("rules"),
         "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_network_recognizer_hears_the_turn_and_a_dead_synthesizer_falls_back() {
+    let voices = Voices {
+        remote_stt: Some(Arc::new(FixedEars("I want to talk to a human"))),
+        remote_tts: Some(Arc::new(DeadVoice)),
+        ..voices()
+    };
+    let mut phone = call(voices).await;
+    // The greeting still plays, from espeak-ng.
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), phone.socket.recv(&mut buf))
+        .await
+        .expect("the greeting plays")
+        .unwrap();
+    phone.speak("goodbye", usize::MAX, 1000).await;
+    let (mut fallbacks, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(10));
+    let caller = loop {
+        match tokio::time::timeout_at(deadline.into(), phone.events.recv()).await {
+            Ok(Some(AgentEvent::Fallback { layer, reason })) => fallbacks.push((layer, reason)),
+            Ok(Some(AgentEvent::Turn {
+                speaker: Speaker::Caller,
+                text,
+                ..
+            })) => break text,
+            Ok(Some(_)) => continue,
+            other => panic!("no caller turn: {other:?}"),
+        }
+    };
+    // "goodbye" was spoken; the network recognizer's words are what counted.
+    assert_eq!(caller, "I want to talk to a human");
+    assert_eq!(
+        fallbacks.len(),
+        1,
+        "one failure, then espeak-ng only: {fallbacks:?}"
+    );
+    assert_eq!(fallbacks[0].0, "tts");
+    assert!(
+        fallbacks[0].1.contains("connection refused") && fallbacks[0].1.ends_with("used espeak-ng")
     );
 }
 

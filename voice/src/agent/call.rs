@@ -32,6 +32,7 @@ use crate::media::jitter::{JitterBuffer, Playout};
 use crate::media::vad::{Vad, VadEvent, PRE_ROLL};
 use crate::media::{rtp, FRAME};
 use crate::speech::espeak::{voice_for, Espeak};
+use crate::speech::remote::{Synthesizer, Transcriber};
 use crate::speech::sphinx::Sphinx;
 
 /// Quiet after the caller's last word that ends their turn.
@@ -43,6 +44,8 @@ const SILENCE_PROMPTS: u32 = 2;
 const MAX_UTTERANCE: usize = 15 * 8000;
 /// How long a turn waits for the language model before `rules` answers it.
 const LLM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a network speech provider may take for one utterance.
+const SPEECH_TIMEOUT: Duration = Duration::from_secs(8);
 /// Conversation turns sent to the model besides the system message.
 const LLM_WINDOW: usize = 40;
 
@@ -119,12 +122,24 @@ pub const MAX_SUMMARY: usize = 1024;
 
 /// The providers serving this call: the embedded speech providers this
 /// worker could open, and a language model when the document names one
-/// (without it, `rules` decides).
+/// (without it, `rules` decides), and network speech providers.
+///
+/// A network provider (`remote_*`, `llm`) that fails once serves no more
+/// of the call: the embedded provider of its layer takes over, so a dead
+/// server costs the caller one time-out, not one per turn.
 #[derive(Debug, Clone, Default)]
 pub struct Voices {
     pub tts: Option<Espeak>,
     pub stt: Option<Sphinx>,
     pub llm: Option<Arc<dyn Llm>>,
+    pub remote_stt: Option<Arc<dyn Transcriber>>,
+    pub remote_tts: Option<Arc<dyn Synthesizer>>,
+}
+
+/// A recognized utterance, and why the network recognizer did not serve it.
+struct Heard {
+    text: String,
+    remote_failed: Option<String>,
 }
 
 /// A caller's words and what the model made of them.
@@ -213,7 +228,7 @@ pub async fn run(
         )
         .await;
     }
-    if call.voices.stt.is_none() {
+    if call.voices.stt.is_none() && call.voices.remote_stt.is_none() {
         call.note(Speaker::System, "no speech recognition: the agent hears only DTMF (install libpocketsphinx3 and pocketsphinx-en-us)").await;
     }
     if let Some(note) = &opening.note {
@@ -234,7 +249,7 @@ pub async fn run(
     let mut dtmf = DtmfReader::default();
     let mut pre_roll: VecDeque<Vec<i16>> = VecDeque::new();
     let mut utterance: Option<Vec<i16>> = None;
-    let (heard_tx, mut heard_rx) = mpsc::channel::<String>(4);
+    let (heard_tx, mut heard_rx) = mpsc::channel::<Heard>(4);
     let mut tick = interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut quiet_since = Instant::now();
@@ -308,7 +323,8 @@ pub async fn run(
                         }
                         VadEvent::SpeechEnd => {
                             if let Some(u) = utterance.take() {
-                                if call.voices.stt.is_some() && !matches!(call.mode, Mode::Transferring) {
+                                let can_hear = call.voices.stt.is_some() || call.voices.remote_stt.is_some();
+                                if can_hear && !matches!(call.mode, Mode::Transferring) {
                                     call.awaiting_reply = Some(Instant::now());
                                     call.recognize(u, &heard_tx);
                                 }
@@ -323,7 +339,13 @@ pub async fn run(
                     }
                 }
             }
-            Some(text) = heard_rx.recv() => call.heard(text).await,
+            Some(heard) = heard_rx.recv() => {
+                if let Some(reason) = heard.remote_failed {
+                    call.voices.remote_stt = None;
+                    call.fallback("stt", reason).await;
+                }
+                call.heard(heard.text).await
+            }
             Some((text, decision)) = decided_rx.recv() => call.decided(text, decision).await,
             answer = async { call.transfer.as_mut().expect("guarded").await }, if call.transfer.is_some() => {
                 call.transfer = None;
@@ -360,21 +382,84 @@ impl Call {
     }
 
     /// Sends the utterance to the recognizer; the words come back on `heard`.
-    fn recognize(&mut self, audio: Vec<i16>, heard: &mpsc::Sender<String>) {
-        let Some(stt) = self.voices.stt.clone() else {
-            return;
-        };
+    /// The network recognizer goes first when there is one; the embedded
+    /// one hears the utterance when it fails.
+    fn recognize(&mut self, audio: Vec<i16>, heard: &mpsc::Sender<Heard>) {
+        let (remote, stt) = (self.voices.remote_stt.clone(), self.voices.stt.clone());
         let (key, phrases, heard) = (self.grammar_key, self.rules.phrases(), heard.clone());
+        let hint = self
+            .doc
+            .intents
+            .iter()
+            .flat_map(|i| &i.phrases)
+            .take(50)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         self.tasks.spawn(async move {
-            let text = match stt.transcribe(key, phrases, audio).await {
-                Ok(text) => text,
-                Err(e) => {
-                    tracing::warn!(error = %e, "speech recognition failed");
-                    String::new()
+            let mut remote_failed = None;
+            if let Some(remote) = remote {
+                let audio: Arc<[i16]> = audio.as_slice().into();
+                let attempt = tokio::time::timeout(SPEECH_TIMEOUT, remote.transcribe(audio, hint));
+                match attempt.await {
+                    Ok(Ok(text)) => {
+                        let _ = heard
+                            .send(Heard {
+                                text,
+                                remote_failed,
+                            })
+                            .await;
+                        return;
+                    }
+                    Ok(Err(e)) => remote_failed = Some(format!("{}: {e}", remote.name())),
+                    Err(_) => {
+                        remote_failed = Some(format!(
+                            "{}: no answer within {} s",
+                            remote.name(),
+                            SPEECH_TIMEOUT.as_secs()
+                        ))
+                    }
                 }
+            }
+            let text = match stt {
+                Some(stt) => stt
+                    .transcribe(key, phrases, audio)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "speech recognition failed");
+                        String::new()
+                    }),
+                None => String::new(),
             };
-            let _ = heard.send(text).await;
+            let _ = heard
+                .send(Heard {
+                    text,
+                    remote_failed,
+                })
+                .await;
         });
+    }
+
+    /// A layer's network provider failed: the record says so, the
+    /// transcript too, and the embedded provider serves the rest of the call.
+    async fn fallback(&mut self, layer: &'static str, reason: String) {
+        let embedded = match layer {
+            "stt" => "pocketsphinx",
+            "tts" => "espeak-ng",
+            _ => "rules",
+        };
+        self.note(
+            Speaker::System,
+            &format!("{layer} fallback: {reason}; {embedded} serves the rest of the call"),
+        )
+        .await;
+        let _ = self
+            .events
+            .send(AgentEvent::Fallback {
+                layer,
+                reason: format!("{reason}; used {embedded}"),
+            })
+            .await;
     }
 
     async fn heard(&mut self, text: String) {
@@ -445,19 +530,8 @@ impl Call {
                 self.end_call(say.as_deref()).await;
             }
             Err(e) => {
-                let name = self.voices.llm.as_ref().map_or("llm", |l| l.name());
-                self.note(
-                    Speaker::System,
-                    &format!("{name} failed ({e}); the rules engine answered"),
-                )
-                .await;
-                let _ = self
-                    .events
-                    .send(AgentEvent::Fallback {
-                        layer: "llm",
-                        reason: format!("{name}: {e}; used rules"),
-                    })
-                    .await;
+                let name = self.voices.llm.take().map_or("llm", |l| l.name());
+                self.fallback("llm", format!("{name}: {e}")).await;
                 self.decide_by_rules(&text).await;
             }
         }
@@ -542,18 +616,12 @@ impl Call {
                 .push(Message::new(Role::Assistant, text.to_owned()));
         }
         let before = self.queue.len();
-        if let Some(tts) = &self.voices.tts {
-            let voice = voice_for(self.doc.persona.voice.as_deref(), &self.doc.language);
-            match tts.synthesize(&voice, text).await {
-                Ok(pcm) => {
-                    for chunk in pcm.chunks(FRAME) {
-                        let mut frame = Vec::with_capacity(FRAME);
-                        self.media.law.encode(chunk, &mut frame);
-                        frame.resize(FRAME, self.media.law.silence());
-                        self.queue.push_back(frame);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "speech synthesis failed"),
+        if let Some(pcm) = self.synthesize(text).await {
+            for chunk in pcm.chunks(FRAME) {
+                let mut frame = Vec::with_capacity(FRAME);
+                self.media.law.encode(chunk, &mut frame);
+                frame.resize(FRAME, self.media.law.silence());
+                self.queue.push_back(frame);
             }
         }
         match self.awaiting_reply.take() {
@@ -563,6 +631,33 @@ impl Call {
             }
             _ => self.note(Speaker::Agent, text).await,
         }
+    }
+
+    /// `text` as 8 kHz audio: from the network synthesizer when there is
+    /// one, else (or when it fails) from espeak-ng.
+    async fn synthesize(&mut self, text: &str) -> Option<Arc<[i16]>> {
+        if let Some(remote) = self.voices.remote_tts.clone() {
+            let attempt = tokio::time::timeout(SPEECH_TIMEOUT, remote.synthesize(text.to_owned()));
+            let why = match attempt.await {
+                Ok(Ok(pcm)) => return Some(pcm),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} s", SPEECH_TIMEOUT.as_secs()),
+            };
+            self.voices.remote_tts = None;
+            self.fallback("tts", format!("{}: {why}", remote.name()))
+                .await;
+        }
+        let tts = self.voices.tts.as_ref()?;
+        // persona.voice names a voice of the document's TTS provider; an
+        // espeak-ng standing in for another provider speaks the language's default.
+        let persona = Some(&self.doc.persona.voice)
+            .filter(|_| self.doc.tts.provider == "espeak-ng")
+            .and_then(Option::as_deref);
+        let voice = voice_for(persona, &self.doc.language);
+        tts.synthesize(&voice, text)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "speech synthesis failed"))
+            .ok()
     }
 
     /// Reports a reply that will not be timed (barge-in cleared it).

@@ -8,6 +8,8 @@
 
 pub mod espeak;
 pub mod grammar;
+pub mod openai;
+pub mod remote;
 pub mod sphinx;
 
 use thiserror::Error;
