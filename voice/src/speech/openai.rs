@@ -97,7 +97,7 @@ pub fn speech_request(model: &str, voice: &str, text: &str) -> Value {
 
 /// Raw 24 kHz 16-bit little-endian PCM, as 8 kHz samples.
 pub fn speech_samples(body: &[u8]) -> Result<Vec<i16>, SpeechError> {
-    if body.is_empty() || body.len() % 2 != 0 {
+    if body.is_empty() || !body.len().is_multiple_of(2) {
         return Err(SpeechError::Failed(format!(
             "the speech answer is not 16-bit PCM ({} bytes)",
             body.len()
