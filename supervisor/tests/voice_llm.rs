@@ -5,7 +5,8 @@
 //! next call sends the tenant's prompt and the caller's words, and the
 //! model's `transfer_to_human` summary reaches the human destination. With
 //! the destination off the allowlist the model is unreachable, rules answer,
-//! and the call record says why.
+//! and the call record says why. The speech layers switch the same way: the
+//! server transcribes the caller's turns and speaks the agent's words.
 
 mod common;
 
@@ -27,11 +28,34 @@ const SAY: &str = "One moment, I will put you through to our front desk.";
 struct Seen {
     line: String,
     headers: Vec<String>,
+    /// The body as JSON (null when it is not, e.g. a multipart upload).
     body: Value,
+    raw: Vec<u8>,
 }
 
-/// An OpenAI-compatible chat-completions server on loopback that answers
-/// every request with a `transfer_to_human` tool call.
+/// The answer to a chat completion: a `transfer_to_human` tool call.
+fn chat_answer() -> Vec<u8> {
+    let arguments = serde_json::json!({"summary": SUMMARY, "reason": "booking"}).to_string();
+    serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": SAY,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "transfer_to_human", "arguments": arguments}}]}}]})
+    .to_string()
+    .into_bytes()
+}
+
+/// What `/audio/speech` answers: a second of 440 Hz, 24 kHz 16-bit PCM.
+fn tone_24khz() -> Vec<u8> {
+    (0..24_000)
+        .map(|i| (f64::from(i) * 440.0 * std::f64::consts::TAU / 24_000.0).sin() * 8000.0)
+        .flat_map(|s| (s as i16).to_le_bytes())
+        .collect()
+}
+
+/// An OpenAI-compatible server on loopback: chat completions answer with
+/// a `transfer_to_human` tool call, transcriptions hear "goodbye", speech
+/// is a tone.
 fn model_server() -> (u16, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -59,26 +83,24 @@ fn model_server() -> (u16, Arc<Mutex<Vec<Seen>>>) {
             }
             let mut body = vec![0u8; length];
             let _ = reader.read_exact(&mut body);
+            let answer = match line.split_whitespace().nth(1).unwrap_or_default() {
+                "/v1/chat/completions" => chat_answer(),
+                "/v1/audio/transcriptions" => br#"{"text": "goodbye"}"#.to_vec(),
+                "/v1/audio/speech" => tone_24khz(),
+                _ => br#"{"error": {"message": "no such path"}}"#.to_vec(),
+            };
             log.lock().unwrap().push(Seen {
                 line: line.trim_end().to_owned(),
                 headers,
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                raw: body,
             });
-            let arguments =
-                serde_json::json!({"summary": SUMMARY, "reason": "booking"}).to_string();
-            let answer = serde_json::json!({"id": "chatcmpl-1", "object": "chat.completion",
-                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-                    "role": "assistant", "content": SAY,
-                    "tool_calls": [{"id": "call_1", "type": "function",
-                        "function": {"name": "transfer_to_human", "arguments": arguments}}]}}]})
-            .to_string();
-            let _ = (&conn).write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
-                )
-                .as_bytes(),
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                answer.len()
             );
+            let _ = (&conn).write_all(head.as_bytes());
+            let _ = (&conn).write_all(&answer);
         }
     });
     (port, seen)
@@ -241,4 +263,90 @@ fn a_tenant_switched_to_an_llm_transfers_with_the_models_summary() {
         http_request(other_http, "GET", "/v1/agent", Some(other_token), &[], "");
     assert_eq!(other_before, other_after);
     assert!(settled_calls(other_http, other_token).is_empty());
+}
+
+#[test]
+fn speech_layers_switch_to_the_network_provider_with_no_restart() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &[CLINIC]);
+    let (http, token) = (
+        clinic["http_port"].as_u64().unwrap() as u16,
+        clinic["token"].as_str().unwrap(),
+    );
+    let (port, seen) = model_server();
+    sup.cli_json(&["egress", "add", "clinic", &format!("127.0.0.1:{port}")]);
+    let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();
+    let layer = |model: &str| {
+        format!(
+            r#"{{"provider": "openai", "base_url": "http://127.0.0.1:{port}/v1", "model": "{model}", "api_key": "sk-voice"}}"#
+        )
+    };
+    let doc = format!(
+        r#"{{"greeting": "Thank you for calling Maple Clinic.", "persona": {{"voice": "nova"}},
+  "stt": {}, "tts": {},
+  "intents": [{{"name": "hours", "phrases": ["opening hours"], "action": "answer", "answer": "We are open nine to five."}},
+              {{"name": "bye", "phrases": ["goodbye"], "action": "end_call"}}]}}"#,
+        layer("whisper-1"),
+        layer("tts-1")
+    );
+    let (status, _, body) = http_request(http, "PUT", "/v1/agent", Some(token), &[], &doc);
+    assert_eq!(status, 200, "{body}");
+    // The caller asks about hours; the network recognizer hears "goodbye",
+    // so the agent (rules) says goodbye and hangs up: its words decided.
+    write_caller(&sup, &[("what are your opening hours", 6000)]);
+    place_call(&sup, "voice_caller.xml", CLINIC);
+
+    assert_eq!(
+        sup.cli_json(&["tenant", "show", "clinic"])["pid"],
+        pid,
+        "no restart"
+    );
+    let calls = settled_calls(http, token);
+    let providers = &calls[0]["providers"];
+    assert_eq!(
+        (providers["stt"].as_str(), providers["tts"].as_str()),
+        (Some("openai"), Some("openai")),
+        "{calls:?}"
+    );
+    assert!(
+        providers["fallback"].as_object().unwrap().is_empty(),
+        "{calls:?}"
+    );
+    let turns = transcript(http, token, &calls[0]);
+    assert_eq!(said(&turns, "caller"), ["goodbye"], "{turns:?}");
+    assert_eq!(
+        said(&turns, "agent").last(),
+        Some(&"Thank you for calling. Goodbye."),
+        "{turns:?}"
+    );
+
+    let requests = seen.lock().unwrap().clone();
+    let speech: Vec<&Seen> = requests
+        .iter()
+        .filter(|r| r.line.starts_with("POST /v1/audio/speech "))
+        .collect();
+    assert_eq!(
+        speech[0].body["input"], "Thank you for calling Maple Clinic.",
+        "{requests:?}"
+    );
+    assert_eq!(
+        (
+            speech[0].body["model"].as_str(),
+            speech[0].body["voice"].as_str()
+        ),
+        (Some("tts-1"), Some("nova"))
+    );
+    let upload = requests
+        .iter()
+        .find(|r| r.line.starts_with("POST /v1/audio/transcriptions "))
+        .expect("the caller's turn was sent for transcription");
+    let form = String::from_utf8_lossy(&upload.raw);
+    assert!(
+        form.contains("whisper-1") && form.contains("RIFF") && form.contains("opening hours"),
+        "model, audio and the intents as prompt"
+    );
+    assert!(upload
+        .headers
+        .iter()
+        .any(|h| h == "authorization: Bearer sk-voice"));
 }

@@ -19,8 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::egress::EgressClient;
 pub use bulkhead_voice::agent::endpoint::Endpoint;
 
-/// The largest answer read from a provider.
-const MAX_RESPONSE: usize = 1 << 20;
+/// The largest answer read from a provider: 4 MiB holds 87 s of speech at
+/// 24 kHz (a turn's reply is a few seconds).
+const MAX_RESPONSE: usize = 4 << 20;
 
 /// A provider's answer: its status and body.
 #[derive(Debug)]
@@ -70,9 +71,22 @@ impl ProviderHttp {
         bearer: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Answer, String> {
+        self.post(endpoint, path, bearer, "application/json", body)
+            .await
+    }
+
+    /// POSTs `body` of `content_type` to `path` under the endpoint.
+    pub async fn post(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
         let mut request = Request::post(format!("{}{path}", endpoint.base_path))
             .header(HOST, endpoint.host_header())
-            .header(CONTENT_TYPE, "application/json");
+            .header(CONTENT_TYPE, content_type);
         if let Some(key) = bearer {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
                 .map_err(|_| "the api_key has characters an HTTP header cannot carry".to_owned())?;

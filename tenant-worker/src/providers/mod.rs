@@ -1,15 +1,20 @@
 //! Which provider serves each layer of a call, and the call record of that
-//! choice. A layer the document asks for but this worker cannot provide
-//! falls back to the embedded provider, and the record says why.
+//! choice. A network provider (`openai`) serves its layer with the embedded
+//! one standing by; a layer nothing can serve, or one whose provider fails
+//! during the call, is named in the record's `fallback` with the reason.
 
 pub mod http;
 pub mod openai;
+pub mod speech;
+#[cfg(test)]
+mod test_server;
 
 use std::sync::Arc;
 
 use bulkhead_voice::agent::llm::Llm;
 use bulkhead_voice::agent::{AgentDoc, Voices};
 use bulkhead_voice::speech::espeak::Espeak;
+use bulkhead_voice::speech::remote::{Synthesizer, Transcriber};
 use bulkhead_voice::speech::sphinx::Sphinx;
 use serde_json::{json, Map, Value};
 
@@ -29,17 +34,32 @@ pub fn choose(
     http: &Arc<ProviderHttp>,
 ) -> (Voices, Value) {
     let mut fallback = Map::new();
-    // Speech over the network is not built yet: the embedded provider serves.
-    for (layer, wanted, embedded) in [
-        ("stt", &doc.stt.provider, "pocketsphinx"),
-        ("tts", &doc.tts.provider, "espeak-ng"),
-    ] {
-        if wanted != embedded {
-            let why =
-                format!("{wanted} is not available for {layer} in this build; used {embedded}");
-            fallback.insert(layer.into(), json!(why));
+    let remote_stt: Option<Arc<dyn Transcriber>> = match doc.stt.provider.as_str() {
+        "openai" => match speech::OpenAiTranscriber::new(&doc.stt, Arc::clone(http)) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                fallback.insert(
+                    "stt".into(),
+                    json!(format!("openai: {e}; used pocketsphinx")),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let remote_tts: Option<Arc<dyn Synthesizer>> = match doc.tts.provider.as_str() {
+        "openai" => {
+            let voice = doc.persona.voice.as_deref();
+            match speech::OpenAiSynthesizer::new(&doc.tts, voice, Arc::clone(http)) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    fallback.insert("tts".into(), json!(format!("openai: {e}; used espeak-ng")));
+                    None
+                }
+            }
         }
-    }
+        _ => None,
+    };
     let mut embedded = |layer: &str, name: &str, opened: Result<(), &String>| match opened {
         Ok(()) => json!(name),
         Err(e) => {
@@ -51,8 +71,15 @@ pub fn choose(
             Value::Null
         }
     };
-    let stt_name = embedded("stt", "pocketsphinx", stt.as_ref().map(|_| ()));
-    let tts_name = embedded("tts", "espeak-ng", tts.as_ref().map(|_| ()));
+    // The embedded provider serves its layer, or stands by behind a network one.
+    let stt_name = match &remote_stt {
+        Some(r) => json!(r.name()),
+        None => embedded("stt", "pocketsphinx", stt.as_ref().map(|_| ())),
+    };
+    let tts_name = match &remote_tts {
+        Some(r) => json!(r.name()),
+        None => embedded("tts", "espeak-ng", tts.as_ref().map(|_| ())),
+    };
     let llm: Option<Arc<dyn Llm>> = match doc.llm.provider.as_str() {
         "openai" => match openai::OpenAiChat::new(doc, targets, Arc::clone(http)) {
             Ok(model) => Some(Arc::new(model)),
@@ -68,6 +95,8 @@ pub fn choose(
         tts: tts.as_ref().ok().cloned(),
         stt: stt.as_ref().ok().cloned(),
         llm,
+        remote_stt,
+        remote_tts,
     };
     let record = json!({"stt": stt_name, "llm": llm_name, "tts": tts_name, "fallback": fallback});
     (voices, record)
@@ -108,13 +137,16 @@ mod tests {
             (&json!("openai"), None)
         );
         let r = record(
-            r#"{"stt": {"provider": "openai", "base_url": "http://127.0.0.1:9", "model": "whisper-1"}}"#,
+            r#"{"stt": {"provider": "openai", "base_url": "http://127.0.0.1:9", "model": "whisper-1"},
+                "tts": {"provider": "openai", "base_url": "https://tts.example/v1", "model": "tts-1"}}"#,
+        );
+        assert_eq!(
+            (&r["stt"], &r["tts"]),
+            (&json!("openai"), &json!("openai")),
+            "{r}"
         );
         assert!(
-            r["fallback"]["stt"]
-                .as_str()
-                .unwrap()
-                .contains("not available"),
+            r["fallback"].get("stt").is_none() && r["fallback"].get("tts").is_none(),
             "{r}"
         );
     }

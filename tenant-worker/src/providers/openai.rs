@@ -92,44 +92,8 @@ impl Llm for OpenAiChat {
 mod tests {
     use super::*;
     use crate::egress::EgressClient;
+    use crate::providers::test_server::server;
     use bulkhead_voice::agent::llm::{Decision, Role};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// A one-shot HTTP server: returns what it was sent, answers `status` + `body`.
-    async fn server(status: u16, body: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = conn.read(&mut buf).await.unwrap();
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got).to_string();
-                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if rest.len() >= len {
-                        break;
-                    }
-                }
-            }
-            let reply = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            conn.write_all(reply.as_bytes()).await.unwrap();
-            String::from_utf8(got).unwrap()
-        });
-        (port, task)
-    }
 
     fn model(port: u16) -> OpenAiChat {
         let doc = AgentDoc::from_json(
@@ -157,7 +121,7 @@ mod tests {
     async fn a_turn_is_posted_with_the_key_and_the_answer_decides() {
         let (port, request) = server(
             200,
-            r#"{"choices": [{"message": {"content": "Hi there."}}]}"#,
+            br#"{"choices": [{"message": {"content": "Hi there."}}]}"#,
         )
         .await;
         let decision = model(port).decide(turn()).await.unwrap();
@@ -181,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_name_the_server_and_its_reason() {
-        let (port, _) = server(401, r#"{"error": {"message": "Invalid API key"}}"#).await;
+        let (port, _) = server(401, br#"{"error": {"message": "Invalid API key"}}"#).await;
         let e = model(port).decide(turn()).await.unwrap_err().0;
         assert!(
             e.contains("HTTP 401") && e.contains("Invalid API key"),
