@@ -98,3 +98,24 @@ async fn words_outside_every_intent_match_none() {
     .await;
     assert_eq!(intent, None, "heard {heard:?}");
 }
+
+#[tokio::test]
+async fn each_language_with_phrases_is_spoken_in_its_own_voice() {
+    use bulkhead_voice::agent::phrases::{for_language, LANGUAGES};
+    use bulkhead_voice::speech::espeak::voice_for;
+    let espeak = Espeak::shared().unwrap();
+    let mut lengths = Vec::new();
+    for lang in LANGUAGES {
+        let text = for_language(lang).goodbye;
+        let pcm = espeak
+            .synthesize(&voice_for(None, lang), text)
+            .await
+            .unwrap_or_else(|e| panic!("{lang}: {e}"));
+        assert!(pcm.len() > 8000 / 2, "{lang}: {} samples", pcm.len());
+        lengths.push(pcm.len());
+    }
+    // Four different sentences, not one English fallback four times.
+    lengths.sort_unstable();
+    lengths.dedup();
+    assert_eq!(lengths.len(), LANGUAGES.len(), "{lengths:?}");
+}

@@ -24,6 +24,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use super::doc::AgentDoc;
 use super::llm::{Decision, Llm, LlmError, Message, Role};
 use super::openai::{clip, system_prompt};
+use super::phrases::{self, Phrases};
 use super::routing::{Opening, Then};
 use super::rules::{Reply, Rules};
 use crate::media::dtmf::DtmfReader;
@@ -157,6 +158,8 @@ enum Mode {
 
 struct Call {
     doc: Arc<AgentDoc>,
+    /// What the agent says on its own, in the document's language.
+    phrases: &'static Phrases,
     rules: Rules,
     grammar_key: u64,
     voices: Voices,
@@ -201,6 +204,7 @@ pub async fn run(
     let (decided, mut decided_rx) = mpsc::channel::<Decided>(4);
     let mut call = Call {
         conversation: vec![Message::new(Role::System, system_prompt(&doc))],
+        phrases: phrases::for_language(&doc.language),
         decided,
         tasks: JoinSet::new(),
         grammar_key: h.finish(),
@@ -272,10 +276,10 @@ pub async fn run(
                 } else if quiet_since.elapsed() >= SILENCE_PROMPT {
                     prompts += 1;
                     if prompts > SILENCE_PROMPTS {
-                        call.say("I have not heard anything, so I will hang up now. Goodbye.").await;
+                        call.say(call.phrases.silent_goodbye).await;
                         call.mode = Mode::Ending;
                     } else {
-                        call.say("Are you still there?").await;
+                        call.say(call.phrases.still_there).await;
                     }
                     quiet_since = Instant::now();
                 }
@@ -356,7 +360,7 @@ pub async fn run(
                     }
                     _ => {
                         call.mode = Mode::Message;
-                        call.say("Sorry, no one is available right now. Please leave a message after this sentence.").await;
+                        call.say(call.phrases.nobody_available).await;
                     }
                 }
             }
@@ -471,15 +475,13 @@ impl Call {
             };
             self.note(Speaker::Caller, &message).await;
             self.note(Speaker::System, "message taken").await;
-            self.say("Thank you, your message has been recorded. Goodbye.")
-                .await;
+            self.say(self.phrases.message_recorded).await;
             self.mode = Mode::Ending;
             return;
         }
         if text.is_empty() {
             self.note(Speaker::Caller, "[not understood]").await;
-            self.say("Sorry, I did not catch that. Could you say it again?")
-                .await;
+            self.say(self.phrases.not_caught).await;
             return;
         }
         self.note(Speaker::Caller, &text).await;
@@ -549,18 +551,11 @@ impl Call {
     async fn act(&mut self, reply: Reply) {
         match reply {
             Reply::Say(text) => self.say(&text).await,
-            Reply::Noted => {
-                self.say("Thank you, I have noted that. Is there anything else?")
-                    .await
-            }
-            Reply::NotUnderstood => {
-                self.say("Sorry, I can not help with that. You can ask for a person.")
-                    .await
-            }
+            Reply::Noted => self.say(self.phrases.noted).await,
+            Reply::NotUnderstood => self.say(self.phrases.cannot_help).await,
             Reply::EndCall => self.end_call(None).await,
             Reply::TakeMessage => {
-                self.say("Please leave your message after this sentence.")
-                    .await;
+                self.say(self.phrases.leave_message).await;
                 self.mode = Mode::Message;
             }
             Reply::Escalate { reason } => self.escalate(reason, None, None, None).await,
@@ -568,8 +563,7 @@ impl Call {
     }
 
     async fn end_call(&mut self, goodbye: Option<&str>) {
-        self.say(goodbye.unwrap_or("Thank you for calling. Goodbye."))
-            .await;
+        self.say(goodbye.unwrap_or(self.phrases.goodbye)).await;
         self.mode = Mode::Ending;
     }
 
@@ -585,12 +579,8 @@ impl Call {
         if self.transfer.is_some() {
             return;
         }
-        self.say(
-            announce
-                .as_deref()
-                .unwrap_or("Let me transfer you to a person."),
-        )
-        .await;
+        self.say(announce.as_deref().unwrap_or(self.phrases.transferring))
+            .await;
         let (done, answer) = oneshot::channel();
         let at_ms = self.at_ms();
         let summary = summary.unwrap_or_else(|| caller_summary(&reason, &self.caller_said));

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod escalation;
 pub mod llm;
 pub mod openai;
+pub mod phrases;
 pub mod routing;
 pub mod rules;
 

@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::doc::DocError;
+use super::phrases;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -150,11 +151,11 @@ pub enum Then {
 }
 
 impl Opening {
-    /// The opening for a call routed by `route`. (A `busy` overflow never
-    /// reaches the agent: the call is refused.)
-    pub fn for_route(route: &Route) -> Self {
-        const LEAVE: &str = "Please leave a message after this sentence.";
-        const BUSY: &str = "All of our lines are busy right now.";
+    /// The opening for a call routed by `route`, for an agent speaking
+    /// `language`. (A `busy` overflow never reaches the agent: the call is
+    /// refused.)
+    pub fn for_route(route: &Route, language: &str) -> Self {
+        let say = phrases::for_language(language);
         match route {
             Route::Open => Self::default(),
             Route::AfterHours {
@@ -165,11 +166,7 @@ impl Opening {
                 let note = Some(format!("after hours ({local}): {}", action.as_str()));
                 match action {
                     AfterHoursAction::TakeMessage => Self {
-                        greeting: Some(
-                            greeting
-                                .clone()
-                                .unwrap_or_else(|| format!("We are closed right now. {LEAVE}")),
-                        ),
+                        greeting: Some(greeting.clone().unwrap_or_else(|| say.closed.into())),
                         then: Then::TakeMessage,
                         note,
                     },
@@ -194,12 +191,12 @@ impl Opening {
                 ));
                 match action {
                     OverflowAction::TakeMessage => Self {
-                        greeting: Some(format!("{BUSY} {LEAVE}")),
+                        greeting: Some(format!("{} {}", say.lines_busy, say.leave_message)),
                         then: Then::TakeMessage,
                         note,
                     },
                     OverflowAction::Escalate | OverflowAction::Busy => Self {
-                        greeting: Some(BUSY.into()),
+                        greeting: Some(say.lines_busy.into()),
                         then: Then::Transfer {
                             reason: "all lines busy".into(),
                         },
@@ -412,7 +409,7 @@ mod tests {
             greeting: None,
             local: "Sat 10:00 UTC".into(),
         };
-        let o = Opening::for_route(&closed);
+        let o = Opening::for_route(&closed, "en-US");
         assert_eq!(o.then, Then::TakeMessage);
         assert!(o.greeting.unwrap().contains("leave a message"));
         assert_eq!(
@@ -424,10 +421,14 @@ mod tests {
             limit: 3,
         };
         assert!(matches!(
-            Opening::for_route(&busy).then,
+            Opening::for_route(&busy, "en").then,
             Then::Transfer { .. }
         ));
-        assert_eq!(Opening::for_route(&Route::Open), Opening::default());
+        assert_eq!(Opening::for_route(&Route::Open, "en"), Opening::default());
+        assert_eq!(
+            Opening::for_route(&closed, "es-ES").greeting.as_deref(),
+            Some("Ahora estamos cerrados. Deje su mensaje después de esta frase.")
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl Ua {
             .filter(|c| c.phase != Phase::Ended)
             .count();
         let route = self.cfg.agent.route(active);
-        let opening = Opening::for_route(&route);
+        let opening = Opening::for_route(&route, &self.cfg.agent.current().language);
         if let Route::Overflow {
             action: OverflowAction::Busy,
             ..
