@@ -29,4 +29,4 @@ pub use scan::{scan, scan_head, ScanError, Scanned, StartLine};
 
 /// The methods a Bulkhead tenant answers, for `Allow` (the router's 405
 /// and the worker's answers say the same).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, NOTIFY";

@@ -24,6 +24,19 @@ pub struct EscalationDoc {
 pub struct Target {
     pub name: String,
     pub uri: String,
+    /// How the caller reaches the target: `bridge` (the worker calls the
+    /// target and relays audio) or `refer` (the caller's carrier is asked to
+    /// call it, RFC 3515).
+    #[serde(default)]
+    pub transfer: TransferMethod,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMethod {
+    #[default]
+    Bridge,
+    Refer,
 }
 
 const MAX_TARGETS: usize = 20;

@@ -84,6 +84,8 @@ pub(super) struct Call {
     pub escalated_to: Option<String>,
     /// How the agent opens the call (routing: hours, overflow); taken when it starts.
     pub opening: Option<Opening>,
+    /// A blind transfer asked of the caller's side, until it settles.
+    pub refer: Option<super::refer::PendingRefer>,
 }
 
 impl Call {
@@ -108,7 +110,12 @@ impl Ua {
     /// The dialog an in-dialog request belongs to, checked: our To tag,
     /// and a CSeq not below the last one (RFC 3261 §12.2.2). On failure,
     /// the answer has been sent and `None` comes back.
-    async fn dialog_of(&mut self, inc: &Incoming, req: &Scanned<'_>, call_id: &str) -> Option<()> {
+    pub(super) async fn dialog_of(
+        &mut self,
+        inc: &Incoming,
+        req: &Scanned<'_>,
+        call_id: &str,
+    ) -> Option<()> {
         let to_tag = req.header("To").and_then(Scanned::tag_of);
         let cseq = req.cseq().map_or(0, |(n, _)| n);
         let call = self

@@ -155,6 +155,7 @@ impl Ua {
             leg: None,
             escalated_to: None,
             opening: Some(opening),
+            refer: None,
         };
         self.calls.insert(call_id.clone(), call);
         if self.cfg.answer_delay.is_zero() {

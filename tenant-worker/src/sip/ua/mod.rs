@@ -12,6 +12,9 @@ mod dialog;
 mod escalate;
 mod ids;
 mod invite;
+mod refer;
+#[cfg(test)]
+mod refer_tests;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -33,6 +36,7 @@ use super::transport::{Expected, Origin, Outbound, SharedTrunk};
 use super::txn::{self, ClientKey, ServerKey, Timer};
 use crate::agent::AgentRuntime;
 use crate::store::writer::Store;
+use bulkhead_voice::agent::escalation::TransferMethod;
 use dialog::Call;
 use transactions::{ClientEntry, Purpose, ServerEntry, ServerTxn};
 
@@ -80,6 +84,10 @@ pub enum Event {
     },
     /// The voice agent asks for the caller to be put through to a person.
     Transfer(Transfer),
+    /// A REFER's final NOTIFY is overdue.
+    ReferTimeout {
+        call_id: String,
+    },
     /// A timer of the INVITE transaction to the human.
     LegTimer {
         leg: String,
@@ -170,7 +178,11 @@ impl Ua {
         match ev {
             Event::Inbound { origin, data } => self.on_message(origin, &data).await,
             Event::Answer { call_id } => self.answer(&call_id).await,
-            Event::Transfer(t) => self.start_transfer(t).await,
+            Event::Transfer(t) => match t.target.transfer {
+                TransferMethod::Refer => self.start_refer(t).await,
+                TransferMethod::Bridge => self.start_transfer(t).await,
+            },
+            Event::ReferTimeout { call_id } => self.refer_timeout(&call_id).await,
             Event::LegTimer { leg, timer } => self.on_leg_timer(&leg, timer).await,
             Event::LegRingTimeout { leg } => self.leg_ring_timeout(&leg).await,
             Event::AgentHangUp { call_id } => {
@@ -296,6 +308,7 @@ impl Ua {
             "BYE" => self.on_bye(inc, &req, &call_id).await,
             "CANCEL" => self.on_cancel(inc, &req, &call_id, &branch).await,
             "UPDATE" => self.on_update(inc, &req, &call_id).await,
+            "NOTIFY" => self.on_notify(inc, &req, &call_id).await,
             "OPTIONS" => {
                 let r = Reply::to(&req, 200, "OK", Some(&ids::tag()))
                     .header("Allow", msg::ALLOW)
@@ -378,6 +391,7 @@ impl Ua {
                     self.arm_dialog_timer(call_id); // any other answer: alive
                 }
             }
+            Purpose::Refer { call_id } => self.refer_answered(call_id, code).await,
             Purpose::Refresh { call_id } => {
                 if code.is_some_and(|c| (200..300).contains(&c)) {
                     self.arm_dialog_timer(call_id);

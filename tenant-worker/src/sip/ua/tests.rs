@@ -21,19 +21,19 @@ use crate::store::CallFilter;
 use bulkhead_shared::sip::digest::{self, Algorithm, Credentials};
 use bulkhead_shared::trunk::{TrunkAuth, TrunkPolicy};
 
-const CALLER: &str = "127.0.0.1:5070";
-const NUMBER: &str = "+15550100";
+pub(super) const CALLER: &str = "127.0.0.1:5070";
+pub(super) const NUMBER: &str = "+15550100";
 
-struct Phone {
-    events: mpsc::Sender<Event>,
+pub(super) struct Phone {
+    pub events: mpsc::Sender<Event>,
     sent: mpsc::UnboundedReceiver<Sent>,
-    store: Store,
+    pub store: Store,
     start: Instant,
     _dir: tempfile::TempDir,
 }
 
 impl Phone {
-    fn new(answer_delay: Duration) -> Self {
+    pub(super) fn new(answer_delay: Duration) -> Self {
         Self::with_trunk(answer_delay, TrunkPolicy::default())
     }
 
@@ -69,7 +69,7 @@ impl Phone {
         }
     }
 
-    async fn send(&self, msg: &str) {
+    pub(super) async fn send(&self, msg: &str) {
         let origin = Origin::TrunkUdp {
             peer: CALLER.parse().unwrap(),
         };
@@ -81,7 +81,7 @@ impl Phone {
     }
 
     /// The next SIP message out, and when it left (virtual seconds).
-    async fn next(&mut self) -> (f64, String) {
+    pub(super) async fn next(&mut self) -> (f64, String) {
         loop {
             match self.sent.recv().await.expect("the user agent stopped") {
                 Sent::Sip { dest, data } => {
@@ -95,7 +95,7 @@ impl Phone {
     }
 
     /// Messages out until one starts with `first_line`, which is returned.
-    async fn until(&mut self, first_line: &str) -> (f64, String) {
+    pub(super) async fn until(&mut self, first_line: &str) -> (f64, String) {
         loop {
             let (at, m) = self.next().await;
             if m.starts_with(first_line) {
@@ -104,7 +104,7 @@ impl Phone {
         }
     }
 
-    async fn sleep_to(&self, secs: f64) {
+    pub(super) async fn sleep_to(&self, secs: f64) {
         sleep_until(self.start + Duration::from_secs_f64(secs)).await;
     }
 
@@ -154,7 +154,7 @@ fn rounded(t: f64) -> f64 {
 }
 
 /// A request from the caller. `to_tag` puts it in our dialog.
-fn request(
+pub(super) fn request(
     method: &str,
     cseq: u32,
     branch: &str,
@@ -180,7 +180,7 @@ fn offer(direction: &str, codecs: &str) -> String {
     format!("v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP {codecs}\r\na={direction}\r\n")
 }
 
-fn to_tag_of(msg: &str) -> String {
+pub(super) fn to_tag_of(msg: &str) -> String {
     let to = msg.lines().find(|l| l.starts_with("To:")).unwrap();
     to.split(";tag=").nth(1).unwrap().trim().to_owned()
 }
@@ -191,7 +191,7 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Answers one of the user agent's requests.
-fn response_to(req: &str, code: u16) -> String {
+pub(super) fn response_to(req: &str, code: u16) -> String {
     let keep: Vec<&str> = req
         .lines()
         .filter(|l| {
@@ -207,7 +207,7 @@ fn response_to(req: &str, code: u16) -> String {
 }
 
 /// INVITE → 100, 180, 200; returns the 200.
-async fn answered_call(phone: &mut Phone, extra: &str, sdp: &str) -> String {
+pub(super) async fn answered_call(phone: &mut Phone, extra: &str, sdp: &str) -> String {
     phone
         .send(&request("INVITE", 1, "inv", None, extra, sdp))
         .await;

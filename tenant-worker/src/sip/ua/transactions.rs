@@ -36,6 +36,8 @@ pub(super) enum Purpose {
     Refresh { call_id: String },
     /// Asking whether a call's dialog still exists (no session timer).
     Probe { call_id: String },
+    /// Asking the caller's side to transfer the call (REFER).
+    Refer { call_id: String },
 }
 
 #[derive(Debug)]
