@@ -12,7 +12,11 @@ use bulkhead_voice::agent::routing::{Opening, Route, RoutingDoc};
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::sphinx::Sphinx;
-use tokio::sync::{mpsc, oneshot};
+use std::net::SocketAddr;
+
+use bulkhead_voice::agent::MediaUpdate;
+use bulkhead_voice::media::g711::Law;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::egress::EgressClient;
 use crate::providers::http::ProviderHttp;
@@ -81,10 +85,25 @@ pub struct AgentRuntime {
     enabled: bool,
 }
 
-/// Stops the call's agent when dropped.
+/// Stops the call's agent when dropped; tells it of a re-negotiated session.
 #[derive(Debug)]
 pub struct AgentHandle {
     _stop: oneshot::Sender<()>,
+    updates: watch::Sender<MediaUpdate>,
+}
+
+impl AgentHandle {
+    /// The caller re-negotiated the session (re-INVITE, UPDATE): a new
+    /// address or codec when the offer names them, and whether we may send.
+    pub fn renegotiated(&self, peer: Option<SocketAddr>, law: Option<Law>, sending: bool) {
+        self.updates.send_if_modified(|m| {
+            let before = *m;
+            m.peer = peer.unwrap_or(m.peer);
+            m.law = law.unwrap_or(m.law);
+            m.sending = sending;
+            *m != before
+        });
+    }
 }
 
 impl AgentRuntime {
@@ -192,6 +211,11 @@ impl AgentRuntime {
             return Err(lease);
         }
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (updates, updates_rx) = watch::channel(MediaUpdate {
+            peer: call.peer,
+            law: call.law,
+            sending: true,
+        });
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
             let RtpLease {
@@ -212,6 +236,7 @@ impl AgentRuntime {
                     peer: call.peer,
                     law: call.law,
                     dtmf_pt: call.dtmf_pt,
+                    updates: Some(updates_rx),
                 };
                 let doc = runtime.current();
                 let escalation = runtime.escalation();
@@ -245,7 +270,10 @@ impl AgentRuntime {
             drop(rtcp);
             rtp.close_port(port).await;
         });
-        Ok(AgentHandle { _stop: stop_tx })
+        Ok(AgentHandle {
+            _stop: stop_tx,
+            updates,
+        })
     }
 }
 

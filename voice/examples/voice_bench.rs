@@ -134,6 +134,7 @@ async fn caller(
         socket: agent_sock,
         law: Law::MuLaw,
         dtmf_pt: None,
+        updates: None,
     };
     let agent_addr = media.socket.local_addr().unwrap();
     let (events_tx, mut events_rx) = mpsc::channel(64);

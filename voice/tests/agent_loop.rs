@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bulkhead_voice::agent::llm::{Decided, Decision, Llm, LlmError, Message, Role};
 use bulkhead_voice::agent::routing::Opening;
-use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, Bridge, CallMedia, Speaker, Voices};
+use bulkhead_voice::agent::{
+    self, AgentDoc, AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices,
+};
 use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::media::rtp::{self, Packet};
 use bulkhead_voice::speech::espeak::Espeak;
@@ -17,7 +19,7 @@ use bulkhead_voice::speech::remote::{Synthesized, Synthesizer, Transcribed, Tran
 use bulkhead_voice::speech::sphinx::Sphinx;
 use bulkhead_voice::speech::SpeechError;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 const DOC: &str = r#"{"greeting": "Thank you for calling Maple Clinic. All of our lines are open today, and we are happy to help you with appointments, prescriptions and billing.",
   "intents": [{"name": "bye", "phrases": ["goodbye"], "action": "end_call"},
@@ -29,6 +31,8 @@ struct Phone {
     events: mpsc::Receiver<AgentEvent>,
     agent_task: tokio::task::JoinHandle<()>,
     seq: u16,
+    /// What the user agent would report after a re-INVITE.
+    updates: watch::Sender<MediaUpdate>,
 }
 
 impl Drop for Phone {
@@ -41,11 +45,18 @@ async fn call(voices: Voices) -> Phone {
     let agent_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let agent = agent_socket.local_addr().unwrap();
+    let peer = socket.local_addr().unwrap();
+    let (updates, updates_rx) = watch::channel(MediaUpdate {
+        peer,
+        law: Law::MuLaw,
+        sending: true,
+    });
     let media = CallMedia {
         socket: agent_socket,
-        peer: socket.local_addr().unwrap(),
+        peer,
         law: Law::MuLaw,
         dtmf_pt: Some(101),
+        updates: Some(updates_rx),
     };
     let (tx, events) = mpsc::channel(64);
     let doc = Arc::new(AgentDoc::from_json(DOC.as_bytes()).unwrap());
@@ -55,6 +66,7 @@ async fn call(voices: Voices) -> Phone {
         events,
         agent_task: tokio::spawn(agent::run(doc, voices, media, Opening::default(), tx)),
         seq: 0,
+        updates,
     }
 }
 
@@ -264,6 +276,53 @@ async fn the_caller_talking_over_the_greeting_stops_it() {
         after.is_empty(),
         "{} agent packets after barge-in",
         after.len()
+    );
+}
+
+#[tokio::test]
+async fn on_hold_the_agent_neither_speaks_nor_prompts_and_resumes_after() {
+    let mut phone = call(voices()).await;
+    let mut buf = [0u8; 2048];
+    tokio::time::timeout(Duration::from_secs(10), phone.socket.recv(&mut buf))
+        .await
+        .expect("the greeting starts")
+        .unwrap();
+    // The caller holds the call (re-INVITE with sendonly: we answer recvonly).
+    phone.updates.send_modify(|m| m.sending = false);
+    assert_eq!(
+        phone
+            .turn(Speaker::System, Duration::from_secs(2))
+            .await
+            .as_deref(),
+        Some("the caller put the call on hold")
+    );
+    while !phone.drain(Duration::from_millis(30)).await.is_empty() {}
+    // Longer than the 8 s silence prompt: no audio, no "Are you still there?".
+    let held = phone.drain(Duration::from_secs(9)).await;
+    assert!(held.is_empty(), "{} packets on hold", held.len());
+    while let Ok(event) = phone.events.try_recv() {
+        assert!(
+            !matches!(
+                &event,
+                AgentEvent::Turn {
+                    speaker: Speaker::Agent,
+                    ..
+                } | AgentEvent::HangUp
+            ),
+            "{event:?}"
+        );
+    }
+    // Resumed: the rest of the greeting plays.
+    phone.updates.send_modify(|m| m.sending = true);
+    let resumed = phone.drain(Duration::from_millis(500)).await;
+    assert!(
+        resumed.len() > 10,
+        "{} packets after resuming",
+        resumed.len()
+    );
+    assert!(
+        Packet::parse(&resumed[0]).unwrap().marker,
+        "a new talk spurt"
     );
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
@@ -104,6 +104,19 @@ pub struct CallMedia {
     pub law: Law,
     /// The telephone-event payload type the caller offered, if any.
     pub dtmf_pt: Option<u8>,
+    /// The session as re-negotiated in the call (re-INVITE, UPDATE), if
+    /// the user agent reports it.
+    pub updates: Option<watch::Receiver<MediaUpdate>>,
+}
+
+/// The caller's media after a re-INVITE or UPDATE: where to send, in which
+/// codec, and whether we may send at all (a caller holding the call with
+/// `sendonly` or `inactive` hears nothing from us).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaUpdate {
+    pub peer: SocketAddr,
+    pub law: Law,
+    pub sending: bool,
 }
 
 /// The human's side of an escalated call: a socket of our own facing them
@@ -185,6 +198,9 @@ struct Call {
     decided: mpsc::Sender<Decided>,
     /// Recognition and model requests in flight, aborted with the call.
     tasks: JoinSet<()>,
+    /// The caller holds the call: the agent neither speaks nor listens,
+    /// and no silence prompt runs.
+    on_hold: bool,
 }
 
 /// Runs the call until the agent hangs up or the socket fails. To stop it
@@ -207,6 +223,7 @@ pub async fn run(
         phrases: phrases::for_language(&doc.language),
         decided,
         tasks: JoinSet::new(),
+        on_hold: false,
         grammar_key: h.finish(),
         rules,
         doc,
@@ -268,7 +285,7 @@ pub async fn run(
                     return;
                 }
                 let idle = call.queue.is_empty() && utterance.is_none() && call.awaiting_reply.is_none() && call.pending_reply.is_none();
-                if !idle || matches!(call.mode, Mode::Transferring) {
+                if !idle || call.on_hold || matches!(call.mode, Mode::Transferring) {
                     quiet_since = Instant::now();
                 } else if matches!(call.mode, Mode::Ending) {
                     let _ = call.events.send(AgentEvent::HangUp).await;
@@ -286,8 +303,8 @@ pub async fn run(
             }
             received = call.media.socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = received else { return };
-                if from.ip() != call.media.peer.ip() {
-                    continue; // not the caller's media
+                if from.ip() != call.media.peer.ip() || call.on_hold {
+                    continue; // not the caller's media, or music on hold
                 }
                 let Ok(packet) = rtp::Packet::parse(&buf[..n]) else { continue };
                 if Some(packet.payload_type) == call.media.dtmf_pt {
@@ -351,6 +368,16 @@ pub async fn run(
                 call.heard(heard.text).await
             }
             Some((text, decision)) = decided_rx.recv() => call.decided(text, decision).await,
+            changed = async { call.media.updates.as_mut().expect("guarded").changed().await }, if call.media.updates.is_some() => {
+                match changed {
+                    Ok(()) => {
+                        let update = *call.media.updates.as_mut().expect("guarded").borrow_and_update();
+                        call.apply(update).await;
+                    }
+                    // The user agent is gone; the call ends with it.
+                    Err(_) => call.media.updates = None,
+                }
+            }
             answer = async { call.transfer.as_mut().expect("guarded").await }, if call.transfer.is_some() => {
                 call.transfer = None;
                 match answer {
@@ -657,8 +684,32 @@ impl Call {
         }
     }
 
-    /// Sends the next queued packet, if any.
+    /// A re-negotiated session: a new address or codec, hold or resume.
+    async fn apply(&mut self, update: MediaUpdate) {
+        if update.law != self.media.law {
+            // Queued audio is encoded in the old codec.
+            self.queue.clear();
+            self.media.law = update.law;
+        }
+        self.media.peer = update.peer;
+        let hold = !update.sending;
+        if hold != self.on_hold {
+            self.on_hold = hold;
+            self.talk_spurt_start = true;
+            let note = if hold {
+                "the caller put the call on hold"
+            } else {
+                "the caller resumed the call"
+            };
+            self.note(Speaker::System, note).await;
+        }
+    }
+
+    /// Sends the next queued packet, if any (none while on hold: the queue waits).
     async fn send_next(&mut self) -> std::io::Result<()> {
+        if self.on_hold {
+            return Ok(());
+        }
         let Some(frame) = self.queue.pop_front() else {
             return Ok(());
         };

@@ -11,5 +11,5 @@ pub mod phrases;
 pub mod routing;
 pub mod rules;
 
-pub use call::{run, AgentEvent, Bridge, CallMedia, Speaker, Voices, MAX_SUMMARY};
+pub use call::{run, AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices, MAX_SUMMARY};
 pub use doc::{Action, AgentDoc, DocError, Intent};

@@ -195,6 +195,14 @@ impl Ua {
             };
             let direction = sdp::direction(req.body).answer();
             call.session = call.session.answering(pt, direction);
+            if let Some(agent) = &call.agent {
+                let sending = matches!(
+                    direction,
+                    sdp::Direction::SendRecv | sdp::Direction::SendOnly
+                );
+                let law = bulkhead_voice::media::g711::Law::from_payload_type(pt);
+                agent.renegotiated(sdp::remote_media(req.body), law, sending);
+            }
             tracing::info!(%call_id, ?direction, "session modified");
             body = Some(call.session.describe(self.cfg.advertise));
         } else if invite {
