@@ -29,6 +29,8 @@ use std::sync::Arc;
 
 /// How long the human's phone may ring before the caller is told.
 pub const RING_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a cancelled leg waits for its INVITE to settle (64·T1).
+const CANCELLED_LINGER: Duration = Duration::from_secs(32);
 
 /// What a transfer asks of the user agent.
 #[derive(Debug)]
@@ -62,6 +64,9 @@ pub(super) struct Leg {
     lease: Option<RtpLease>,
     reply: Option<oneshot::Sender<Option<Bridge>>>,
     answered: bool,
+    /// We sent CANCEL; the leg stays until its INVITE settles, so a 2xx
+    /// that crossed the CANCEL still gets its ACK and a BYE (RFC 3261 §9.1).
+    cancelled: bool,
 }
 
 /// Header values from tenant and caller text: one line, bounded.
@@ -164,6 +169,7 @@ Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
                 lease: Some(lease),
                 reply: Some(t.reply),
                 answered: false,
+                cancelled: false,
             },
         );
         if let Some(call) = self.calls.get_mut(&t.call_id) {
@@ -256,6 +262,14 @@ Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
         let ack = leg_request(&self.cfg, leg, "ACK", Some(1), None);
         let (origin, dest) = (leg.origin.clone(), leg.dest);
         self.out.send(&origin, dest, ack.bytes).await;
+        if leg.cancelled {
+            // Answered after our CANCEL: the caller no longer waits.
+            tracing::info!(
+                leg = leg_id,
+                "the human answered after we cancelled; hanging up"
+            );
+            return self.end_leg(leg_id).await;
+        }
         let Some(reply) = leg.reply.take() else {
             return; // a retransmitted 2xx
         };
@@ -316,41 +330,63 @@ Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
             .write()
             .expect("expected peers lock")
             .remove(&leg.dest.ip());
+        self.detach_leg(&mut leg).await;
+    }
+
+    /// The caller and the leg part: the caller may start another transfer,
+    /// and the leg's sockets go back.
+    async fn detach_leg(&mut self, leg: &mut Leg) {
         if let Some(call) = self.calls.get_mut(&leg.caller) {
-            call.leg = None;
+            if call.leg.as_deref() == Some(leg.call_id.as_str()) {
+                call.leg = None;
+            }
         }
         if let Some(lease) = leg.lease.take() {
             self.cfg.rtp.close(lease).await;
         }
     }
 
-    /// Ends the human leg from our side: BYE once answered, else CANCEL.
+    /// Ends the human leg from our side: BYE once answered, else CANCEL
+    /// (the leg then waits for its INVITE to settle).
     pub(super) async fn end_leg(&mut self, leg_id: &str) {
         let Some(mut leg) = self.legs.remove(leg_id) else {
             return;
         };
-        let request = if leg.answered {
-            leg.cseq += 1;
-            leg_request(&self.cfg, &leg, "BYE", None, None)
-        } else {
-            // CANCEL repeats the INVITE's branch, Request-URI and CSeq
-            // number (RFC 3261 §9.1).
-            let branch = leg.key.branch.clone();
-            leg_request(&self.cfg, &leg, "CANCEL", Some(1), Some(&branch))
-        };
-        let (origin, dest) = (leg.origin.clone(), leg.dest);
         if let Some(reply) = leg.reply.take() {
             let _ = reply.send(None);
         }
-        self.start_request(origin, dest, request, Purpose::Bye)
-            .await;
-        self.forget_leg(leg).await;
+        let (origin, dest) = (leg.origin.clone(), leg.dest);
+        if leg.answered || leg.cancelled {
+            leg.cseq += 1;
+            let bye = leg_request(&self.cfg, &leg, "BYE", None, None);
+            self.start_request(origin, dest, bye, Purpose::Bye).await;
+            return self.forget_leg(leg).await;
+        }
+        // CANCEL repeats the INVITE's branch, Request-URI and CSeq number
+        // (RFC 3261 §9.1).
+        let branch = leg.key.branch.clone();
+        let cancel = leg_request(&self.cfg, &leg, "CANCEL", Some(1), Some(&branch));
+        self.start_request(origin, dest, cancel, Purpose::Bye).await;
+        leg.cancelled = true;
+        self.detach_leg(&mut leg).await;
+        self.legs.insert(leg_id.to_owned(), leg);
+        // Its 487 (or a crossing 2xx) normally settles it; this forgets it regardless.
+        let leg = leg_id.to_owned();
+        self.schedule(Event::LegRingTimeout { leg }, CANCELLED_LINGER);
     }
 
     pub(super) async fn leg_ring_timeout(&mut self, leg_id: &str) {
-        if self.legs.get(leg_id).is_some_and(|l| !l.answered) {
-            tracing::info!(leg = leg_id, "nobody answered the transfer in time");
-            self.end_leg(leg_id).await;
+        match self.legs.get(leg_id) {
+            Some(l) if l.cancelled => {
+                if let Some(leg) = self.legs.remove(leg_id) {
+                    self.forget_leg(leg).await;
+                }
+            }
+            Some(l) if !l.answered => {
+                tracing::info!(leg = leg_id, "nobody answered the transfer in time");
+                self.end_leg(leg_id).await;
+            }
+            _ => {}
         }
     }
 

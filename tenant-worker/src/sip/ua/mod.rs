@@ -10,6 +10,8 @@
 
 mod dialog;
 mod escalate;
+#[cfg(test)]
+mod escalate_tests;
 mod ids;
 mod invite;
 mod refer;
