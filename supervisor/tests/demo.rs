@@ -1,4 +1,5 @@
-//! `bulkhead demo --once`: the README's first command, end to end.
+//! `bulkhead demo --once`: the README's first command, end to end: a
+//! spoken question into each tenant, answered by that tenant's own agent.
 
 mod common;
 
@@ -27,4 +28,12 @@ fn demo_places_a_call_into_each_tenant_and_prints_their_call_logs() {
         2,
         "{stdout}"
     );
+    // Each agent heard its caller and answered from its own document.
+    for answer in [
+        "agent   We are open nine to five, Monday to Friday.",
+        "agent   You can file a claim on our website, or stay on the line for an agent.",
+    ] {
+        assert_eq!(stdout.matches(answer).count(), 1, "{stdout}");
+    }
+    assert_eq!(stdout.matches("caller  ").count(), 2, "{stdout}");
 }

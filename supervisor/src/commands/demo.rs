@@ -1,7 +1,8 @@
 //! `bulkhead demo`: a supervisor in a temporary state directory on free
 //! loopback ports, the two tenants of `examples/demo.toml`, one sample call
-//! into each through the router, and each tenant's call log as its own API
-//! returns it.
+//! into each through the router — a caller (espeak-ng) asking the tenant's
+//! agent a question — and each tenant's call log and transcript as its own
+//! API returns them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -57,8 +58,12 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
             .first()
             .context("demo tenant without a number")?;
         let call_id = format!("demo-{}-{}", t.tenant.id, std::process::id());
-        let call = sipclient::place_call(router, number, "Demo Caller", &call_id).await?;
-        if call.invite_codes.last() != Some(&200) || call.bye_code != Some(200) {
+        let question = question_for(&t.tenant.id);
+        let audio = caller_audio(question).await;
+        let call =
+            sipclient::place_call_with_audio(router, number, "Demo Caller", &call_id, &audio)
+                .await?;
+        if !call.completed() {
             bail!(
                 "the sample call to {} ({number}) failed: {call:?}",
                 t.tenant.id
@@ -74,9 +79,30 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         println!("  token  {}", t.token);
         println!("  curl -H 'Authorization: Bearer {}' {url}", t.token);
         println!(
-            "  {}\n",
+            "  {}",
             serde_json::to_string_pretty(&calls)?.replace('\n', "\n  ")
         );
+        if let Some(id) = calls["calls"][0]["id"].as_str() {
+            let turns = get_json(
+                t.tenant.http_port,
+                &format!("/v1/calls/{id}/transcript"),
+                &t.token,
+            )
+            .await?;
+            println!("  transcript (GET /v1/calls/{id}/transcript):");
+            for turn in turns["turns"].as_array().into_iter().flatten() {
+                let latency = turn["latency_ms"]
+                    .as_u64()
+                    .map(|ms| format!("   ({ms} ms after the end of the turn)"))
+                    .unwrap_or_default();
+                println!(
+                    "    {:<7} {}{latency}",
+                    turn["speaker"].as_str().unwrap_or("?"),
+                    turn["text"].as_str().unwrap_or("")
+                );
+            }
+        }
+        println!();
     }
     if once {
         let _ = stop_tx.send(daemon::Shutdown::Now);
@@ -88,6 +114,35 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     let _ = stop_tx.send(daemon::Shutdown::Now);
     handle.await?;
     Ok(())
+}
+
+/// What the demo caller asks each demo tenant's agent.
+fn question_for(tenant: &str) -> &'static str {
+    match tenant {
+        "clinic" => "what are your opening hours",
+        "insurance" => "can I file a claim",
+        _ => "goodbye",
+    }
+}
+
+/// The caller's side of the call as 8 kHz μ-law: quiet through the
+/// greeting, the question, then quiet for the answer. Silence alone when
+/// espeak-ng is not installed (the agent still answers and greets).
+async fn caller_audio(question: &str) -> Vec<u8> {
+    use bulkhead_voice::media::g711::Law;
+    use bulkhead_voice::speech::espeak::Espeak;
+    const QUIET: u8 = 0xFF; // μ-law silence
+    let mut audio = vec![QUIET; 3500 * 8];
+    let speech = match Espeak::shared() {
+        Ok(espeak) => espeak.synthesize("en-us", question).await,
+        Err(e) => Err(e),
+    };
+    match speech {
+        Ok(pcm) => Law::MuLaw.encode(&pcm, &mut audio),
+        Err(e) => eprintln!("the demo caller stays silent: {e}"),
+    }
+    audio.extend(std::iter::repeat_n(QUIET, 4000 * 8));
+    audio
 }
 
 /// The tenant's call log once no call is `in_progress` any more (the
