@@ -15,7 +15,7 @@ use bulkhead_voice::agent::{
 use bulkhead_voice::media::g711::Law;
 use bulkhead_voice::media::rtp::{self, Packet};
 use bulkhead_voice::speech::espeak::Espeak;
-use bulkhead_voice::speech::remote::{Synthesized, Synthesizer, Transcribed, Transcriber};
+use bulkhead_voice::speech::remote::{SpeechChunks, Synthesizer, Transcribed, Transcriber};
 use bulkhead_voice::speech::sphinx::Sphinx;
 use bulkhead_voice::speech::SpeechError;
 use tokio::net::UdpSocket;
@@ -120,8 +120,35 @@ impl Synthesizer for DeadVoice {
     fn name(&self) -> &'static str {
         "dead"
     }
-    fn synthesize(&self, _text: String) -> Synthesized {
-        Box::pin(async { Err(SpeechError::Failed("connection refused".into())) })
+    fn synthesize(&self, _text: String) -> SpeechChunks {
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Err(SpeechError::Failed("connection refused".into())));
+        rx
+    }
+}
+
+/// A network synthesizer that streams 200 ms of tone, stalls for two
+/// seconds, then sends 200 ms more.
+#[derive(Debug)]
+struct SlowVoice;
+
+impl Synthesizer for SlowVoice {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    fn synthesize(&self, _text: String) -> SpeechChunks {
+        let (tx, rx) = mpsc::channel(4);
+        let tone = |n: usize| {
+            (0..n)
+                .map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16)
+                .collect::<Vec<_>>()
+        };
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(tone(1600))).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = tx.send(Ok(tone(1600))).await;
+        });
+        rx
     }
 }
 
@@ -440,6 +467,28 @@ async fn a_network_recognizer_hears_the_turn_and_a_dead_synthesizer_falls_back()
     assert!(
         fallbacks[0].1.contains("connection refused") && fallbacks[0].1.ends_with("used espeak-ng")
     );
+}
+
+#[tokio::test]
+async fn a_streaming_synthesizer_is_heard_before_it_finishes() {
+    let voices = Voices {
+        remote_tts: Some(Arc::new(SlowVoice)),
+        ..voices()
+    };
+    let phone = call(voices).await;
+    let start = Instant::now();
+    let first = phone.drain(Duration::from_millis(1500)).await;
+    // The first 200 ms played while the stream stalled.
+    assert_eq!(
+        first.len(),
+        10,
+        "{} packets in the first 1.5 s",
+        first.len()
+    );
+    assert!(Packet::parse(&first[0]).unwrap().marker);
+    let rest = phone.drain(Duration::from_millis(2000)).await;
+    assert_eq!(rest.len(), 10, "{} packets after the stall", rest.len());
+    assert!(start.elapsed() >= Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -75,7 +75,8 @@ impl ProviderHttp {
             .await
     }
 
-    /// POSTs `body` of `content_type` to `path` under the endpoint.
+    /// POSTs `body` of `content_type` to `path` under the endpoint and
+    /// reads the whole answer.
     pub async fn post(
         &self,
         endpoint: &Endpoint,
@@ -84,6 +85,22 @@ impl ProviderHttp {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<Answer, String> {
+        self.open(endpoint, path, bearer, content_type, body)
+            .await?
+            .collect()
+            .await
+    }
+
+    /// POSTs and returns as soon as the answer's head is in; its body
+    /// streams.
+    pub async fn open(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Streamed, String> {
         let mut request = Request::post(format!("{}{path}", endpoint.base_path))
             .header(HOST, endpoint.host_header())
             .header(CONTENT_TYPE, content_type);
@@ -123,15 +140,15 @@ fn client_config(roots: rustls::RootCertStore) -> ClientConfig {
         .with_no_client_auth()
 }
 
-/// Sends one request on `io` and reads the bounded answer.
-async fn exchange<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Answer, String>
+/// Sends one request on `io`; the answer's body is read as it arrives.
+async fn exchange<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Streamed, String>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
-    // Drives the connection while the request runs; aborted with it.
+    // Drives the connection while the answer is read; aborted with it.
     let driver = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
     }));
@@ -139,16 +156,57 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e} (at most {MAX_RESPONSE} bytes)"))?
-        .to_bytes();
-    drop(driver);
-    Ok(Answer { status, body })
+    Ok(Streamed {
+        status: response.status().as_u16(),
+        body: response.into_body(),
+        received: 0,
+        _driver: driver,
+    })
 }
 
+/// An answer whose body is still arriving.
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: u16,
+    body: hyper::body::Incoming,
+    received: usize,
+    _driver: AbortOnDrop,
+}
+
+impl Streamed {
+    /// The next piece of the body (`None` at its end), at most
+    /// [`MAX_RESPONSE`] bytes in all.
+    pub async fn next_piece(&mut self) -> Option<Result<Bytes, String>> {
+        loop {
+            let frame = match self.body.frame().await? {
+                Ok(frame) => frame,
+                Err(e) => return Some(Err(format!("reading the answer: {e}"))),
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            self.received += data.len();
+            if self.received > MAX_RESPONSE {
+                return Some(Err(format!("the answer is over {MAX_RESPONSE} bytes")));
+            }
+            return Some(Ok(data));
+        }
+    }
+
+    /// The whole (bounded) answer.
+    pub async fn collect(mut self) -> Result<Answer, String> {
+        let mut body = Vec::new();
+        while let Some(piece) = self.next_piece().await {
+            body.extend_from_slice(&piece?);
+        }
+        Ok(Answer {
+            status: self.status,
+            body: body.into(),
+        })
+    }
+}
+
+#[derive(Debug)]
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -8,13 +8,14 @@ use bulkhead_voice::agent::doc::Provider;
 use bulkhead_voice::agent::endpoint::Endpoint;
 use bulkhead_voice::agent::openai::error_message;
 use bulkhead_voice::speech::openai::{
-    parse_transcription, speech_request, speech_samples, transcription_form,
+    parse_transcription, speech_request, transcription_form, SpeechDecoder,
 };
-use bulkhead_voice::speech::remote::{Synthesized, Synthesizer, Transcribed, Transcriber};
+use bulkhead_voice::speech::remote::{SpeechChunks, Synthesizer, Transcribed, Transcriber};
 use bulkhead_voice::speech::SpeechError;
+use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
-use super::http::{Answer, ProviderHttp};
+use super::http::{ProviderHttp, Streamed};
 
 /// One `openai` speech layer's server.
 struct Server {
@@ -34,27 +35,29 @@ impl Server {
         })
     }
 
-    async fn post(
+    /// POSTs; a 2xx answer's body streams, any other status is an error
+    /// naming the server's reason.
+    async fn open(
         &self,
         path: &str,
         content_type: &str,
         body: Vec<u8>,
-    ) -> Result<Answer, SpeechError> {
+    ) -> Result<Streamed, SpeechError> {
         let e = &self.endpoint;
+        let failed = |why: String| SpeechError::Failed(format!("{}:{}: {why}", e.host, e.port));
         let key = self.api_key.as_deref().map(String::as_str);
         let answer = self
             .http
-            .post(e, path, key, content_type, body)
+            .open(e, path, key, content_type, body)
             .await
-            .map_err(|why| SpeechError::Failed(format!("{}:{}: {why}", e.host, e.port)))?;
-        if !(200..300).contains(&answer.status) {
-            let detail = error_message(&answer.body).unwrap_or_default();
-            return Err(SpeechError::Failed(format!(
-                "{}:{} answered HTTP {} {detail}",
-                e.host, e.port, answer.status
-            )));
+            .map_err(failed)?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer);
         }
-        Ok(answer)
+        let status = answer.status;
+        let body = answer.collect().await.map_err(failed)?.body;
+        let detail = error_message(&body).unwrap_or_default();
+        Err(failed(format!("answered HTTP {status} {detail}")))
     }
 }
 
@@ -93,8 +96,9 @@ impl Transcriber for OpenAiTranscriber {
             let boundary: String = random.iter().map(|b| format!("{b:02x}")).collect();
             let (content_type, body) = transcription_form(&server.model, &audio, &hint, &boundary);
             let answer = server
-                .post("/audio/transcriptions", &content_type, body)
+                .open("/audio/transcriptions", &content_type, body)
                 .await?;
+            let answer = answer.collect().await.map_err(SpeechError::Failed)?;
             parse_transcription(&answer.body)
         })
     }
@@ -121,15 +125,36 @@ impl Synthesizer for OpenAiSynthesizer {
         "openai"
     }
 
-    fn synthesize(&self, text: String) -> Synthesized {
+    /// Streams the server's PCM as it arrives, resampled to 8 kHz.
+    fn synthesize(&self, text: String) -> SpeechChunks {
         let (server, voice) = (Arc::clone(&self.server), Arc::clone(&self.voice));
-        Box::pin(async move {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
             let body = speech_request(&server.model, &voice, &text).to_string();
-            let answer = server
-                .post("/audio/speech", "application/json", body.into_bytes())
-                .await?;
-            Ok(speech_samples(&answer.body)?.into())
-        })
+            let opened = server
+                .open("/audio/speech", "application/json", body.into_bytes())
+                .await;
+            let mut answer = match opened {
+                Ok(answer) => answer,
+                Err(e) => return drop(tx.send(Err(e)).await),
+            };
+            let mut decoder = SpeechDecoder::default();
+            while let Some(piece) = answer.next_piece().await {
+                let chunk = piece
+                    .map(|bytes| decoder.push(&bytes))
+                    .map_err(SpeechError::Failed);
+                if matches!(&chunk, Ok(pcm) if pcm.is_empty()) {
+                    continue;
+                }
+                let broke = chunk.is_err();
+                // The call ended (nobody receives), or the stream broke.
+                if tx.send(chunk).await.is_err() || broke {
+                    return;
+                }
+            }
+            let _ = tx.send(decoder.finish()).await;
+        });
+        rx
     }
 }
 
@@ -176,7 +201,11 @@ mod tests {
         static PCM: [u8; 4800] = [0; 4800]; // 100 ms at 24 kHz
         let (port, request) = server(200, &PCM).await;
         let voice = OpenAiSynthesizer::new(&provider(port), Some("nova"), http()).unwrap();
-        let pcm = voice.synthesize("Hello.".into()).await.unwrap();
+        let mut chunks = voice.synthesize("Hello.".into());
+        let mut pcm = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            pcm.extend(chunk.unwrap());
+        }
         assert_eq!(pcm.len(), 800, "100 ms at 8 kHz");
         let request = request.await.unwrap();
         assert!(
@@ -194,7 +223,9 @@ mod tests {
         let voice = OpenAiSynthesizer::new(&provider(port), None, http()).unwrap();
         let e = voice
             .synthesize("Hello.".into())
+            .recv()
             .await
+            .unwrap()
             .unwrap_err()
             .to_string();
         assert!(

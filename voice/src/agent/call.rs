@@ -27,6 +27,7 @@ use super::openai::{clip, system_prompt};
 use super::phrases::{self, Phrases};
 use super::routing::{Opening, Then};
 use super::rules::{Reply, Rules};
+use super::speaker::{Spoken, VoiceTask};
 use crate::media::dtmf::DtmfReader;
 use crate::media::g711::Law;
 use crate::media::jitter::{JitterBuffer, Playout};
@@ -45,8 +46,8 @@ const SILENCE_PROMPTS: u32 = 2;
 const MAX_UTTERANCE: usize = 15 * 8000;
 /// How long a turn waits for the language model before `rules` answers it.
 const LLM_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a network speech provider may take for one utterance.
-const SPEECH_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a network recognizer may take for one utterance.
+const SPEECH_TIMEOUT: Duration = super::speaker::SPEECH_TIMEOUT;
 /// Conversation turns sent to the model besides the system message.
 const LLM_WINDOW: usize = 40;
 
@@ -180,6 +181,10 @@ struct Call {
     events: mpsc::Sender<AgentEvent>,
     started: Instant,
     queue: VecDeque<Vec<u8>>,
+    /// The agent's voice (synthesis off the media loop).
+    voice: VoiceTask,
+    /// Audio short of a whole frame, waiting for the rest of its stream.
+    carry: Vec<i16>,
     seq: u16,
     timestamp: u32,
     ssrc: u32,
@@ -218,11 +223,26 @@ pub async fn run(
     format!("{:?}", rules.phrases()).hash(&mut h);
     let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
     let (decided, mut decided_rx) = mpsc::channel::<Decided>(4);
+    let mut tasks = JoinSet::new();
+    // persona.voice names a voice of the document's TTS provider; espeak-ng
+    // standing in for another provider speaks the language's default.
+    let persona = Some(&doc.persona.voice)
+        .filter(|_| doc.tts.provider == "espeak-ng")
+        .and_then(Option::as_deref);
+    let espeak_voice = voice_for(persona, &doc.language);
+    let (voice, mut spoken_rx) = VoiceTask::start(
+        &mut tasks,
+        voices.tts.clone(),
+        voices.remote_tts.clone(),
+        espeak_voice,
+    );
     let mut call = Call {
         conversation: vec![Message::new(Role::System, system_prompt(&doc))],
         phrases: phrases::for_language(&doc.language),
         decided,
-        tasks: JoinSet::new(),
+        tasks,
+        voice,
+        carry: Vec::new(),
         on_hold: false,
         grammar_key: h.finish(),
         rules,
@@ -284,7 +304,7 @@ pub async fn run(
                 if call.send_next().await.is_err() {
                     return;
                 }
-                let idle = call.queue.is_empty() && utterance.is_none() && call.awaiting_reply.is_none() && call.pending_reply.is_none();
+                let idle = call.queue.is_empty() && !call.voice.busy() && utterance.is_none() && call.awaiting_reply.is_none() && call.pending_reply.is_none();
                 if !idle || call.on_hold || matches!(call.mode, Mode::Transferring) {
                     quiet_since = Instant::now();
                 } else if matches!(call.mode, Mode::Ending) {
@@ -329,9 +349,7 @@ pub async fn run(
                     match vad.push(&pcm) {
                         VadEvent::SpeechStart => {
                             // Barge-in: the caller talking over the agent stops it.
-                            call.queue.clear();
-                            call.talk_spurt_start = true;
-                            call.flush_pending().await;
+                            call.interrupt().await;
                             prompts = 0;
                             let mut u: Vec<i16> = pre_roll.drain(..).flatten().collect();
                             u.extend_from_slice(&pcm);
@@ -360,6 +378,7 @@ pub async fn run(
                     }
                 }
             }
+            Some(spoken) = spoken_rx.recv() => call.on_spoken(spoken).await,
             Some(heard) = heard_rx.recv() => {
                 if let Some(reason) = heard.remote_failed {
                     call.voices.remote_stt = None;
@@ -382,6 +401,8 @@ pub async fn run(
                 call.transfer = None;
                 match answer {
                     Ok(Some(human)) => {
+                        // The announcement may not have played yet: its turn is kept untimed.
+                        call.flush_pending().await;
                         call.note(Speaker::System, "the caller is connected to a person").await;
                         return bridge(call.media, human).await;
                     }
@@ -625,24 +646,18 @@ impl Call {
         self.mode = Mode::Transferring;
     }
 
-    /// Synthesizes `text` and queues it. The turn is reported now, or, for
-    /// a reply to the caller, with its latency when its first packet leaves.
+    /// Asks the voice task for `text`. The turn is reported now, or, for a
+    /// reply to the caller that is the next thing heard, with its latency
+    /// when its first packet leaves.
     async fn say(&mut self, text: &str) {
         if self.voices.llm.is_some() {
             self.conversation
                 .push(Message::new(Role::Assistant, text.to_owned()));
         }
-        let before = self.queue.len();
-        if let Some(pcm) = self.synthesize(text).await {
-            for chunk in pcm.chunks(FRAME) {
-                let mut frame = Vec::with_capacity(FRAME);
-                self.media.law.encode(chunk, &mut frame);
-                frame.resize(FRAME, self.media.law.silence());
-                self.queue.push_back(frame);
-            }
-        }
+        let silent = self.queue.is_empty() && !self.voice.busy();
+        self.voice.say(text);
         match self.awaiting_reply.take() {
-            Some(ended) if before == 0 && self.queue.len() > before => {
+            Some(ended) if silent => {
                 self.flush_pending().await;
                 self.pending_reply = Some((text.to_owned(), ended));
             }
@@ -650,31 +665,54 @@ impl Call {
         }
     }
 
-    /// `text` as 8 kHz audio: from the network synthesizer when there is
-    /// one, else (or when it fails) from espeak-ng.
-    async fn synthesize(&mut self, text: &str) -> Option<Arc<[i16]>> {
-        if let Some(remote) = self.voices.remote_tts.clone() {
-            let attempt = tokio::time::timeout(SPEECH_TIMEOUT, remote.synthesize(text.to_owned()));
-            let why = match attempt.await {
-                Ok(Ok(pcm)) => return Some(pcm),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {} s", SPEECH_TIMEOUT.as_secs()),
-            };
-            self.voices.remote_tts = None;
-            self.fallback("tts", format!("{}: {why}", remote.name()))
-                .await;
+    /// What the voice task made: audio to queue in 20 ms frames, a sentence
+    /// finished, or the network synthesizer given up for the call.
+    async fn on_spoken(&mut self, spoken: Spoken) {
+        match spoken {
+            Spoken::Audio { generation, pcm } => {
+                if self.voice.current(generation) {
+                    self.carry.extend_from_slice(&pcm);
+                    let whole = self.carry.len() / FRAME * FRAME;
+                    let frames: Vec<i16> = self.carry.drain(..whole).collect();
+                    self.enqueue(&frames);
+                }
+            }
+            Spoken::Done { generation, audio } => {
+                self.voice.finished();
+                if self.voice.current(generation) {
+                    let rest = std::mem::take(&mut self.carry);
+                    self.enqueue(&rest);
+                }
+                if !audio && self.queue.is_empty() {
+                    // Nothing to time the reply by.
+                    self.flush_pending().await;
+                }
+            }
+            Spoken::Fallback { reason } => {
+                self.voices.remote_tts = None;
+                self.fallback("tts", reason).await;
+            }
         }
-        let tts = self.voices.tts.as_ref()?;
-        // persona.voice names a voice of the document's TTS provider; an
-        // espeak-ng standing in for another provider speaks the language's default.
-        let persona = Some(&self.doc.persona.voice)
-            .filter(|_| self.doc.tts.provider == "espeak-ng")
-            .and_then(Option::as_deref);
-        let voice = voice_for(persona, &self.doc.language);
-        tts.synthesize(&voice, text)
-            .await
-            .inspect_err(|e| tracing::warn!(error = %e, "speech synthesis failed"))
-            .ok()
+    }
+
+    /// Encodes `pcm` into frames, the last padded with silence.
+    fn enqueue(&mut self, pcm: &[i16]) {
+        for chunk in pcm.chunks(FRAME) {
+            let mut frame = Vec::with_capacity(FRAME);
+            self.media.law.encode(chunk, &mut frame);
+            frame.resize(FRAME, self.media.law.silence());
+            self.queue.push_back(frame);
+        }
+    }
+
+    /// Stops the agent mid-sentence: queued audio and sentences still to
+    /// come are dropped.
+    async fn interrupt(&mut self) {
+        self.queue.clear();
+        self.carry.clear();
+        self.voice.interrupt();
+        self.talk_spurt_start = true;
+        self.flush_pending().await;
     }
 
     /// Reports a reply that will not be timed (barge-in cleared it).
@@ -689,6 +727,7 @@ impl Call {
         if update.law != self.media.law {
             // Queued audio is encoded in the old codec.
             self.queue.clear();
+            self.carry.clear();
             self.media.law = update.law;
         }
         self.media.peer = update.peer;

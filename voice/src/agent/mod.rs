@@ -10,6 +10,7 @@ pub mod openai;
 pub mod phrases;
 pub mod routing;
 pub mod rules;
+pub mod speaker;
 
 pub use call::{run, AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices, MAX_SUMMARY};
 pub use doc::{Action, AgentDoc, DocError, Intent};

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::SpeechError;
-use crate::media::resample::resample;
+use crate::media::resample::Resampler;
 use crate::media::RATE;
 
 /// The sample rate of `response_format: "pcm"`.
@@ -95,19 +95,64 @@ pub fn speech_request(model: &str, voice: &str, text: &str) -> Value {
     json!({"model": model, "voice": voice, "input": input, "response_format": "pcm"})
 }
 
-/// Raw 24 kHz 16-bit little-endian PCM, as 8 kHz samples.
-pub fn speech_samples(body: &[u8]) -> Result<Vec<i16>, SpeechError> {
-    if body.is_empty() || !body.len().is_multiple_of(2) {
-        return Err(SpeechError::Failed(format!(
-            "the speech answer is not 16-bit PCM ({} bytes)",
-            body.len()
-        )));
+/// Raw 24 kHz 16-bit little-endian PCM, as it streams in, to 8 kHz samples.
+#[derive(Debug)]
+pub struct SpeechDecoder {
+    resampler: Resampler,
+    /// A sample split between two pieces of the stream.
+    odd: Option<u8>,
+    bytes: usize,
+}
+
+impl Default for SpeechDecoder {
+    fn default() -> Self {
+        Self {
+            resampler: Resampler::new(SPEECH_RATE, RATE),
+            odd: None,
+            bytes: 0,
+        }
     }
-    let wide: Vec<i16> = body
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    Ok(resample(&wide, SPEECH_RATE, RATE))
+}
+
+impl SpeechDecoder {
+    /// The 8 kHz samples a piece of the stream completes.
+    pub fn push(&mut self, piece: &[u8]) -> Vec<i16> {
+        self.bytes += piece.len();
+        let mut bytes = Vec::with_capacity(piece.len() + 1);
+        bytes.extend(self.odd.take());
+        bytes.extend_from_slice(piece);
+        if bytes.len() % 2 == 1 {
+            self.odd = bytes.pop();
+        }
+        let wide: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let mut out = Vec::new();
+        self.resampler.push(&wide, &mut out);
+        out
+    }
+
+    /// The stream ended: the last samples, or why it was not 16-bit PCM.
+    pub fn finish(mut self) -> Result<Vec<i16>, SpeechError> {
+        if self.bytes == 0 || self.odd.is_some() {
+            return Err(SpeechError::Failed(format!(
+                "the speech answer is not 16-bit PCM ({} bytes)",
+                self.bytes
+            )));
+        }
+        let mut out = Vec::new();
+        self.resampler.finish(&mut out);
+        Ok(out)
+    }
+}
+
+/// A whole 24 kHz PCM answer as 8 kHz samples.
+pub fn speech_samples(body: &[u8]) -> Result<Vec<i16>, SpeechError> {
+    let mut decoder = SpeechDecoder::default();
+    let mut out = decoder.push(body);
+    out.extend(decoder.finish()?);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -153,6 +198,14 @@ mod tests {
         assert_eq!(speech_samples(&pcm).unwrap().len(), 8000);
         assert!(speech_samples(&[1, 2, 3]).is_err());
         assert!(speech_samples(&[]).is_err());
+        // Split anywhere, even inside a sample, the stream decodes the same.
+        let mut decoder = SpeechDecoder::default();
+        let mut streamed = Vec::new();
+        for piece in pcm.chunks(4801) {
+            streamed.extend(decoder.push(piece));
+        }
+        streamed.extend(decoder.finish().unwrap());
+        assert_eq!(streamed, speech_samples(&pcm).unwrap());
         let long = "a".repeat(5000);
         assert_eq!(
             speech_request("tts-1", "alloy", &long)["input"]

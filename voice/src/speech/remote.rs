@@ -8,10 +8,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use super::SpeechError;
 
 pub type Transcribed = Pin<Box<dyn Future<Output = Result<String, SpeechError>> + Send>>;
-pub type Synthesized = Pin<Box<dyn Future<Output = Result<Arc<[i16]>, SpeechError>> + Send>>;
+/// Audio as it arrives, 8 kHz mono, ending when the channel closes; an
+/// error ends it early.
+pub type SpeechChunks = mpsc::Receiver<Result<Vec<i16>, SpeechError>>;
 
 /// Speech to text. `audio` is 8 kHz mono; `hint` lists the phrases the
 /// tenant's intents expect (a recognizer may use them as a prompt).
@@ -20,8 +24,9 @@ pub trait Transcriber: Send + Sync + Debug {
     fn transcribe(&self, audio: Arc<[i16]>, hint: String) -> Transcribed;
 }
 
-/// Text to speech, returning 8 kHz mono samples.
+/// Text to speech, streamed: the first audio can play while the rest of
+/// the sentence is still being made.
 pub trait Synthesizer: Send + Sync + Debug {
     fn name(&self) -> &'static str;
-    fn synthesize(&self, text: String) -> Synthesized;
+    fn synthesize(&self, text: String) -> SpeechChunks;
 }
