@@ -5,6 +5,7 @@ pub mod call;
 pub mod doc;
 pub mod endpoint;
 pub mod escalation;
+pub mod events;
 pub mod llm;
 pub mod openai;
 pub mod phrases;
