@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::voice::{place_call, said, transcript, Human};
+use common::voice::{assert_escalated_to, place_call, said, transcript, Human};
 use common::*;
 
 const CLINIC: &str = "+15550100";
@@ -37,14 +37,8 @@ fn the_agent_answers_a_spoken_question_and_hangs_up_on_goodbye() {
     let sup = Supervisor::start();
     let clinic = sup.add_tenant("clinic", &[CLINIC]);
     let insurance = sup.add_tenant("insurance", &[INSURANCE]);
-    let (port, token) = (
-        clinic["http_port"].as_u64().unwrap() as u16,
-        clinic["token"].as_str().unwrap(),
-    );
-    let (other_port, other_token) = (
-        insurance["http_port"].as_u64().unwrap() as u16,
-        insurance["token"].as_str().unwrap(),
-    );
+    let (port, token) = api_of(&clinic);
+    let (other_port, other_token) = api_of(&insurance);
     let (_, _, other_before) =
         http_request(other_port, "GET", "/v1/agent", Some(other_token), &[], "");
     let (status, _, stored) = http_request(
@@ -129,10 +123,7 @@ fn the_agent_answers_a_spoken_question_and_hangs_up_on_goodbye() {
 fn agent_documents_are_validated_versioned_and_keep_secrets() {
     let sup = Supervisor::start();
     let clinic = sup.add_tenant("clinic", &[CLINIC]);
-    let (port, token) = (
-        clinic["http_port"].as_u64().unwrap() as u16,
-        clinic["token"].as_str().unwrap(),
-    );
+    let (port, token) = api_of(&clinic);
     let (status, head, doc) = http_request(port, "GET", "/v1/agent", Some(token), &[], "");
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains("etag: \"v0\""), "{head}");
@@ -240,14 +231,7 @@ fn a_caller_who_asks_for_a_person_reaches_the_human_with_context() {
     assert!(said_part.contains("human"), "{logged}");
     let calls = settled_calls(http, &token);
     assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(
-        (
-            calls[0]["outcome"].as_str(),
-            calls[0]["escalated_to"].as_str()
-        ),
-        (Some("escalated"), Some("front-desk")),
-        "{calls:?}"
-    );
+    assert_escalated_to(&calls, "front-desk");
     let turns = transcript(http, &token, &calls[0]);
     assert!(
         said(&turns, "caller").iter().any(|t| t.contains("human")),
@@ -298,10 +282,7 @@ fn a_memory_limit_too_small_for_the_recognizer_is_reported_not_crashed() {
         "--limit",
         "memory=64M",
     ]);
-    let (http, token) = (
-        t["http_port"].as_u64().unwrap() as u16,
-        t["token"].as_str().unwrap(),
-    );
+    let (http, token) = api_of(&t);
     let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();
     // sipp's built-in caller, staying on the line for two seconds.
     let mut cmd = Command::new("sipp");

@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use common::voice::{place_call, said, transcript, write_caller, Human};
+use common::voice::{assert_escalated_to, place_call, said, transcript, write_caller, Human};
 use common::*;
 use serde_json::Value;
 
@@ -121,14 +121,8 @@ fn a_tenant_switched_to_an_llm_transfers_with_the_models_summary() {
     let sup = Supervisor::start();
     let clinic = sup.add_tenant("clinic", &[CLINIC]);
     let insurance = sup.add_tenant("insurance", &[INSURANCE]);
-    let (http, token) = (
-        clinic["http_port"].as_u64().unwrap() as u16,
-        clinic["token"].as_str().unwrap(),
-    );
-    let (other_http, other_token) = (
-        insurance["http_port"].as_u64().unwrap() as u16,
-        insurance["token"].as_str().unwrap(),
-    );
+    let (http, token) = api_of(&clinic);
+    let (other_http, other_token) = api_of(&insurance);
     let (_, _, other_before) =
         http_request(other_http, "GET", "/v1/agent", Some(other_token), &[], "");
     let (model_port, seen) = model_server();
@@ -202,14 +196,7 @@ fn a_tenant_switched_to_an_llm_transfers_with_the_models_summary() {
         "no restart"
     );
     let calls = settled_calls(http, token);
-    assert_eq!(
-        (
-            calls[0]["outcome"].as_str(),
-            calls[0]["escalated_to"].as_str()
-        ),
-        (Some("escalated"), Some("front-desk")),
-        "{calls:?}"
-    );
+    assert_escalated_to(&calls, "front-desk");
     assert_eq!(calls[0]["providers"]["llm"], "openai", "{calls:?}");
     assert!(
         calls[0]["providers"]["fallback"].get("llm").is_none(),
@@ -269,10 +256,7 @@ fn a_tenant_switched_to_an_llm_transfers_with_the_models_summary() {
 fn speech_layers_switch_to_the_network_provider_with_no_restart() {
     let sup = Supervisor::start();
     let clinic = sup.add_tenant("clinic", &[CLINIC]);
-    let (http, token) = (
-        clinic["http_port"].as_u64().unwrap() as u16,
-        clinic["token"].as_str().unwrap(),
-    );
+    let (http, token) = api_of(&clinic);
     let (port, seen) = model_server();
     sup.cli_json(&["egress", "add", "clinic", &format!("127.0.0.1:{port}")]);
     let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::voice::{said, transcript, write_caller, Human};
+use common::voice::{assert_escalated_to, said, transcript, write_caller, Human};
 use common::*;
 
 const CLINIC: &str = "+15550100";
@@ -15,10 +15,7 @@ const CLINIC: &str = "+15550100";
 fn a_refer_target_is_reached_by_the_callers_carrier_with_context() {
     let sup = Supervisor::start();
     let t = sup.add_tenant("clinic", &[CLINIC]);
-    let (http, token) = (
-        t["http_port"].as_u64().unwrap() as u16,
-        t["token"].as_str().unwrap(),
-    );
+    let (http, token) = api_of(&t);
     let agent = r#"{"greeting": "Thank you for calling Maple Clinic.",
   "intents": [{"name": "human", "phrases": ["talk to a human"], "action": "escalate"}]}"#;
     let (status, _, body) = http_request(http, "PUT", "/v1/agent", Some(token), &[], agent);
@@ -72,14 +69,7 @@ fn a_refer_target_is_reached_by_the_callers_carrier_with_context() {
     );
 
     let calls = settled_calls(http, token);
-    assert_eq!(
-        (
-            calls[0]["outcome"].as_str(),
-            calls[0]["escalated_to"].as_str()
-        ),
-        (Some("escalated"), Some("front-desk")),
-        "{calls:?}"
-    );
+    assert_escalated_to(&calls, "front-desk");
     let id = calls[0]["id"].as_str().unwrap();
     assert!(
         refer_to.ends_with(&format!("X-Bulkhead-Call-Id={id}>")),

@@ -44,10 +44,7 @@ fn put(http: u16, token: &str, path: &str, body: &str) -> (u16, serde_json::Valu
 fn routing_documents_are_validated_and_default_to_always_open() {
     let sup = Supervisor::start();
     let t = sup.add_tenant("clinic", &[CLINIC]);
-    let (http, token) = (
-        t["http_port"].as_u64().unwrap() as u16,
-        t["token"].as_str().unwrap(),
-    );
+    let (http, token) = api_of(&t);
     let (status, doc) = http_get(http, "/v1/routing", Some(token));
     assert_eq!(status, 200);
     assert_eq!(
@@ -93,14 +90,8 @@ fn after_hours_callers_leave_a_message_and_the_limit_refuses_overflow() {
     let sup = Supervisor::start();
     let clinic = sup.add_tenant("clinic", &[CLINIC]);
     let insurance = sup.add_tenant("insurance", &[INSURANCE]);
-    let (http, token) = (
-        clinic["http_port"].as_u64().unwrap() as u16,
-        clinic["token"].as_str().unwrap(),
-    );
-    let (other_http, other_token) = (
-        insurance["http_port"].as_u64().unwrap() as u16,
-        insurance["token"].as_str().unwrap(),
-    );
+    let (http, token) = api_of(&clinic);
+    let (other_http, other_token) = api_of(&insurance);
     let other_before = http_get(other_http, "/v1/routing", Some(other_token)).1;
     let pid = sup.cli_json(&["tenant", "show", "clinic"])["pid"].clone();
 

@@ -279,6 +279,14 @@ fn remove_cgroups(instance: &str) {
     walk(Path::new("/sys/fs/cgroup"), 3, instance);
 }
 
+/// A tenant's API port and token, from its `tenant add --json` answer.
+pub fn api_of(tenant: &Value) -> (u16, &str) {
+    (
+        tenant["http_port"].as_u64().expect("http_port") as u16,
+        tenant["token"].as_str().expect("token"),
+    )
+}
+
 /// A free UDP port on loopback (for sipp's local port).
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")

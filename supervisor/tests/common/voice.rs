@@ -92,6 +92,18 @@ impl Human {
     }
 }
 
+/// The newest call ended `escalated` to `target`.
+pub fn assert_escalated_to(calls: &[Value], target: &str) {
+    assert_eq!(
+        (
+            calls[0]["outcome"].as_str(),
+            calls[0]["escalated_to"].as_str()
+        ),
+        (Some("escalated"), Some(target)),
+        "{calls:?}"
+    );
+}
+
 pub fn transcript(port: u16, token: &str, call: &Value) -> Vec<Value> {
     let id = call["id"].as_str().unwrap();
     let (status, body) = http_get(port, &format!("/v1/calls/{id}/transcript"), Some(token));

@@ -63,18 +63,6 @@ impl ProviderHttp {
         }))
     }
 
-    /// POSTs `body` (JSON) to `path` under the endpoint, with a bearer token.
-    pub async fn post_json(
-        &self,
-        endpoint: &Endpoint,
-        path: &str,
-        bearer: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<Answer, String> {
-        self.post(endpoint, path, bearer, "application/json", body)
-            .await
-    }
-
     /// POSTs `body` of `content_type` to `path` under the endpoint and
     /// reads the whole answer.
     pub async fn post(
@@ -278,14 +266,26 @@ mod tests {
         let endpoint = Endpoint::parse(&format!("https://127.0.0.1:{port}/v1")).unwrap();
         let trusting = ProviderHttp::with_roots(egress.clone(), roots);
         let answer = trusting
-            .post_json(&endpoint, "/chat/completions", Some("k"), b"{}".to_vec())
+            .post(
+                &endpoint,
+                "/chat/completions",
+                Some("k"),
+                "application/json",
+                b"{}".to_vec(),
+            )
             .await
             .unwrap();
         assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
         // With the public roots, a private CA's certificate is refused.
         let public = ProviderHttp::new(egress);
         let e = public
-            .post_json(&endpoint, "/chat/completions", None, b"{}".to_vec())
+            .post(
+                &endpoint,
+                "/chat/completions",
+                None,
+                "application/json",
+                b"{}".to_vec(),
+            )
             .await
             .unwrap_err();
         assert!(e.starts_with("TLS: invalid peer certificate"), "{e}");

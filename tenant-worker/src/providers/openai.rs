@@ -68,10 +68,11 @@ impl Llm for OpenAiChat {
             let endpoint = &inner.endpoint;
             let answer = inner
                 .http
-                .post_json(
+                .post(
                     endpoint,
                     "/chat/completions",
                     inner.api_key.as_deref().map(String::as_str),
+                    "application/json",
                     body.into_bytes(),
                 )
                 .await

@@ -103,7 +103,8 @@ const MAX_TEXT: usize = 2000;
 const MAX_INTENTS: usize = 100;
 const MAX_PHRASES: usize = 50;
 
-fn fail(field: impl Into<String>, message: impl Into<String>) -> Result<(), DocError> {
+/// The error for `field`, as a `Result` to return or `?`.
+pub(super) fn fail(field: impl Into<String>, message: impl Into<String>) -> Result<(), DocError> {
     Err(DocError {
         field: field.into(),
         message: message.into(),

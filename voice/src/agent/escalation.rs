@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::doc::DocError;
+use super::doc::{fail, DocError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -49,14 +49,8 @@ impl EscalationDoc {
     }
 
     pub fn validate(&self) -> Result<(), DocError> {
-        let fail = |field: String, message: &str| {
-            Err(DocError {
-                field,
-                message: message.to_owned(),
-            })
-        };
         if self.targets.len() > MAX_TARGETS {
-            return fail("targets".into(), "at most 20 targets");
+            return fail("targets", "at most 20 targets");
         }
         for (i, t) in self.targets.iter().enumerate() {
             if t.name.is_empty() || t.name.len() > 64 {
@@ -74,7 +68,7 @@ impl EscalationDoc {
         }
         if let Some(d) = &self.default_target {
             if !self.targets.iter().any(|t| &t.name == d) {
-                return fail("default_target".into(), "must name one of the targets");
+                return fail("default_target", "must name one of the targets");
             }
         }
         Ok(())

@@ -18,7 +18,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::doc::DocError;
+use super::doc::{fail, DocError};
 use super::phrases;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,20 +250,14 @@ impl RoutingDoc {
     }
 
     pub fn validate(&self) -> Result<(), DocError> {
-        let fail = |field: String, message: &str| {
-            Err(DocError {
-                field,
-                message: message.to_owned(),
-            })
-        };
         if TimeZone::get(&self.timezone).is_err() {
             return fail(
-                "timezone".into(),
+                "timezone",
                 "an IANA time zone name such as America/New_York",
             );
         }
         if self.business_hours.len() > MAX_HOURS {
-            return fail("business_hours".into(), "at most 50 entries");
+            return fail("business_hours", "at most 50 entries");
         }
         for (i, h) in self.business_hours.iter().enumerate() {
             if h.days.is_empty() {
@@ -291,10 +285,10 @@ impl RoutingDoc {
             .as_ref()
             .is_some_and(|g| g.len() > MAX_GREETING)
         {
-            return fail("after_hours.greeting".into(), "at most 2000 bytes");
+            return fail("after_hours.greeting", "at most 2000 bytes");
         }
         if self.max_concurrent_calls.is_some_and(|m| m > 100_000) {
-            return fail("max_concurrent_calls".into(), "at most 100000");
+            return fail("max_concurrent_calls", "at most 100000");
         }
         Ok(())
     }

@@ -4,34 +4,21 @@
 
 use std::time::Duration;
 
-use bulkhead_voice::agent::escalation::{Target, TransferMethod};
-use tokio::sync::oneshot;
+use bulkhead_voice::agent::escalation::TransferMethod;
 
-use super::escalate::{Transfer, RING_TIMEOUT};
-use super::tests::{answered_call, request, response_to, to_tag_of, Phone};
-use super::Event;
+use super::escalate::RING_TIMEOUT;
+use super::tests::{response_to, transferring, Phone};
 
 #[tokio::test(start_paused = true)]
 async fn a_2xx_that_crosses_our_cancel_is_acked_and_hung_up() {
     let mut phone = Phone::new(Duration::ZERO);
-    let ok = answered_call(&mut phone, "", "").await;
-    phone
-        .send(&request("ACK", 1, "ack1", Some(&to_tag_of(&ok)), "", ""))
-        .await;
-    let (reply, answer) = oneshot::channel();
-    let transfer = Transfer {
-        call_id: "ua-test-1".into(),
-        // The harness's one peer plays the caller and the human.
-        target: Target {
-            name: "desk".into(),
-            uri: "sip:desk@127.0.0.1:5070".into(),
-            transfer: TransferMethod::Bridge,
-        },
-        reason: "human".into(),
-        summary: "Caller said: talk to a human".into(),
-        reply,
-    };
-    phone.events.send(Event::Transfer(transfer)).await.unwrap();
+    // The harness's one peer plays the caller and the human.
+    let (_, answer) = transferring(
+        &mut phone,
+        "sip:desk@127.0.0.1:5070",
+        TransferMethod::Bridge,
+    )
+    .await;
     let (_, invite) = phone.until("INVITE sip:desk@127.0.0.1:5070 ").await;
     phone.send(&response_to(&invite, 180)).await;
     // Nobody picks up in time: we CANCEL and the agent hears "nobody".

@@ -5,35 +5,16 @@
 
 use std::time::Duration;
 
-use bulkhead_voice::agent::escalation::{Target, TransferMethod};
+use bulkhead_voice::agent::escalation::TransferMethod;
 use bulkhead_voice::agent::Bridge;
 use tokio::sync::oneshot;
 
-use super::escalate::Transfer;
-use super::tests::{answered_call, request, response_to, to_tag_of, Phone};
-use super::Event;
+use super::tests::{request, response_to, transferring, Phone};
 
 /// An answered call and a REFER transfer asked of it; returns the REFER
 /// sent, the agent's end of the reply, and our To tag.
 async fn referred(phone: &mut Phone) -> (String, oneshot::Receiver<Option<Bridge>>, String) {
-    let ok = answered_call(phone, "", "").await;
-    let tag = to_tag_of(&ok);
-    phone
-        .send(&request("ACK", 1, "ack1", Some(&tag), "", ""))
-        .await;
-    let (reply, answer) = oneshot::channel();
-    let transfer = Transfer {
-        call_id: "ua-test-1".into(),
-        target: Target {
-            name: "desk".into(),
-            uri: "sip:desk@192.0.2.10".into(),
-            transfer: TransferMethod::Refer,
-        },
-        reason: "human".into(),
-        summary: "Caller said: talk to a human".into(),
-        reply,
-    };
-    phone.events.send(Event::Transfer(transfer)).await.unwrap();
+    let (tag, answer) = transferring(phone, "sip:desk@192.0.2.10", TransferMethod::Refer).await;
     let (_, refer) = phone.until("REFER ").await;
     (refer, answer, tag)
 }

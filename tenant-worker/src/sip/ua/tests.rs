@@ -206,6 +206,37 @@ pub(super) fn response_to(req: &str, code: u16) -> String {
     )
 }
 
+/// An answered, acknowledged call whose agent asks for a transfer to
+/// `uri` by `method`; returns our To tag and the agent's end of the reply.
+pub(super) async fn transferring(
+    phone: &mut Phone,
+    uri: &str,
+    method: bulkhead_voice::agent::escalation::TransferMethod,
+) -> (
+    String,
+    tokio::sync::oneshot::Receiver<Option<bulkhead_voice::agent::Bridge>>,
+) {
+    let ok = answered_call(phone, "", "").await;
+    let tag = to_tag_of(&ok);
+    phone
+        .send(&request("ACK", 1, "ack1", Some(&tag), "", ""))
+        .await;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let transfer = super::Transfer {
+        call_id: "ua-test-1".into(),
+        target: bulkhead_voice::agent::escalation::Target {
+            name: "desk".into(),
+            uri: uri.into(),
+            transfer: method,
+        },
+        reason: "human".into(),
+        summary: "Caller said: talk to a human".into(),
+        reply,
+    };
+    phone.events.send(Event::Transfer(transfer)).await.unwrap();
+    (tag, answer)
+}
+
 /// INVITE → 100, 180, 200; returns the 200.
 pub(super) async fn answered_call(phone: &mut Phone, extra: &str, sdp: &str) -> String {
     phone
