@@ -59,6 +59,12 @@ fn the_agent_answers_a_spoken_question_and_hangs_up_on_goodbye() {
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     assert_eq!(calls[0]["providers"]["stt"], "pocketsphinx", "{calls:?}");
     assert_eq!(calls[0]["providers"]["tts"], "espeak-ng", "{calls:?}");
+    // Media quality both ways: sipp sends no RTCP, so only our side is known.
+    let media = &calls[0]["media"];
+    assert!(media["packets_received"].as_u64() > Some(100), "{media}");
+    assert!(media["packets_sent"].as_u64() > Some(100), "{media}");
+    assert_eq!(media["inbound_lost"], 0, "{media}");
+    assert!(media["outbound_lost"].is_null(), "{media}");
     let turns = transcript(port, token, &calls[0]);
     let agent_said = said(&turns, "agent");
     let caller_said = said(&turns, "caller");

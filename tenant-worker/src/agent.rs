@@ -224,12 +224,15 @@ impl AgentRuntime {
                 rtcp,
             } = lease;
             let agent = async {
-                let socket = socket
-                    .set_nonblocking(true)
-                    .and_then(|()| UdpSocket::from_std(socket));
-                let socket = match socket {
-                    Ok(s) => s,
-                    Err(e) => return tracing::warn!(error = %e, "cannot use the call's RTP socket"),
+                let tokio_socket = |s: std::net::UdpSocket| {
+                    s.set_nonblocking(true)
+                        .and_then(|()| UdpSocket::from_std(s))
+                };
+                let (socket, rtcp) = match (tokio_socket(socket), tokio_socket(rtcp)) {
+                    (Ok(rtp), Ok(rtcp)) => (rtp, rtcp),
+                    (Err(e), _) | (_, Err(e)) => {
+                        return tracing::warn!(error = %e, "cannot use the call's RTP sockets")
+                    }
                 };
                 let media = CallMedia {
                     socket,
@@ -237,6 +240,7 @@ impl AgentRuntime {
                     law: call.law,
                     dtmf_pt: call.dtmf_pt,
                     updates: Some(updates_rx),
+                    rtcp: Some(rtcp),
                 };
                 let doc = runtime.current();
                 let escalation = runtime.escalation();
@@ -262,12 +266,11 @@ impl AgentRuntime {
                 tokio::spawn(relay(events_rx, facts));
                 agent::run(doc, voices, media, call.opening, events_tx).await;
             };
-            // The call ending drops the agent, and its socket with it.
+            // The call ending drops the agent, and its sockets with it.
             tokio::select! {
                 () = agent => {}
                 _ = stop_rx => {}
             }
-            drop(rtcp);
             rtp.close_port(port).await;
         });
         Ok(AgentHandle {
@@ -373,6 +376,11 @@ async fn relay(mut events: mpsc::Receiver<AgentEvent>, mut call: Relay) {
                         json: call.providers.to_string(),
                     })
                     .await;
+            }
+            AgentEvent::Media(stats) => {
+                let json = serde_json::to_string(&stats).expect("serializable");
+                let call = record.clone();
+                store.write(Write::Media { call, json }).await;
             }
             AgentEvent::HangUp => {
                 let _ = call

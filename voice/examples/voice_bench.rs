@@ -135,6 +135,7 @@ async fn caller(
         law: Law::MuLaw,
         dtmf_pt: None,
         updates: None,
+        rtcp: None,
     };
     let agent_addr = media.socket.local_addr().unwrap();
     let (events_tx, mut events_rx) = mpsc::channel(64);

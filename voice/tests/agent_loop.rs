@@ -13,6 +13,7 @@ use bulkhead_voice::agent::{
     self, AgentDoc, AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices,
 };
 use bulkhead_voice::media::g711::Law;
+use bulkhead_voice::media::rtcp;
 use bulkhead_voice::media::rtp::{self, Packet};
 use bulkhead_voice::speech::espeak::Espeak;
 use bulkhead_voice::speech::remote::{SpeechChunks, Synthesizer, Transcribed, Transcriber};
@@ -33,6 +34,20 @@ struct Phone {
     seq: u16,
     /// What the user agent would report after a re-INVITE.
     updates: watch::Sender<MediaUpdate>,
+    /// The phone's RTCP socket (its RTP port + 1) and the agent's.
+    rtcp: UdpSocket,
+    agent_rtcp: SocketAddr,
+}
+
+/// Two loopback sockets on consecutive ports (RTP, RTCP).
+async fn pair() -> (UdpSocket, UdpSocket) {
+    loop {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port.wrapping_add(1))).await {
+            return (rtp, rtcp);
+        }
+    }
 }
 
 impl Drop for Phone {
@@ -42,9 +57,10 @@ impl Drop for Phone {
 }
 
 async fn call(voices: Voices) -> Phone {
-    let agent_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (agent_socket, agent_rtcp_socket) = pair().await;
+    let (socket, rtcp) = pair().await;
     let agent = agent_socket.local_addr().unwrap();
+    let agent_rtcp = agent_rtcp_socket.local_addr().unwrap();
     let peer = socket.local_addr().unwrap();
     let (updates, updates_rx) = watch::channel(MediaUpdate {
         peer,
@@ -57,6 +73,7 @@ async fn call(voices: Voices) -> Phone {
         law: Law::MuLaw,
         dtmf_pt: Some(101),
         updates: Some(updates_rx),
+        rtcp: Some(agent_rtcp_socket),
     };
     let (tx, events) = mpsc::channel(64);
     let doc = Arc::new(AgentDoc::from_json(DOC.as_bytes()).unwrap());
@@ -67,6 +84,8 @@ async fn call(voices: Voices) -> Phone {
         agent_task: tokio::spawn(agent::run(doc, voices, media, Opening::default(), tx)),
         seq: 0,
         updates,
+        rtcp,
+        agent_rtcp,
     }
 }
 
@@ -351,6 +370,56 @@ async fn on_hold_the_agent_neither_speaks_nor_prompts_and_resumes_after() {
         Packet::parse(&resumed[0]).unwrap().marker,
         "a new talk spurt"
     );
+}
+
+#[tokio::test]
+async fn rtcp_reports_go_both_ways_and_reach_the_record() {
+    let mut phone = call(voices()).await;
+    phone.speak("hello", 10, 0).await; // some audio of ours for it to count
+    let mut buf = [0u8; 1500];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(8), phone.rtcp.recv_from(&mut buf))
+        .await
+        .expect("a sender report within 5 s")
+        .unwrap();
+    assert_eq!(from, phone.agent_rtcp);
+    assert_eq!(buf[1], 200, "an SR first");
+    let agent_ssrc = u32::from_be_bytes(buf[4..8].try_into().unwrap());
+    // The SR reports on our stream: 10 packets, none lost.
+    let report = rtcp::parse(&buf[..n], 7).unwrap();
+    assert_eq!(report.about_us[0].cumulative_lost, 0);
+    // Our receiver report on the agent's stream: 3 packets lost, 10 ms jitter.
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&7u32.to_be_bytes());
+    rr.extend_from_slice(&agent_ssrc.to_be_bytes());
+    rr.extend_from_slice(&3u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 4]);
+    rr.extend_from_slice(&80u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    phone.rtcp.send_to(&rr, phone.agent_rtcp).await.unwrap();
+    phone
+        .rtcp
+        .send_to(b"\x80garbage", phone.agent_rtcp)
+        .await
+        .unwrap();
+    phone.speak("goodbye", usize::MAX, 1000).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), phone.events.recv()).await {
+            Ok(Some(AgentEvent::Media(stats))) => last = Some(stats),
+            Ok(Some(AgentEvent::HangUp)) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("no hang-up: {other:?}"),
+        }
+    }
+    let stats = last.expect("the totals come before the hang-up");
+    assert_eq!(stats.outbound_lost, Some(3));
+    assert_eq!(stats.outbound_jitter_ms, Some(10.0));
+    assert!(
+        stats.packets_received > 10 && stats.packets_sent > 10,
+        "{stats:?}"
+    );
+    assert_eq!(stats.inbound_lost, 0);
 }
 
 #[tokio::test]

@@ -52,6 +52,9 @@ pub struct CallRecord {
     pub outcome: String,
     pub escalated_to: Option<String>,
     pub providers: serde_json::Value,
+    /// Packets, loss and jitter both ways, and the round trip (null until
+    /// the first report).
+    pub media: serde_json::Value,
 }
 
 /// One page of calls, newest first.
@@ -108,10 +111,11 @@ pub fn mark_interrupted(conn: &Connection, at: &str) -> rusqlite::Result<usize> 
     )
 }
 
-const COLUMNS: &str = "seq, id, call_id, from_user, to_number, started_at, answered_at, ended_at, duration_ms, outcome, escalated_to, providers";
+const COLUMNS: &str = "seq, id, call_id, from_user, to_number, started_at, answered_at, ended_at, duration_ms, outcome, escalated_to, providers, media";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
     let providers: String = row.get(11)?;
+    let media: Option<String> = row.get(12)?;
     Ok((
         row.get(0)?,
         CallRecord {
@@ -126,6 +130,9 @@ fn record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {
             outcome: row.get(9)?,
             escalated_to: row.get(10)?,
             providers: serde_json::from_str(&providers).unwrap_or_default(),
+            media: media
+                .and_then(|m| serde_json::from_str(&m).ok())
+                .unwrap_or_default(),
         },
     ))
 }

@@ -46,6 +46,8 @@ const MIGRATIONS: &[&str] = &[
         version     INTEGER NOT NULL,
         updated_at  TEXT NOT NULL
     );",
+    // 3: the call's media quality (RTCP both ways), JSON, null until known.
+    "ALTER TABLE calls ADD COLUMN media TEXT;",
 ];
 
 /// Brings the schema up to date; on failure returns the version that failed.

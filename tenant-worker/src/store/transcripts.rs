@@ -40,6 +40,14 @@ pub fn list(conn: &Connection, call: &str) -> rusqlite::Result<Vec<Turn>> {
     rows.collect()
 }
 
+pub fn set_media(conn: &Connection, call: &str, media: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE calls SET media = ?2 WHERE id = ?1",
+        params![call, media],
+    )?;
+    Ok(())
+}
+
 pub fn set_providers(conn: &Connection, call: &str, providers: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE calls SET providers = ?2 WHERE id = ?1",

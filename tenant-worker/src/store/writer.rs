@@ -49,6 +49,11 @@ pub enum Write {
         call: String,
         json: String,
     },
+    /// The call's media quality (JSON).
+    Media {
+        call: String,
+        json: String,
+    },
     /// The escalation target that took the call.
     EscalatedTo {
         id: String,
@@ -231,6 +236,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
         Write::Turn { call, turn } => transcripts::add(conn, call, turn),
         Write::EscalatedTo { id, target } => calls::escalated_to(conn, id, target),
         Write::Providers { call, json } => transcripts::set_providers(conn, call, json),
+        Write::Media { call, json } => transcripts::set_media(conn, call, json),
         Write::PutDocument { name, json } => {
             documents::put(conn, name, json, &bulkhead_shared::time::now_rfc3339())
         }

@@ -9,6 +9,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::llm::Llm;
 use crate::media::g711::Law;
+use crate::media::rtcp::MediaStats;
 use crate::speech::espeak::Espeak;
 use crate::speech::remote::{Synthesizer, Transcriber};
 use crate::speech::sphinx::Sphinx;
@@ -56,6 +57,8 @@ pub enum AgentEvent {
     },
     /// A layer's provider failed and the embedded one served instead.
     Fallback { layer: &'static str, reason: String },
+    /// The call's media quality so far (every 5 s, and at the agent's hang-up).
+    Media(MediaStats),
     /// The agent is done: hang up.
     HangUp,
 }
@@ -71,6 +74,8 @@ pub struct CallMedia {
     /// The session as re-negotiated in the call (re-INVITE, UPDATE), if
     /// the user agent reports it.
     pub updates: Option<watch::Receiver<MediaUpdate>>,
+    /// The RTCP socket (the RTP port + 1), for reports both ways.
+    pub rtcp: Option<UdpSocket>,
 }
 
 /// The caller's media after a re-INVITE or UPDATE: where to send, in which

@@ -12,6 +12,7 @@
 
 mod bridge;
 mod output;
+mod quality;
 mod turns;
 
 use std::collections::hash_map::DefaultHasher;
@@ -111,6 +112,7 @@ struct Call {
     /// agent asked whether the caller is still there.
     quiet_since: Instant,
     prompts: u32,
+    quality: quality::Quality,
 }
 
 /// The caller's audio on its way to an utterance.
@@ -178,6 +180,7 @@ pub async fn run(
         transfer: None,
         quiet_since: Instant::now(),
         prompts: 0,
+        quality: quality::Quality::new(),
     };
     call.open(opening).await;
 
@@ -193,6 +196,7 @@ pub async fn run(
     let mut tick = interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 1500];
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -205,6 +209,13 @@ pub async fn run(
                 if from.ip() == call.media.peer.ip() && !call.on_hold {
                     call.on_packet(&mut ear, &buf[..n]).await;
                 } // else: not the caller's media, or music on hold
+            }
+            received = async { call.media.rtcp.as_ref().expect("guarded").recv_from(&mut rtcp_buf).await }, if call.media.rtcp.is_some() => {
+                match received {
+                    Ok((n, from)) if from.ip() == call.media.peer.ip() => call.on_rtcp(&rtcp_buf[..n]),
+                    Ok(_) => {}
+                    Err(_) => call.media.rtcp = None,
+                }
             }
             Some(spoken) = spoken_rx.recv() => call.on_spoken(spoken).await,
             Some(heard) = heard_rx.recv() => {
@@ -295,6 +306,7 @@ impl Call {
         if self.send_next().await.is_err() {
             return false;
         }
+        self.report_if_due().await;
         let idle = self.queue.is_empty()
             && !self.voice.busy()
             && ear.utterance.is_none()
@@ -303,6 +315,7 @@ impl Call {
         if !idle || self.on_hold || matches!(self.mode, Mode::Transferring) {
             self.quiet_since = Instant::now();
         } else if matches!(self.mode, Mode::Ending) {
+            self.publish_quality().await;
             let _ = self.events.send(AgentEvent::HangUp).await;
             return false;
         } else if self.quiet_since.elapsed() >= SILENCE_PROMPT {
@@ -338,6 +351,7 @@ impl Call {
         if packet.payload_type != self.media.law.payload_type() {
             return;
         }
+        self.received(&packet);
         let mut pcm = Vec::with_capacity(FRAME);
         for out in ear.jitter.push(packet.seq, packet.payload) {
             pcm.clear();

@@ -130,6 +130,7 @@ impl Call {
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
         self.media.socket.send_to(&packet, self.media.peer).await?;
+        self.sent(frame.len());
         if let Some((text, ended)) = self.pending_reply.take() {
             let _ = self
                 .events
