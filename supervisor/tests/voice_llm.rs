@@ -45,6 +45,26 @@ fn chat_answer() -> Vec<u8> {
     .into_bytes()
 }
 
+/// The same answer streamed as server-sent events (the worker asks for
+/// `"stream": true`): the words and the tool call's arguments cut mid-way.
+fn chat_stream() -> Vec<u8> {
+    let arguments = serde_json::json!({"summary": SUMMARY, "reason": "booking"}).to_string();
+    let (say_a, say_b) = SAY.split_at(14);
+    let (args_a, args_b) = arguments.split_at(arguments.len() / 2);
+    let tool = |name: Option<&str>, args: &str| {
+        serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "function": {"name": name, "arguments": args}}]}}]})
+    };
+    let text = |t: &str| serde_json::json!({"choices": [{"index": 0, "delta": {"content": t}}]});
+    let mut events = vec![text(say_a), text(say_b)];
+    events.push(tool(Some("transfer_to_human"), ""));
+    events.push(tool(None, args_a));
+    events.push(tool(None, args_b));
+    let mut out: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    out.push_str("data: [DONE]\n\n");
+    out.into_bytes()
+}
+
 /// What `/audio/speech` answers: a second of 440 Hz, 24 kHz 16-bit PCM.
 fn tone_24khz() -> Vec<u8> {
     (0..24_000)
@@ -83,7 +103,10 @@ fn model_server() -> (u16, Arc<Mutex<Vec<Seen>>>) {
             }
             let mut body = vec![0u8; length];
             let _ = reader.read_exact(&mut body);
+            let streamed =
+                serde_json::from_slice::<Value>(&body).is_ok_and(|b| b["stream"] == true);
             let answer = match line.split_whitespace().nth(1).unwrap_or_default() {
+                "/v1/chat/completions" if streamed => chat_stream(),
                 "/v1/chat/completions" => chat_answer(),
                 "/v1/audio/transcriptions" => br#"{"text": "goodbye"}"#.to_vec(),
                 "/v1/audio/speech" => tone_24khz(),
@@ -95,8 +118,13 @@ fn model_server() -> (u16, Arc<Mutex<Vec<Seen>>>) {
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                 raw: body,
             });
+            let content_type = if streamed {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
             let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                 answer.len()
             );
             let _ = (&conn).write_all(head.as_bytes());
@@ -178,6 +206,7 @@ fn a_tenant_switched_to_an_llm_transfers_with_the_models_summary() {
         "{r:?}"
     );
     assert_eq!(r.body["model"], "clinic-model");
+    assert_eq!(r.body["stream"], true, "asked for a streamed answer (served as SSE)");
     let messages = r.body["messages"].as_array().unwrap();
     assert!(messages[0]["content"]
         .as_str()

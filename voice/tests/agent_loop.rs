@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bulkhead_voice::agent::llm::{Decided, Decision, Llm, LlmError, Message, Role};
+use bulkhead_voice::agent::llm::{Answering, Decision, Llm, LlmError, Message, Piece, Role};
 use bulkhead_voice::agent::routing::Opening;
 use bulkhead_voice::agent::{
     self, AgentDoc, AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices,
@@ -109,10 +109,11 @@ impl Llm for ScriptedModel {
     fn name(&self) -> &'static str {
         "scripted"
     }
-    fn decide(&self, conversation: Arc<[Message]>) -> Decided {
+    fn decide(&self, conversation: Arc<[Message]>) -> Answering {
         self.heard.lock().unwrap().push(conversation);
-        let answer = self.answer.clone();
-        Box::pin(async move { answer })
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Piece::Done(self.answer.clone()));
+        rx
     }
 }
 
@@ -166,6 +167,29 @@ impl Synthesizer for SlowVoice {
             let _ = tx.send(Ok(tone(1600))).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
             let _ = tx.send(Ok(tone(1600))).await;
+        });
+        rx
+    }
+}
+
+/// A model that streams its first sentence, thinks for two seconds, then
+/// finishes.
+#[derive(Debug)]
+struct SlowModel;
+
+impl Llm for SlowModel {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    fn decide(&self, _conversation: Arc<[Message]>) -> Answering {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let _ = tx.send(Piece::Text("We are open ".into())).await;
+            let _ = tx.send(Piece::Text("nine to five. Is there".into())).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = tx.send(Piece::Text(" anything else?".into())).await;
+            let full = "We are open nine to five. Is there anything else?".to_owned();
+            let _ = tx.send(Piece::Done(Ok(Decision::Say(full)))).await;
         });
         rx
     }
@@ -472,6 +496,46 @@ async fn the_model_decides_the_turn_and_its_summary_goes_to_the_human() {
     assert_eq!(
         conversation.last().unwrap(),
         &Message::new(Role::User, "goodbye")
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_model_is_heard_sentence_by_sentence() {
+    let voices = Voices {
+        llm: Some(Arc::new(SlowModel)),
+        ..voices()
+    };
+    let mut phone = call(voices).await;
+    phone.speak("goodbye", usize::MAX, 1000).await;
+    let mut heard = None;
+    let mut agent = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while agent.len() < 3 {
+        match tokio::time::timeout_at(deadline.into(), phone.events.recv()).await {
+            Ok(Some(AgentEvent::Turn {
+                speaker: Speaker::Caller,
+                ..
+            })) => heard = Some(Instant::now()),
+            Ok(Some(AgentEvent::Turn {
+                speaker: Speaker::Agent,
+                text,
+                ..
+            })) => agent.push((text, Instant::now())),
+            Ok(Some(_)) => continue,
+            other => panic!("{other:?} after {agent:?}"),
+        }
+    }
+    // The greeting, then the model's two sentences, each as it was finished.
+    let heard = heard.expect("the caller's turn");
+    assert_eq!(agent[1].0, "We are open nine to five.");
+    assert_eq!(agent[2].0, "Is there anything else?");
+    assert!(
+        agent[1].1 - heard < Duration::from_millis(1000),
+        "the first sentence did not wait for the rest"
+    );
+    assert!(
+        agent[2].1 - heard >= Duration::from_millis(1500),
+        "the second came when the model finished it"
     );
 }
 

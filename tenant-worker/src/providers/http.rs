@@ -23,13 +23,6 @@ pub use bulkhead_voice::agent::endpoint::Endpoint;
 /// 24 kHz (a turn's reply is a few seconds).
 const MAX_RESPONSE: usize = 4 << 20;
 
-/// A provider's answer: its status and body.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Bytes,
-}
-
 /// How the worker reaches its tenant's providers.
 #[derive(Debug)]
 pub struct ProviderHttp {
@@ -61,22 +54,6 @@ impl ProviderHttp {
             };
             Arc::new(client_config(roots))
         }))
-    }
-
-    /// POSTs `body` of `content_type` to `path` under the endpoint and
-    /// reads the whole answer.
-    pub async fn post(
-        &self,
-        endpoint: &Endpoint,
-        path: &str,
-        bearer: Option<&str>,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> Result<Answer, String> {
-        self.open(endpoint, path, bearer, content_type, body)
-            .await?
-            .collect()
-            .await
     }
 
     /// POSTs and returns as soon as the answer's head is in; its body
@@ -144,8 +121,15 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())?;
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     Ok(Streamed {
         status: response.status().as_u16(),
+        content_type,
         body: response.into_body(),
         received: 0,
         _driver: driver,
@@ -156,6 +140,8 @@ where
 #[derive(Debug)]
 pub struct Streamed {
     pub status: u16,
+    /// The answer's `Content-Type`, lower-cased (empty when absent).
+    pub content_type: String,
     body: hyper::body::Incoming,
     received: usize,
     _driver: AbortOnDrop,
@@ -181,16 +167,13 @@ impl Streamed {
         }
     }
 
-    /// The whole (bounded) answer.
-    pub async fn collect(mut self) -> Result<Answer, String> {
+    /// The whole (bounded) body.
+    pub async fn collect(mut self) -> Result<Bytes, String> {
         let mut body = Vec::new();
         while let Some(piece) = self.next_piece().await {
             body.extend_from_slice(&piece?);
         }
-        Ok(Answer {
-            status: self.status,
-            body: body.into(),
-        })
+        Ok(body.into())
     }
 }
 
@@ -266,26 +249,21 @@ mod tests {
         let endpoint = Endpoint::parse(&format!("https://127.0.0.1:{port}/v1")).unwrap();
         let trusting = ProviderHttp::with_roots(egress.clone(), roots);
         let answer = trusting
-            .post(
+            .open(
                 &endpoint,
-                "/chat/completions",
+                "/v",
                 Some("k"),
                 "application/json",
                 b"{}".to_vec(),
             )
             .await
             .unwrap();
-        assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+        assert_eq!(answer.status, 200);
+        assert_eq!(&answer.collect().await.unwrap()[..], b"ok");
         // With the public roots, a private CA's certificate is refused.
         let public = ProviderHttp::new(egress);
         let e = public
-            .post(
-                &endpoint,
-                "/chat/completions",
-                None,
-                "application/json",
-                b"{}".to_vec(),
-            )
+            .open(&endpoint, "/v", None, "application/json", b"{}".to_vec())
             .await
             .unwrap_err();
         assert!(e.starts_with("TLS: invalid peer certificate"), "{e}");

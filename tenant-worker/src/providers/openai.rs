@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
-use bulkhead_voice::agent::llm::{Decided, Llm, LlmError, Message};
+use bulkhead_voice::agent::llm::{Answering, Decision, Llm, LlmError, Message, Piece};
 use bulkhead_voice::agent::openai::{chat_request, error_message, parse_chat_response};
+use bulkhead_voice::agent::openai_stream::StreamParser;
 use bulkhead_voice::agent::AgentDoc;
+use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::http::{Endpoint, ProviderHttp};
@@ -61,31 +63,58 @@ impl Llm for OpenAiChat {
         "openai"
     }
 
-    fn decide(&self, conversation: Arc<[Message]>) -> Decided {
+    /// Asks for a streamed answer and hands its text on as it arrives; a
+    /// server that answers whole (`application/json`) works too.
+    fn decide(&self, conversation: Arc<[Message]>) -> Answering {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let body = chat_request(&inner.model, &conversation, &inner.targets).to_string();
-            let endpoint = &inner.endpoint;
-            let answer = inner
-                .http
-                .post(
-                    endpoint,
-                    "/chat/completions",
-                    inner.api_key.as_deref().map(String::as_str),
-                    "application/json",
-                    body.into_bytes(),
-                )
-                .await
-                .map_err(|e| LlmError(format!("{}:{}: {e}", endpoint.host, endpoint.port)))?;
-            if !(200..300).contains(&answer.status) {
-                let detail = error_message(&answer.body).unwrap_or_default();
-                return Err(LlmError(format!(
-                    "{}:{} answered HTTP {} {detail}",
-                    endpoint.host, endpoint.port, answer.status
-                )));
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(async move {
+            let decision = inner.answer(&conversation, &tx).await;
+            let _ = tx.send(Piece::Done(decision)).await;
+        });
+        rx
+    }
+}
+
+impl Inner {
+    async fn answer(
+        &self,
+        conversation: &[Message],
+        text: &mpsc::Sender<Piece>,
+    ) -> Result<Decision, LlmError> {
+        let body = chat_request(&self.model, conversation, &self.targets).to_string();
+        let e = &self.endpoint;
+        let failed = |why: String| LlmError(format!("{}:{}: {why}", e.host, e.port));
+        let key = self.api_key.as_deref().map(String::as_str);
+        let mut answer = self
+            .http
+            .open(
+                e,
+                "/chat/completions",
+                key,
+                "application/json",
+                body.into_bytes(),
+            )
+            .await
+            .map_err(failed)?;
+        if !(200..300).contains(&answer.status) {
+            let status = answer.status;
+            let body = answer.collect().await.map_err(failed)?;
+            let detail = error_message(&body).unwrap_or_default();
+            return Err(failed(format!("answered HTTP {status} {detail}")));
+        }
+        if !answer.content_type.starts_with("text/event-stream") {
+            let body = answer.collect().await.map_err(failed)?;
+            return parse_chat_response(&body);
+        }
+        let mut parser = StreamParser::default();
+        while let Some(piece) = answer.next_piece().await {
+            let words = parser.push(&piece.map_err(failed)?)?;
+            if !words.is_empty() && text.send(Piece::Text(words)).await.is_err() {
+                return Err(LlmError("the call ended".into()));
             }
-            parse_chat_response(&answer.body)
-        })
+        }
+        parser.finish()
     }
 }
 
@@ -93,8 +122,21 @@ impl Llm for OpenAiChat {
 mod tests {
     use super::*;
     use crate::egress::EgressClient;
-    use crate::providers::test_server::server;
-    use bulkhead_voice::agent::llm::{Decision, Role};
+    use crate::providers::test_server::{server, typed_server};
+    use bulkhead_voice::agent::llm::Role;
+
+    /// The text pieces the model streamed, and its decision.
+    async fn answer(model: OpenAiChat) -> (Vec<String>, Result<Decision, LlmError>) {
+        let mut pieces = model.decide(turn());
+        let mut texts = Vec::new();
+        while let Some(piece) = pieces.recv().await {
+            match piece {
+                Piece::Text(t) => texts.push(t),
+                Piece::Done(d) => return (texts, d),
+            }
+        }
+        panic!("no decision")
+    }
 
     fn model(port: u16) -> OpenAiChat {
         let doc = AgentDoc::from_json(
@@ -125,8 +167,9 @@ mod tests {
             br#"{"choices": [{"message": {"content": "Hi there."}}]}"#,
         )
         .await;
-        let decision = model(port).decide(turn()).await.unwrap();
-        assert_eq!(decision, Decision::Say("Hi there.".into()));
+        let (texts, decision) = answer(model(port)).await;
+        assert_eq!(decision.unwrap(), Decision::Say("Hi there.".into()));
+        assert!(texts.is_empty(), "a whole answer has no pieces");
         let request = request.await.unwrap();
         assert!(
             request.starts_with("POST /v1/chat/completions HTTP/1.1\r\n"),
@@ -141,13 +184,14 @@ mod tests {
             "{request}"
         );
         assert!(request.contains(r#""model":"m1""#) && request.contains(r#""content":"hello""#));
+        assert!(request.contains(r#""stream":true"#));
         assert!(!format!("{:?}", model(port)).contains("sk-test"));
     }
 
     #[tokio::test]
     async fn errors_name_the_server_and_its_reason() {
         let (port, _) = server(401, br#"{"error": {"message": "Invalid API key"}}"#).await;
-        let e = model(port).decide(turn()).await.unwrap_err().0;
+        let e = answer(model(port)).await.1.unwrap_err().0;
         assert!(
             e.contains("HTTP 401") && e.contains("Invalid API key"),
             "{e}"
@@ -158,7 +202,22 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let e = model(port).decide(turn()).await.unwrap_err().0;
+        let e = answer(model(port)).await.1.unwrap_err().0;
         assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_arrives_in_pieces() {
+        let (port, _) = typed_server(
+            200,
+            "text/event-stream",
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"We are \"}}]}\n\n\
+data: {\"choices\":[{\"delta\":{\"content\":\"open.\"}}]}\n\ndata: [DONE]\n\n",
+        )
+        .await;
+        let (texts, decision) = answer(model(port)).await;
+        // One write from the server: the text may come as one piece.
+        assert_eq!(texts.concat(), "We are open.");
+        assert_eq!(decision.unwrap(), Decision::Say("We are open.".into()));
     }
 }

@@ -55,7 +55,7 @@ impl Server {
             return Ok(answer);
         }
         let status = answer.status;
-        let body = answer.collect().await.map_err(failed)?.body;
+        let body = answer.collect().await.map_err(failed)?;
         let detail = error_message(&body).unwrap_or_default();
         Err(failed(format!("answered HTTP {status} {detail}")))
     }
@@ -98,8 +98,8 @@ impl Transcriber for OpenAiTranscriber {
             let answer = server
                 .open("/audio/transcriptions", &content_type, body)
                 .await?;
-            let answer = answer.collect().await.map_err(SpeechError::Failed)?;
-            parse_transcription(&answer.body)
+            let body = answer.collect().await.map_err(SpeechError::Failed)?;
+            parse_transcription(&body)
         })
     }
 }

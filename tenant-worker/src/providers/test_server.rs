@@ -2,9 +2,18 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Accepts one request and answers `status` with `body`; the task returns
-/// the request as received (lossy UTF-8, for assertions).
+/// Accepts one request and answers `status` with a JSON `body`; the task
+/// returns the request as received (lossy UTF-8, for assertions).
 pub async fn server(status: u16, body: &'static [u8]) -> (u16, tokio::task::JoinHandle<String>) {
+    typed_server(status, "application/json", body).await
+}
+
+/// The same with any content type.
+pub async fn typed_server(
+    status: u16,
+    content_type: &'static str,
+    body: &'static [u8],
+) -> (u16, tokio::task::JoinHandle<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -27,7 +36,7 @@ pub async fn server(status: u16, body: &'static [u8]) -> (u16, tokio::task::Join
             }
         }
         let head = format!(
-            "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         conn.write_all(head.as_bytes()).await.unwrap();

@@ -5,12 +5,11 @@
 //! transport (its egress broker), so this crate opens no sockets of its own.
 
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,12 +58,21 @@ pub enum Decision {
 #[error("{0}")]
 pub struct LlmError(pub String);
 
-pub type Decided = Pin<Box<dyn Future<Output = Result<Decision, LlmError>> + Send>>;
+/// What a model sends as it answers: its words as they come (so the agent
+/// can speak a first sentence early), then its decision.
+#[derive(Debug)]
+pub enum Piece {
+    Text(String),
+    Done(Result<Decision, LlmError>),
+}
+
+/// The answer as it streams; closing without `Done` is a failure.
+pub type Answering = mpsc::Receiver<Piece>;
 
 /// A language model. `decide` owns what it needs: the call may end (and drop
-/// the future) at any point.
+/// the receiver) at any point.
 pub trait Llm: Send + Sync + Debug {
     /// The provider's name for the call record (`openai`).
     fn name(&self) -> &'static str;
-    fn decide(&self, conversation: Arc<[Message]>) -> Decided;
+    fn decide(&self, conversation: Arc<[Message]>) -> Answering;
 }

@@ -8,6 +8,7 @@ pub mod escalation;
 pub mod events;
 pub mod llm;
 pub mod openai;
+pub mod openai_stream;
 pub mod phrases;
 pub mod routing;
 pub mod rules;

@@ -49,8 +49,9 @@ Call end_call when the caller is done.",
     out
 }
 
-/// The chat-completions request body. `targets` are the tenant's escalation
-/// target names, offered to the model as the tool's choices.
+/// The chat-completions request body, asking for a streamed answer.
+/// `targets` are the tenant's escalation target names, offered to the
+/// model as the tool's choices.
 pub fn chat_request(model: &str, conversation: &[Message], targets: &[String]) -> Value {
     let mut target =
         json!({"type": "string", "description": "which destination, if the caller named one"});
@@ -59,6 +60,7 @@ pub fn chat_request(model: &str, conversation: &[Message], targets: &[String]) -
     }
     json!({
         "model": model,
+        "stream": true,
         "messages": conversation,
         "tools": [
             {"type": "function", "function": {
@@ -123,7 +125,7 @@ struct EndArgs {
     reason: String,
 }
 
-fn bad(what: impl std::fmt::Display) -> LlmError {
+pub(super) fn bad(what: impl std::fmt::Display) -> LlmError {
     LlmError(format!("the model's answer is unusable: {what}"))
 }
 
@@ -137,18 +139,32 @@ pub fn parse_chat_response(body: &[u8]) -> Result<Decision, LlmError> {
         .next()
         .ok_or_else(|| bad("no choices"))?
         .message;
-    let say = message
-        .content
+    let tool = message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .map(|c| (c.function.name, c.function.arguments));
+    decision(message.content, tool)
+}
+
+/// The decision from a message's text and its first tool call (name,
+/// arguments), however they arrived (whole or streamed).
+pub(super) fn decision(
+    content: Option<String>,
+    tool: Option<(String, String)>,
+) -> Result<Decision, LlmError> {
+    let say = content
         .map(|c| clip(c.trim().to_owned(), MAX_SAY))
         .filter(|c| !c.is_empty());
-    let Some(call) = message.tool_calls.unwrap_or_default().into_iter().next() else {
+    let Some((name, arguments)) = tool else {
         return say
             .map(Decision::Say)
             .ok_or_else(|| bad("no text and no tool call"));
     };
-    match call.function.name.as_str() {
+    match name.as_str() {
         "transfer_to_human" => {
-            let args: TransferArgs = serde_json::from_str(&call.function.arguments)
+            let args: TransferArgs = serde_json::from_str(&arguments)
                 .map_err(|e| bad(format!("transfer_to_human arguments: {e}")))?;
             Ok(Decision::Transfer {
                 reason: clip(args.reason, MAX_REASON),
@@ -158,7 +174,7 @@ pub fn parse_chat_response(body: &[u8]) -> Result<Decision, LlmError> {
             })
         }
         "end_call" => {
-            let args: EndArgs = serde_json::from_str(&call.function.arguments)
+            let args: EndArgs = serde_json::from_str(&arguments)
                 .map_err(|e| bad(format!("end_call arguments: {e}")))?;
             Ok(Decision::EndCall {
                 reason: clip(args.reason, MAX_REASON),

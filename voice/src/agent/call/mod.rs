@@ -11,6 +11,7 @@
 //! speech → first reply packet) is reported.
 
 mod bridge;
+mod model;
 mod output;
 mod quality;
 mod turns;
@@ -27,7 +28,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use super::doc::AgentDoc;
 pub use super::events::{AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices, MAX_SUMMARY};
-use super::llm::{Decision, LlmError, Message, Role};
+use super::llm::{Message, Piece, Role};
 use super::openai::system_prompt;
 use super::phrases::{self, Phrases};
 use super::routing::{Opening, Then};
@@ -59,8 +60,8 @@ struct Heard {
     remote_failed: Option<String>,
 }
 
-/// A caller's words and what the model made of them.
-type Decided = (String, Result<Decision, LlmError>);
+/// A caller's words and a piece of the model's answer to them.
+type Answer = (String, Piece);
 
 enum Mode {
     Conversation,
@@ -102,7 +103,11 @@ struct Call {
     transfer: Option<oneshot::Receiver<Option<Bridge>>>,
     /// What the model has been told, when a model decides.
     conversation: Vec<Message>,
-    decided: mpsc::Sender<Decided>,
+    answers: mpsc::Sender<Answer>,
+    /// The model's text not yet spoken (short of a sentence's end), and
+    /// whether any of this turn's answer was spoken.
+    model_text: String,
+    model_spoke: bool,
     /// Recognition, model requests and the voice task, aborted with the call.
     tasks: JoinSet<()>,
     /// The caller holds the call: the agent neither speaks nor listens,
@@ -139,7 +144,7 @@ pub async fn run(
     let mut h = DefaultHasher::new();
     format!("{:?}", rules.phrases()).hash(&mut h);
     let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    let (decided, mut decided_rx) = mpsc::channel::<Decided>(4);
+    let (answers, mut answers_rx) = mpsc::channel::<Answer>(16);
     let mut tasks = JoinSet::new();
     // persona.voice names a voice of the document's TTS provider; espeak-ng
     // standing in for another provider speaks the language's default.
@@ -156,7 +161,9 @@ pub async fn run(
     let mut call = Call {
         conversation: vec![Message::new(Role::System, system_prompt(&doc))],
         phrases: phrases::for_language(&doc.language),
-        decided,
+        answers,
+        model_text: String::new(),
+        model_spoke: false,
         tasks,
         voice,
         carry: Vec::new(),
@@ -225,7 +232,7 @@ pub async fn run(
                 }
                 call.heard(heard.text).await
             }
-            Some((text, decision)) = decided_rx.recv() => call.decided(text, decision).await,
+            Some((text, piece)) = answers_rx.recv() => call.on_model(text, piece).await,
             changed = async { call.media.updates.as_mut().expect("guarded").changed().await }, if call.media.updates.is_some() => {
                 match changed {
                     Ok(()) => {

@@ -7,10 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    AgentEvent, Call, Heard, Mode, Speaker, LLM_TIMEOUT, LLM_WINDOW, MAX_SUMMARY, SPEECH_TIMEOUT,
-};
-use crate::agent::llm::{Decision, LlmError, Message, Role};
+use super::{AgentEvent, Call, Heard, Mode, Speaker, MAX_SUMMARY, SPEECH_TIMEOUT};
 use crate::agent::openai::clip;
 use crate::agent::rules::Reply;
 
@@ -117,56 +114,9 @@ impl Call {
         self.note(Speaker::Caller, &text).await;
         self.caller_said.push(text.clone());
         if let Some(llm) = self.voices.llm.clone() {
-            self.conversation
-                .push(Message::new(Role::User, text.clone()));
-            let skip = self.conversation.len().saturating_sub(LLM_WINDOW + 1);
-            let conversation: Arc<[Message]> = self.conversation[..1]
-                .iter()
-                .chain(&self.conversation[1 + skip..])
-                .cloned()
-                .collect();
-            let decided = self.decided.clone();
-            self.tasks.spawn(async move {
-                let decision = tokio::time::timeout(LLM_TIMEOUT, llm.decide(conversation))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(LlmError(format!(
-                            "no answer within {} s",
-                            LLM_TIMEOUT.as_secs()
-                        )))
-                    });
-                let _ = decided.send((text, decision)).await;
-            });
-            return;
+            return self.ask_model(llm, text);
         }
         self.decide_by_rules(&text).await;
-    }
-
-    /// The model's decision on the caller's `text`; when it has none,
-    /// `rules` decides this turn and the call record says why.
-    pub(super) async fn decided(&mut self, text: String, decision: Result<Decision, LlmError>) {
-        match decision {
-            Ok(Decision::Say(words)) => self.say(&words).await,
-            Ok(Decision::Transfer {
-                reason,
-                summary,
-                target,
-                say,
-            }) => self.escalate(reason, Some(summary), target, say).await,
-            Ok(Decision::EndCall { reason, say }) => {
-                self.note(
-                    Speaker::System,
-                    &format!("the model ended the call ({reason})"),
-                )
-                .await;
-                self.end_call(say.as_deref()).await;
-            }
-            Err(e) => {
-                let name = self.voices.llm.take().map_or("llm", |l| l.name());
-                self.fallback("llm", format!("{name}: {e}")).await;
-                self.decide_by_rules(&text).await;
-            }
-        }
     }
 
     pub(super) async fn decide_by_rules(&mut self, text: &str) {
@@ -192,13 +142,18 @@ impl Call {
         }
     }
 
+    /// Says goodbye (`Some("")`: it was said already) and hangs up after.
     pub(super) async fn end_call(&mut self, goodbye: Option<&str>) {
-        self.say(goodbye.unwrap_or(self.phrases.goodbye)).await;
+        let words = goodbye.unwrap_or(self.phrases.goodbye);
+        if !words.is_empty() {
+            self.say(words).await;
+        }
         self.mode = Mode::Ending;
     }
 
-    /// Announces the transfer and asks the worker to reach a person. The
-    /// summary is the model's, or else the caller's own words.
+    /// Announces the transfer (`Some("")`: it was announced already) and
+    /// asks the worker to reach a person. The summary is the model's, or
+    /// else the caller's own words.
     pub(super) async fn escalate(
         &mut self,
         reason: String,
@@ -209,8 +164,10 @@ impl Call {
         if self.transfer.is_some() {
             return;
         }
-        self.say(announce.as_deref().unwrap_or(self.phrases.transferring))
-            .await;
+        let words = announce.unwrap_or_else(|| self.phrases.transferring.to_owned());
+        if !words.is_empty() {
+            self.say(&words).await;
+        }
         let (done, answer) = oneshot::channel();
         let at_ms = self.at_ms();
         let summary = summary.unwrap_or_else(|| caller_summary(&reason, &self.caller_said));
