@@ -206,7 +206,10 @@ fn a_tenant_switched_to_an_llm_transfers_with_the_models_summary() {
         "{r:?}"
     );
     assert_eq!(r.body["model"], "clinic-model");
-    assert_eq!(r.body["stream"], true, "asked for a streamed answer (served as SSE)");
+    assert_eq!(
+        r.body["stream"], true,
+        "asked for a streamed answer (served as SSE)"
+    );
     let messages = r.body["messages"].as_array().unwrap();
     assert!(messages[0]["content"]
         .as_str()
