@@ -8,27 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// One second of 8 kHz 16-bit mono silence, as a WAV file.
-fn silence_wav() -> Vec<u8> {
-    let samples = 8000u32;
-    let data_len = samples * 2;
-    let mut w = Vec::with_capacity(44 + data_len as usize);
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data_len).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
-    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    w.extend_from_slice(&1u16.to_le_bytes()); // mono
-    w.extend_from_slice(&8000u32.to_le_bytes()); // sample rate
-    w.extend_from_slice(&16000u32.to_le_bytes()); // byte rate
-    w.extend_from_slice(&2u16.to_le_bytes()); // block align
-    w.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&data_len.to_le_bytes());
-    w.resize(44 + data_len as usize, 0);
-    w
-}
-
 /// baresip needs a non-loopback address to start its media (it skips
 /// `lo`). In the network namespace `scripts/test` made, where `lo` is the
 /// only interface, give it one end of a veth pair (this kernel has no dummy
@@ -63,7 +42,8 @@ fn baresip_calls_through_the_router_and_the_call_is_recorded() {
     let conf = sup.dir.path().join("baresip");
     std::fs::create_dir_all(&conf).unwrap();
     let wav = conf.join("speech.wav");
-    std::fs::write(&wav, silence_wav()).unwrap();
+    // One second of 8 kHz 16-bit mono silence.
+    std::fs::write(&wav, bulkhead_voice::speech::openai::wav(&[0; 8000])).unwrap();
     std::fs::write(
         conf.join("config"),
         format!(

@@ -147,17 +147,17 @@ impl SpeechDecoder {
     }
 }
 
-/// A whole 24 kHz PCM answer as 8 kHz samples.
-pub fn speech_samples(body: &[u8]) -> Result<Vec<i16>, SpeechError> {
-    let mut decoder = SpeechDecoder::default();
-    let mut out = decoder.push(body);
-    out.extend(decoder.finish()?);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A whole 24 kHz PCM answer as 8 kHz samples.
+    fn speech_samples(body: &[u8]) -> Result<Vec<i16>, SpeechError> {
+        let mut decoder = SpeechDecoder::default();
+        let mut out = decoder.push(body);
+        out.extend(decoder.finish()?);
+        Ok(out)
+    }
 
     #[test]
     fn the_wav_header_describes_8khz_16bit_mono() {
