@@ -7,9 +7,11 @@
 //! This crate links no SQLite and no HTTP stack, so its tests and fuzz builds
 //! stay fast.
 
+pub mod api_token;
 pub mod cidr;
 pub mod ipc;
 pub mod number;
+pub mod rate;
 pub mod sip;
 pub mod tenant_id;
 pub mod time;

@@ -96,6 +96,22 @@ pub struct TokenIssued {
     pub expires_at: Option<String>,
 }
 
+/// One of a tenant's tokens, as `tenant tokens` shows it (never its value).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+}
+
+/// `tenant tokens --json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenList {
+    pub tokens: Vec<TokenView>,
+}
+
 /// `number add` request. (`DELETE /v1/numbers/{digits}` takes the number
 /// without its `+`, which would need escaping in a path.)
 #[derive(Debug, Serialize, Deserialize)]

@@ -149,6 +149,15 @@ pub enum TenantCmd {
         #[arg(long)]
         expires: Option<String>,
     },
+    /// List the tenant's API tokens (names and ids, never values).
+    Tokens {
+        id: String,
+    },
+    /// Revoke one of the tenant's API tokens at once.
+    RevokeToken {
+        id: String,
+        token_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,6 @@ pub mod histogram;
 pub mod keystore;
 pub mod limits;
 pub mod ports;
-pub mod rate;
 pub mod registry;
 pub mod router;
 #[allow(unsafe_code)] // pre-exec syscalls, each with a SAFETY comment
@@ -21,4 +20,3 @@ pub mod sandbox;
 pub mod sipclient;
 #[allow(unsafe_code)] // pre_exec registration
 pub mod spawn;
-pub mod tokens;

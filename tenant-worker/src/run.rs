@@ -128,13 +128,20 @@ pub fn main() -> anyhow::Result<()> {
             out,
             events_tx.clone(),
         ));
+        let tokens = Arc::new(
+            http::Tokens::load(store.clone())
+                .await
+                .context("failed to read the tenant's API tokens")?,
+        );
         tokio::spawn(http::serve(
             http_listener,
             ApiState {
                 store: store.clone(),
                 numbers: numbers.clone(),
                 agent: agent.clone(),
+                tokens: tokens.clone(),
             },
+            None,
         ));
 
         link.send_to_supervisor(&FromWorker::Ready(Ready {
@@ -144,7 +151,7 @@ pub fn main() -> anyhow::Result<()> {
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
         let clients = Clients { rtp, egress };
-        serve_link(&link, &store, &numbers, &trunk, events_tx, &clients).await
+        serve_link(&link, &tokens, &numbers, &trunk, events_tx, &clients).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -247,7 +254,7 @@ struct Clients {
 /// a worker never outlives its supervisor's link.
 async fn serve_link(
     link: &Link,
-    store: &Store,
+    tokens: &http::Tokens,
     numbers: &RwLock<Vec<bulkhead_shared::Number>>,
     trunk: &RwLock<bulkhead_shared::trunk::TrunkPolicy>,
     events: mpsc::Sender<Event>,
@@ -289,16 +296,28 @@ async fn serve_link(
                     .await;
             }
             Ok(Some(ToWorker::Control(Control { seq, op }))) => {
+                let mut data = None;
                 let error = match op {
                     ControlOp::AddToken {
                         id,
                         name,
                         sha256_hex,
                         expires_at,
-                    } => store
-                        .add_token(id, name, sha256_hex, expires_at)
+                    } => tokens
+                        .add(id, name, sha256_hex, expires_at)
                         .await
-                        .err(),
+                        .err()
+                        .map(|e| e.to_string()),
+                    ControlOp::ListTokens => match tokens.list().await {
+                        Ok(list) => {
+                            data = Some(serde_json::to_value(list).expect("serializable"));
+                            None
+                        }
+                        Err(e) => Some(e.to_string()),
+                    },
+                    ControlOp::RevokeToken { id } => {
+                        tokens.revoke(&id).await.err().map(|e| e.to_string())
+                    }
                     ControlOp::SetNumbers { numbers: new } => {
                         *numbers.write().expect("numbers lock") = new;
                         None
@@ -309,7 +328,7 @@ async fn serve_link(
                     }
                     ControlOp::Ping => None,
                 };
-                link.send_to_supervisor(&FromWorker::Reply { seq, error })
+                link.send_to_supervisor(&FromWorker::Reply { seq, error, data })
                     .await?;
             }
             Ok(Some(ToWorker::Bootstrap(_))) => tracing::warn!("ignoring a second bootstrap frame"),

@@ -85,6 +85,8 @@ pub enum CodecError {
 struct ReplyJson {
     seq: u64,
     error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
 }
 
 /// Encodes a supervisor → worker message into `out` (cleared first).
@@ -119,6 +121,7 @@ pub fn encode_to_worker(msg: &ToWorker, out: &mut Vec<u8>) -> Result<(), CodecEr
                 &ReplyJson {
                     seq: *seq,
                     error: error.clone(),
+                    data: None,
                 },
             )?;
         }
@@ -179,11 +182,12 @@ pub fn encode_from_worker(msg: &FromWorker, out: &mut Vec<u8>) -> Result<(), Cod
             out.push(KIND_CALL_ENDED);
             out.extend_from_slice(call_id.as_bytes());
         }
-        FromWorker::Reply { seq, error } => {
+        FromWorker::Reply { seq, error, data } => {
             out.push(KIND_REPLY);
             let reply = ReplyJson {
                 seq: *seq,
                 error: error.clone(),
+                data: data.clone(),
             };
             serde_json::to_writer(&mut *out, &reply)?;
         }
@@ -257,6 +261,7 @@ pub fn decode_from_worker(frame: &[u8]) -> Result<FromWorker, CodecError> {
             Ok(FromWorker::Reply {
                 seq: r.seq,
                 error: r.error,
+                data: r.data,
             })
         }
         KIND_RTP_OPEN => Ok(FromWorker::RtpOpen {
@@ -423,6 +428,14 @@ mod tests {
         let r = FromWorker::Reply {
             seq: 7,
             error: Some("no".into()),
+            data: None,
+        };
+        encode_from_worker(&r, &mut buf).unwrap();
+        assert_eq!(decode_from_worker(&buf).unwrap(), r);
+        let r = FromWorker::Reply {
+            seq: 8,
+            error: None,
+            data: Some(serde_json::json!([{"id": "tok_1"}])),
         };
         encode_from_worker(&r, &mut buf).unwrap();
         assert_eq!(decode_from_worker(&buf).unwrap(), r);

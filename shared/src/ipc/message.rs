@@ -97,6 +97,10 @@ pub enum ControlOp {
         sha256_hex: String,
         expires_at: Option<String>,
     },
+    /// The tenant's tokens, for `tenant tokens` (the reply's `data`).
+    ListTokens,
+    /// Revoke one token (admin `tenant revoke-token`).
+    RevokeToken { id: String },
     /// The tenant's numbers changed (admin `number add/remove`).
     SetNumbers { numbers: Vec<Number> },
     /// The tenant's trunk policy changed (admin `tenant trunk`, `tenant trunk-auth`).
@@ -144,6 +148,9 @@ pub enum FromWorker {
     Reply {
         seq: u64,
         error: Option<String>,
+        /// What the request asked for (e.g. the token list); untrusted, so
+        /// the supervisor parses it into a bounded type before using it.
+        data: Option<serde_json::Value>,
     },
     /// A probe worker's results.
     Probe(super::probe::ProbeReport),

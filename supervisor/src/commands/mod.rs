@@ -217,6 +217,23 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             .await?;
             output::record(&v, as_json);
         }
+        TenantCmd::Tokens { id } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let path = format!("/v1/tenants/{id}/tokens");
+            let v = admin(socket, Method::GET, &path, None).await?;
+            output::token_table(&v, as_json);
+        }
+        TenantCmd::RevokeToken { id, token_id } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            if !bulkhead_shared::api_token::is_token_id(&token_id) {
+                return Err(usage(format!(
+                    "{token_id:?} is not a token id (tok_ and 12 hex digits; see tenant tokens {id})"
+                )));
+            }
+            let path = format!("/v1/tenants/{id}/tokens/{token_id}");
+            let v = admin(socket, Method::DELETE, &path, None).await?;
+            output::record(&v, as_json);
+        }
     }
     Ok(())
 }

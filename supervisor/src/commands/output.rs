@@ -152,3 +152,13 @@ pub fn egress_table(v: &Value, as_json: bool) {
         &["tenant", "host", "port"],
     );
 }
+
+pub fn token_table(v: &Value, as_json: bool) {
+    if as_json {
+        return println!("{v}");
+    }
+    table(
+        v["tokens"].as_array().map_or(&[][..], |a| a),
+        &["id", "name", "created_at", "expires_at"],
+    );
+}

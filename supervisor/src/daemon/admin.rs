@@ -171,6 +171,14 @@ async fn route(
             let r: TokenRequest = body(req).await?;
             Ok((StatusCode::CREATED, to_value(t.issue_token(&id, r).await?)))
         }
+        (&Method::GET, ["v1", "tenants", id, "tokens"]) => {
+            ok(to_value(t.list_tokens(&tenant_id(id)?).await?))
+        }
+        (&Method::DELETE, ["v1", "tenants", id, "tokens", token]) => {
+            let id = tenant_id(id)?;
+            t.revoke_token(&id, token).await?;
+            ok(serde_json::json!({"tenant": id, "revoked": token}))
+        }
         (&Method::POST, ["v1", "numbers"]) => {
             let claim: NumberClaim = body(req).await?;
             t.add_number(&claim.tenant, claim.number.clone()).await?;

@@ -17,7 +17,9 @@ use nix::unistd::Pid;
 
 use super::worker::{self, WorkerLink};
 use super::AdminError;
-use crate::api::{TenantAdded, TenantSpec, TenantView, TokenIssued, TokenRequest};
+use crate::api::{
+    TenantAdded, TenantSpec, TenantView, TokenIssued, TokenList, TokenRequest, TokenView,
+};
 use crate::cgroup::Cgroups;
 use crate::config::Config;
 use crate::keystore::Keystore;
@@ -28,7 +30,7 @@ use crate::router::admission::GateCounts;
 use crate::router::Router;
 use crate::sandbox::{rootfs, verify, Layers};
 use crate::spawn::{Spawner, WorkerSpec};
-use crate::tokens;
+use bulkhead_shared::api_token as tokens;
 
 mod drain;
 mod egress;
@@ -650,6 +652,55 @@ impl Tenants {
             token: issued.token,
             expires_at,
         })
+    }
+
+    /// `tenant tokens`: asks the worker, which alone can read the tenant's
+    /// store. Its answer is untrusted: it must parse as a bounded list.
+    pub async fn list_tokens(&self, id: &TenantId) -> Result<TokenList, AdminError> {
+        const MOST: usize = 1000;
+        let worker = self.running_worker(id)?;
+        let data = worker
+            .ask(ControlOp::ListTokens)
+            .await
+            .map_err(|e| AdminError::Failed(format!("tenant {id}: failed to list tokens: {e}")))?;
+        let bad = |why: String| {
+            tracing::warn!(tenant = %id, "the worker answered a token list with {why}");
+            AdminError::Failed(format!(
+                "tenant {id}: the worker's token list was malformed ({why})"
+            ))
+        };
+        let tokens: Vec<TokenView> =
+            serde_json::from_value(data.unwrap_or_default()).map_err(|e| bad(e.to_string()))?;
+        if tokens.len() > MOST
+            || tokens
+                .iter()
+                .any(|t| t.id.len() > 64 || t.name.chars().count() > 64)
+        {
+            return Err(bad("entries out of bounds".into()));
+        }
+        Ok(TokenList { tokens })
+    }
+
+    /// `tenant revoke-token`.
+    pub async fn revoke_token(&self, id: &TenantId, token_id: &str) -> Result<(), AdminError> {
+        if !tokens::is_token_id(token_id) {
+            return Err(AdminError::BadRequest(format!(
+                "{token_id:?} is not a token id (tok_ and 12 hex digits; see tenant tokens {id})"
+            )));
+        }
+        let worker = self.running_worker(id)?;
+        worker
+            .control(ControlOp::RevokeToken {
+                id: token_id.to_owned(),
+            })
+            .await
+            .map_err(|e| {
+                if e == "no token with this id" {
+                    AdminError::NotFound(format!("tenant {id} has no token {token_id}"))
+                } else {
+                    AdminError::Failed(format!("tenant {id}: failed to revoke {token_id}: {e}"))
+                }
+            })
     }
 
     fn running_worker(&self, id: &TenantId) -> Result<Arc<WorkerLink>, AdminError> {

@@ -16,7 +16,7 @@ use zeroize::Zeroize;
 
 use crate::keystore::DataKey;
 use crate::ports::TenantSockets;
-use crate::rate::TokenBucket;
+use bulkhead_shared::rate::TokenBucket;
 
 /// How long a worker may take from exec to `Ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,7 +35,9 @@ pub fn frame_budget(calls_per_second: u32) -> (f64, f64) {
     (rate, 2.0 * rate)
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>>;
+/// A worker's answer to a control request: its data, or why it failed.
+type Answer = Result<Option<serde_json::Value>, String>;
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
 
 /// The supervisor's handle on a running worker's socketpair.
 #[derive(Debug)]
@@ -50,6 +52,12 @@ pub struct WorkerLink {
 impl WorkerLink {
     /// Sends a control request and waits for the worker's reply.
     pub async fn control(&self, op: ControlOp) -> Result<(), String> {
+        self.ask(op).await.map(|_| ())
+    }
+
+    /// Sends a control request and returns the data the worker replied
+    /// with (untrusted: parse it into a bounded type).
+    pub async fn ask(&self, op: ControlOp) -> Answer {
         let seq = {
             let mut next = self.next_seq.lock().expect("seq lock");
             *next += 1;
@@ -62,11 +70,8 @@ impl WorkerLink {
                 .send_to_worker(&ToWorker::Control(Control { seq, op }))
                 .await
                 .map_err(|e| format!("failed to reach the worker: {e}"))?;
-            match rx.await {
-                Ok(None) => Ok(()),
-                Ok(Some(err)) => Err(err),
-                Err(_) => Err("the worker exited before replying".to_string()),
-            }
+            rx.await
+                .unwrap_or_else(|_| Err("the worker exited before replying".to_string()))
         };
         let result = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
             .await
@@ -198,9 +203,12 @@ async fn read_frames(
                     tracing::warn!(%tenant, "dropped a SIP packet to a peer this tenant never heard from");
                 }
             }
-            Ok(Some(FromWorker::Reply { seq, error })) => {
+            Ok(Some(FromWorker::Reply { seq, error, data })) => {
                 if let Some(tx) = pending.lock().expect("pending lock").remove(&seq) {
-                    let _ = tx.send(error);
+                    let _ = tx.send(match error {
+                        Some(e) => Err(e),
+                        None => Ok(data),
+                    });
                 }
             }
             Ok(Some(FromWorker::Connect { seq, host, port })) => {

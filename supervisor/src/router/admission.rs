@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_shared::TenantId;
 
-use crate::rate::TokenBucket;
+use bulkhead_shared::rate::TokenBucket;
 
 /// A slot nobody reported over for this long is taken back (a safety net
 /// for a worker that loses track of a call; real calls end far sooner).

@@ -19,7 +19,7 @@ use bulkhead_voice::agent::{AgentDoc, DocError};
 type Apply = Box<dyn FnOnce(&ApiState) + Send>;
 
 /// Which document a path names.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Agent,
     Escalation,

@@ -39,7 +39,7 @@ pub struct NewCall {
 }
 
 /// A call record in the API's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CallRecord {
     pub id: String,
     pub call_id: String,
@@ -58,7 +58,7 @@ pub struct CallRecord {
 }
 
 /// One page of calls, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CallPage {
     pub calls: Vec<CallRecord>,
     pub next_cursor: Option<String>,

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 pub use calls::{mark_interrupted, CallFilter, CallPage, CallRecord, NewCall, Outcome};
 pub use documents::Document;
+pub use tokens::{LiveToken, TokenInfo};
 pub use transcripts::Turn;
 
 /// Why the store could not be opened or used.

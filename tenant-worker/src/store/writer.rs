@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document, NewCall,
-    Outcome, StoreError, Turn,
+    calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document, LiveToken,
+    NewCall, Outcome, StoreError, TokenInfo, Turn,
 };
 
 /// Most commands committed in one transaction.
@@ -38,6 +38,9 @@ pub enum Write {
         name: String,
         sha256_hex: String,
         expires_at: Option<String>,
+    },
+    RevokeToken {
+        id: String,
     },
     /// One transcript turn of call record `call`.
     Turn {
@@ -116,6 +119,7 @@ impl Store {
     }
 
     /// Stores a token hash and returns once it is committed.
+    #[cfg(test)]
     pub async fn add_token(
         &self,
         id: String,
@@ -161,10 +165,12 @@ impl Store {
         self.read(move |c| documents::get(c, name)).await
     }
 
-    pub async fn token_is_valid(&self, sha256_hex: String) -> Result<bool, StoreError> {
-        let now = bulkhead_shared::time::now_rfc3339();
-        self.read(move |c| tokens::is_valid(c, &sha256_hex, &now))
-            .await
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        self.read(tokens::list).await
+    }
+
+    pub async fn live_tokens(&self) -> Result<Vec<LiveToken>, StoreError> {
+        self.read(tokens::live).await
     }
 }
 
@@ -232,6 +238,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
         } => {
             let now = bulkhead_shared::time::now_rfc3339();
             tokens::add(conn, id, name, sha256_hex, &now, expires_at.as_deref())
+        }
+        Write::RevokeToken { id } => {
+            tokens::revoke(conn, id, &bulkhead_shared::time::now_rfc3339()).map(|_| ())
         }
         Write::Turn { call, turn } => transcripts::add(conn, call, turn),
         Write::EscalatedTo { id, target } => calls::escalated_to(conn, id, target),
@@ -303,8 +312,14 @@ mod tests {
                 .len(),
             3
         );
-        assert!(store.token_is_valid("h4".into()).await.unwrap());
-        assert!(store.token_is_valid("h3".into()).await.unwrap());
+        let live: Vec<_> = store
+            .live_tokens()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.sha256_hex)
+            .collect();
+        assert_eq!(live, ["h1", "h3", "h4", "h5"]);
         drop(store);
         tokio::task::spawn_blocking(move || writer.join())
             .await

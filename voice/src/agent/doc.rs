@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::endpoint::Endpoint;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentDoc {
     pub greeting: String,
@@ -35,7 +35,7 @@ impl Default for AgentDoc {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Persona {
     pub name: String,
@@ -44,7 +44,7 @@ pub struct Persona {
     pub voice: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub provider: String,
@@ -52,7 +52,9 @@ pub struct Provider {
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Write-only: `GET` shows `api_key_set` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("writeOnly" = true))]
     pub api_key: Option<String>,
 }
 
@@ -67,7 +69,7 @@ impl Provider {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Intent {
     pub name: String,
@@ -79,7 +81,7 @@ pub struct Intent {
     pub answer: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Escalate,
@@ -187,7 +189,7 @@ impl AgentDoc {
 impl DocError {
     /// A JSON error, naming the field when serde refused an unknown one
     /// ("unknown field `x`, expected ...").
-    pub(crate) fn from_json(e: serde_json::Error) -> Self {
+    pub fn from_json(e: serde_json::Error) -> Self {
         let message = e.to_string();
         let field = message
             .strip_prefix("unknown field `")

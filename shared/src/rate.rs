@@ -1,5 +1,6 @@
 //! A token bucket: `rate` tokens a second, at most `burst` saved. Used for
-//! tenants' call rates in the router and for frames from each worker.
+//! tenants' call rates in the router, for frames from each worker and for
+//! each API token's requests.
 
 use std::time::Instant;
 

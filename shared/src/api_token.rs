@@ -1,5 +1,6 @@
-//! API tokens: `bh_` + 32 base32 characters (160 random bits). The
-//! supervisor shows a token once and hands the worker only its SHA-256.
+//! API tokens: `bh_` + 32 base32 characters (160 random bits). Whoever
+//! issues one (the supervisor for an admin, the worker for its tenant) shows
+//! it once; only its SHA-256 is stored, in the tenant's own database.
 
 use sha2::{Digest, Sha256};
 
@@ -45,6 +46,23 @@ pub fn sha256_hex(token: &str) -> String {
         .collect()
 }
 
+/// True when `s` has the shape of a token (cheap check before hashing).
+pub fn looks_like_token(s: &str) -> bool {
+    s.len() >= 35
+        && s.len() <= 128
+        && s.starts_with("bh_")
+        && s[3..].bytes().all(|c| ALPHABET.contains(&c))
+}
+
+/// Token ids are `tok_` and 12 lowercase hex digits.
+pub fn is_token_id(s: &str) -> bool {
+    s.len() == 16
+        && s.starts_with("tok_")
+        && s[4..]
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +76,8 @@ mod tests {
         assert_ne!(a.token, b.token);
         assert_eq!(a.sha256_hex, sha256_hex(&a.token));
         assert_eq!(a.sha256_hex.len(), 64);
+        assert!(looks_like_token(&a.token) && is_token_id(&a.id));
+        assert!(!looks_like_token("bh_short") && !looks_like_token(&a.token.to_uppercase()));
+        assert!(!is_token_id("tok_../../etc") && !is_token_id("tok_ABCDEF012345"));
     }
 }
