@@ -140,6 +140,7 @@ pub fn main() -> anyhow::Result<()> {
                 numbers: numbers.clone(),
                 agent: agent.clone(),
                 tokens: tokens.clone(),
+                documents: Arc::default(),
             },
             None,
         ));

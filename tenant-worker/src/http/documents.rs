@@ -75,6 +75,10 @@ impl Kind {
 }
 
 pub async fn handle(state: &ApiState, kind: Kind, req: &Request<Bytes>) -> Resp {
+    // One document request at a time: the version read, the write and the
+    // swap in memory happen together, so two PUTs with the same If-Match
+    // cannot both succeed, and the document in effect is the last stored.
+    let _one_at_a_time = state.documents.lock().await;
     let version = match state.store.document(kind.name()).await {
         Ok(doc) => doc.map_or(0, |d| d.version),
         Err(e) => return internal(e),

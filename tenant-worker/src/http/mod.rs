@@ -46,6 +46,8 @@ pub struct ApiState {
     pub numbers: Arc<RwLock<Vec<Number>>>,
     pub agent: Arc<AgentRuntime>,
     pub tokens: Arc<Tokens>,
+    /// Held across a configuration document's read-check-write-apply.
+    pub documents: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The largest request body taken (configuration documents are small).

@@ -29,10 +29,9 @@ pub async fn list(state: &ApiState) -> Resp {
 }
 
 pub async fn create(state: &ApiState, body: &[u8]) -> Resp {
-    let req: NewToken = match serde_json::from_slice(body) {
+    let req: NewToken = match bulkhead_voice::agent::object_from_json(body) {
         Ok(r) => r,
         Err(e) => {
-            let e = bulkhead_voice::agent::DocError::from_json(e);
             let field = (!e.field.is_empty()).then_some(e.field.as_str());
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,

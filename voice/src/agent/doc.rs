@@ -116,7 +116,7 @@ pub(super) fn fail(field: impl Into<String>, message: impl Into<String>) -> Resu
 impl AgentDoc {
     /// Parses a document from JSON, refusing unknown fields (named).
     pub fn from_json(body: &[u8]) -> Result<Self, DocError> {
-        let doc: Self = serde_json::from_slice(body).map_err(DocError::from_json)?;
+        let doc: Self = object_from_json(body)?;
         doc.validate()?;
         Ok(doc)
     }
@@ -186,6 +186,20 @@ impl AgentDoc {
     }
 }
 
+/// Parses a JSON object into `T`. serde lets a struct come from an array
+/// too (`[]` would be a document of defaults), so anything but an object
+/// at the top is refused first.
+pub fn object_from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DocError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(DocError {
+            field: String::new(),
+            message: "the body must be a JSON object".into(),
+        });
+    }
+    serde_json::from_slice(body).map_err(DocError::from_json)
+}
+
 impl DocError {
     /// A JSON error, naming the field when serde refused an unknown one
     /// ("unknown field `x`, expected ...").
@@ -212,7 +226,10 @@ mod tests {
  "intents": [{"name": "human", "phrases": ["talk to a human", "speak to a person"], "action": "escalate"},
              {"name": "hours", "phrases": ["opening hours"], "action": "answer", "answer": "We are open nine to five."}]}"#).unwrap();
         assert_eq!(doc.intents[1].action, Some(Action::Answer));
-        let minimal = AgentDoc::from_json(b"{}").unwrap();
+        for not_an_object in [&b"[]"[..], b"null", b"", b" [\"hi\"]", b"\"x\""] {
+            assert!(AgentDoc::from_json(not_an_object).is_err());
+        }
+        let minimal = AgentDoc::from_json(b" {}").unwrap();
         assert_eq!(minimal, AgentDoc::default());
     }
 

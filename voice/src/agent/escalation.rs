@@ -45,7 +45,7 @@ const MAX_TARGETS: usize = 20;
 
 impl EscalationDoc {
     pub fn from_json(body: &[u8]) -> Result<Self, DocError> {
-        let doc: Self = serde_json::from_slice(body).map_err(DocError::from_json)?;
+        let doc: Self = super::doc::object_from_json(body)?;
         doc.validate()?;
         Ok(doc)
     }

@@ -15,4 +15,4 @@ pub mod rules;
 pub mod speaker;
 
 pub use call::{run, AgentEvent, Bridge, CallMedia, MediaUpdate, Speaker, Voices, MAX_SUMMARY};
-pub use doc::{Action, AgentDoc, DocError, Intent};
+pub use doc::{object_from_json, Action, AgentDoc, DocError, Intent};

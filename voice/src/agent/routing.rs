@@ -248,7 +248,7 @@ fn minutes(hhmm: &str) -> Option<u32> {
 
 impl RoutingDoc {
     pub fn from_json(body: &[u8]) -> Result<Self, DocError> {
-        let doc: Self = serde_json::from_slice(body).map_err(DocError::from_json)?;
+        let doc: Self = super::doc::object_from_json(body)?;
         doc.validate()?;
         Ok(doc)
     }
