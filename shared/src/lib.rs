@@ -15,6 +15,7 @@ pub mod rate;
 pub mod sip;
 pub mod tenant_id;
 pub mod time;
+pub mod tls;
 pub mod trunk;
 
 pub use cidr::Cidr;

@@ -62,6 +62,16 @@ pub struct TenantView {
     /// challenge). The password is never shown.
     #[serde(default)]
     pub trunk_auth_username: Option<String>,
+    /// SHA-256 of the tenant's HTTPS certificate; null: plain HTTP.
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
+}
+
+/// `tenant tls` request: the certificate and key (PEM), or null for plain HTTP.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRequest {
+    pub tls: Option<bulkhead_shared::tls::TlsPem>,
 }
 
 /// `tenant add --json`: the view plus the first token, shown once.

@@ -149,6 +149,17 @@ pub enum TenantCmd {
         #[arg(long)]
         expires: Option<String>,
     },
+    /// Serve the tenant's HTTP port over TLS with this certificate chain and
+    /// key (PEM files, read by this command), live; `--off`: plain HTTP.
+    Tls {
+        id: String,
+        #[arg(long, required_unless_present = "off", requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        #[arg(long, conflicts_with_all = ["cert", "key"])]
+        off: bool,
+    },
     /// List the tenant's API tokens (names and ids, never values).
     Tokens {
         id: String,

@@ -43,6 +43,9 @@ pub struct TenantRow {
     pub limits: crate::limits::LimitOverrides,
     /// Who may call on the tenant's trunk port.
     pub trunk: TrunkPolicy,
+    /// SHA-256 of the tenant's HTTPS certificate (the certificate and key
+    /// live in the tenant's encrypted store); None: plain HTTP.
+    pub tls_fingerprint: Option<String>,
 }
 
 #[derive(Debug)]
@@ -63,7 +66,9 @@ CREATE TABLE IF NOT EXISTS tenants (
     limits      TEXT NOT NULL DEFAULT '{}',
     trunk_allow TEXT NOT NULL DEFAULT '[]',
     -- Digest credentials for the trunk as HA1 hashes (JSON), or NULL.
-    trunk_auth  TEXT
+    trunk_auth  TEXT,
+    -- The HTTPS certificate's SHA-256 (never the key), or NULL.
+    tls_fingerprint TEXT
 );
 -- Keys of removed tenants, kept (wrapped) unless the removal shredded them,
 -- so a backup of the tenant's store can still be restored.
@@ -110,6 +115,10 @@ impl Registry {
             (
                 "trunk_auth",
                 "ALTER TABLE tenants ADD COLUMN trunk_auth TEXT",
+            ),
+            (
+                "tls_fingerprint",
+                "ALTER TABLE tenants ADD COLUMN tls_fingerprint TEXT",
             ),
         ] {
             let present: i64 = conn
@@ -252,7 +261,7 @@ impl Registry {
 
     pub fn all(&self) -> Result<Vec<TenantRow>, RegistryError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk_allow, trunk_auth FROM tenants ORDER BY id",
+            "SELECT id, uid, sip_port, http_port, wrapped_key, key_version, agent, limits, trunk_allow, trunk_auth, tls_fingerprint FROM tenants ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -266,6 +275,7 @@ impl Registry {
                 r.get::<_, String>(7)?,
                 r.get::<_, String>(8)?,
                 r.get::<_, Option<String>>(9)?,
+                r.get::<_, Option<String>>(10)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -281,6 +291,7 @@ impl Registry {
                 limits,
                 allow,
                 auth,
+                tls_fingerprint,
             ) = row?;
             let id = TenantId::parse(&id).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
             let limits = serde_json::from_str(&limits)
@@ -307,6 +318,7 @@ impl Registry {
                 numbers,
                 limits,
                 trunk,
+                tls_fingerprint,
             });
         }
         Ok(out)
@@ -330,6 +342,19 @@ impl Registry {
         self.conn.execute(
             "UPDATE tenants SET trunk_allow = ?2, trunk_auth = ?3 WHERE id = ?1",
             params![id.as_str(), cidrs_json(&trunk.allow), auth_json(trunk)],
+        )?;
+        Ok(())
+    }
+
+    /// Records the tenant's HTTPS certificate fingerprint (None: off).
+    pub fn set_tls(
+        &mut self,
+        id: &TenantId,
+        fingerprint: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        self.conn.execute(
+            "UPDATE tenants SET tls_fingerprint = ?2 WHERE id = ?1",
+            params![id.as_str(), fingerprint],
         )?;
         Ok(())
     }
@@ -399,6 +424,7 @@ mod tests {
             numbers: numbers.iter().map(|n| Number::parse(n).unwrap()).collect(),
             limits: Default::default(),
             trunk: TrunkPolicy::default(),
+            tls_fingerprint: None,
         }
     }
 

@@ -236,3 +236,103 @@ fn oversized_and_excessive_requests_get_their_own_statuses() {
     );
     let _: Value = http_get(port, "/healthz", None).1;
 }
+
+/// `curl` over HTTPS to the tenant's port, trusting only `ca`; (exit ok, body).
+fn curl_https(port: u16, ca: &std::path::Path, path: &str, token: &str) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("clinic.test:{port}:127.0.0.1")])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("https://clinic.test:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_tenant_port_serves_https_with_the_admins_certificate_live() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let (port, token) = api_of(&clinic);
+    let dir = sup.dir.path();
+    let cert = rcgen::generate_simple_self_signed(vec!["clinic.test".to_owned()]).unwrap();
+    let (cert_file, key_file) = (dir.join("clinic.crt"), dir.join("clinic.key"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+
+    // A key that does not fit the certificate is refused, naming why, and
+    // the port keeps serving plain HTTP.
+    let other = rcgen::generate_simple_self_signed(vec!["x.test".to_owned()]).unwrap();
+    let wrong_key = dir.join("wrong.key");
+    std::fs::write(&wrong_key, other.key_pair.serialize_pem()).unwrap();
+    let c = cert_file.to_str().unwrap();
+    let out = sup.cli(&[
+        "tenant",
+        "tls",
+        "clinic",
+        "--cert",
+        c,
+        "--key",
+        wrong_key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not fit"),
+        "{out:?}"
+    );
+    assert_eq!(http_get(port, "/healthz", None).0, 200);
+
+    // Set live: the same worker now speaks TLS with that certificate.
+    let pid = clinic["pid"].as_u64().unwrap();
+    let shown = sup.cli_json(&[
+        "tenant",
+        "tls",
+        "clinic",
+        "--cert",
+        c,
+        "--key",
+        key_file.to_str().unwrap(),
+    ]);
+    let fingerprint = shown["tls_fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 64);
+    assert_eq!(shown["pid"].as_u64(), Some(pid), "no restart");
+    let (ok, body) = curl_https(port, &cert_file, "/v1/numbers", token);
+    assert!(ok && body.contains("+15550100"), "{body}");
+    // Plain HTTP on the port gets no API answer now.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    assert!(!String::from_utf8_lossy(&resp).contains("\"ok\""));
+    // A client that does not trust the certificate is refused by curl.
+    let (ok, _) = curl_https(port, &wrong_key, "/healthz", token);
+    assert!(!ok);
+
+    // It survives a restart (kept in the tenant's encrypted store), and
+    // neither the registry nor the log holds the key.
+    sup.cli_json(&["tenant", "restart", "clinic"]);
+    let show = back_up(&sup, "clinic", pid);
+    assert_eq!(show["tls_fingerprint"], fingerprint.as_str());
+    let (ok, body) = curl_https(port, &cert_file, "/v1/numbers", token);
+    assert!(ok, "{body}");
+    let key_body: String = cert
+        .key_pair
+        .serialize_pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let registry = std::fs::read(sup.state_dir().join("registry.db")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&registry).contains(&key_body[..40]));
+    assert!(!sup.log().contains(&key_body[..40]));
+
+    // Off: plain HTTP again, live.
+    let shown = sup.cli_json(&["tenant", "tls", "clinic", "--off"]);
+    assert!(shown["tls_fingerprint"].is_null());
+    assert_eq!(http_get(port, "/healthz", None).0, 200);
+}

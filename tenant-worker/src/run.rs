@@ -133,6 +133,7 @@ pub fn main() -> anyhow::Result<()> {
                 .await
                 .context("failed to read the tenant's API tokens")?,
         );
+        let tls: http::tls::SharedTls = Arc::new(RwLock::new(http::tls::stored(&store).await));
         tokio::spawn(http::serve(
             http_listener,
             ApiState {
@@ -142,7 +143,7 @@ pub fn main() -> anyhow::Result<()> {
                 tokens: tokens.clone(),
                 documents: Arc::default(),
             },
-            None,
+            tls.clone(),
         ));
 
         link.send_to_supervisor(&FromWorker::Ready(Ready {
@@ -152,7 +153,14 @@ pub fn main() -> anyhow::Result<()> {
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
         let clients = Clients { rtp, egress };
-        serve_link(&link, &tokens, &numbers, &trunk, events_tx, &clients).await
+        let shared = Shared {
+            store: &store,
+            tokens: &tokens,
+            tls: &tls,
+            numbers: &numbers,
+            trunk: &trunk,
+        };
+        serve_link(&link, &shared, events_tx, &clients).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -245,6 +253,15 @@ async fn stored<T>(
         .ok()
 }
 
+/// What the supervisor's control requests change.
+struct Shared<'a> {
+    store: &'a Store,
+    tokens: &'a http::Tokens,
+    tls: &'a http::tls::SharedTls,
+    numbers: &'a RwLock<Vec<bulkhead_shared::Number>>,
+    trunk: &'a RwLock<bulkhead_shared::trunk::TrunkPolicy>,
+}
+
 /// The services whose answers come back on the supervisor link.
 struct Clients {
     rtp: Arc<RtpClient>,
@@ -255,9 +272,7 @@ struct Clients {
 /// a worker never outlives its supervisor's link.
 async fn serve_link(
     link: &Link,
-    tokens: &http::Tokens,
-    numbers: &RwLock<Vec<bulkhead_shared::Number>>,
-    trunk: &RwLock<bulkhead_shared::trunk::TrunkPolicy>,
+    shared: &Shared<'_>,
     events: mpsc::Sender<Event>,
     clients: &Clients,
 ) -> anyhow::Result<()> {
@@ -304,12 +319,13 @@ async fn serve_link(
                         name,
                         sha256_hex,
                         expires_at,
-                    } => tokens
+                    } => shared
+                        .tokens
                         .add(id, name, sha256_hex, expires_at)
                         .await
                         .err()
                         .map(|e| e.to_string()),
-                    ControlOp::ListTokens => match tokens.list().await {
+                    ControlOp::ListTokens => match shared.tokens.list().await {
                         Ok(list) => {
                             data = Some(serde_json::to_value(list).expect("serializable"));
                             None
@@ -317,15 +333,24 @@ async fn serve_link(
                         Err(e) => Some(e.to_string()),
                     },
                     ControlOp::RevokeToken { id } => {
-                        tokens.revoke(&id).await.err().map(|e| e.to_string())
+                        shared.tokens.revoke(&id).await.err().map(|e| e.to_string())
                     }
                     ControlOp::SetNumbers { numbers: new } => {
-                        *numbers.write().expect("numbers lock") = new;
+                        *shared.numbers.write().expect("numbers lock") = new;
                         None
                     }
                     ControlOp::SetTrunk { trunk: policy } => {
-                        *trunk.write().expect("trunk policy lock") = policy;
+                        *shared.trunk.write().expect("trunk policy lock") = policy;
                         None
+                    }
+                    ControlOp::SetTls { tls } => {
+                        match http::tls::set(shared.store, shared.tls, tls).await {
+                            Ok(fingerprint) => {
+                                data = Some(serde_json::json!({ "fingerprint": fingerprint }));
+                                None
+                            }
+                            Err(e) => Some(e),
+                        }
                     }
                     ControlOp::Ping => None,
                 };

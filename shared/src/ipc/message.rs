@@ -105,6 +105,10 @@ pub enum ControlOp {
     SetNumbers { numbers: Vec<Number> },
     /// The tenant's trunk policy changed (admin `tenant trunk`, `tenant trunk-auth`).
     SetTrunk { trunk: crate::trunk::TrunkPolicy },
+    /// Serve the tenant's HTTP port over TLS with this certificate (None:
+    /// plain HTTP again). The worker validates it, keeps it in its own
+    /// encrypted store, and replies with the leaf's SHA-256 fingerprint.
+    SetTls { tls: Option<crate::tls::TlsPem> },
     /// Liveness: a worker that does not answer in time is killed and restarted.
     Ping,
 }

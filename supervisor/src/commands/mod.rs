@@ -217,6 +217,30 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             .await?;
             output::record(&v, as_json);
         }
+        TenantCmd::Tls { id, cert, key, off } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let tls = match (cert, key, off) {
+                (Some(cert), Some(key), false) => {
+                    let read = |p: &Path| {
+                        std::fs::read_to_string(p).map_err(|e| {
+                            CommandError::Failed(anyhow::anyhow!(
+                                "cannot read {}: {e}",
+                                p.display()
+                            ))
+                        })
+                    };
+                    Some(bulkhead_shared::tls::TlsPem {
+                        cert_pem: read(&cert)?,
+                        key_pem: read(&key)?,
+                    })
+                }
+                _ => None,
+            };
+            let body = serde_json::to_value(crate::api::TlsRequest { tls }).expect("serializable");
+            let path = format!("/v1/tenants/{id}/tls");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
+            output::record(&v, as_json);
+        }
         TenantCmd::Tokens { id } => {
             let id = TenantId::parse(&id).map_err(usage)?;
             let path = format!("/v1/tenants/{id}/tokens");

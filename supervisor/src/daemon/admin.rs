@@ -171,6 +171,11 @@ async fn route(
             let r: TokenRequest = body(req).await?;
             Ok((StatusCode::CREATED, to_value(t.issue_token(&id, r).await?)))
         }
+        (&Method::POST, ["v1", "tenants", id, "tls"]) => {
+            let id = tenant_id(id)?;
+            let r: crate::api::TlsRequest = body(req).await?;
+            ok(to_value(t.set_tls(&id, r.tls).await?))
+        }
         (&Method::GET, ["v1", "tenants", id, "tokens"]) => {
             ok(to_value(t.list_tokens(&tenant_id(id)?).await?))
         }

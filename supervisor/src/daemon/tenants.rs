@@ -294,6 +294,7 @@ impl Tenants {
             numbers: dedup(spec.numbers),
             limits,
             trunk,
+            tls_fingerprint: None,
         };
         self.registry
             .lock()
@@ -803,6 +804,48 @@ impl Tenants {
         Ok(true)
     }
 
+    /// `tenant tls`: the worker checks the certificate and key, keeps them
+    /// in the tenant's encrypted store and serves HTTPS from its next
+    /// connection; the registry keeps only the fingerprint it answers with.
+    pub async fn set_tls(
+        &self,
+        id: &TenantId,
+        pem: Option<bulkhead_shared::tls::TlsPem>,
+    ) -> Result<TenantView, AdminError> {
+        if let Some(p) = &pem {
+            p.check()
+                .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
+        }
+        let worker = self.running_worker(id)?;
+        let data = worker
+            .ask(ControlOp::SetTls { tls: pem })
+            .await
+            .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
+        // Untrusted: a fingerprint is 64 hex digits or null.
+        let fingerprint = match data.as_ref().map(|d| &d["fingerprint"]) {
+            Some(serde_json::Value::String(f))
+                if f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Some(f.clone())
+            }
+            Some(serde_json::Value::Null) => None,
+            _ => {
+                return Err(AdminError::Failed(format!(
+                    "tenant {id}: the worker answered without a valid certificate fingerprint"
+                )))
+            }
+        };
+        self.registry
+            .lock()
+            .expect("registry lock")
+            .set_tls(id, fingerprint.as_deref())
+            .map_err(AdminError::from_registry)?;
+        if let Some(l) = self.live.lock().expect("live lock").get_mut(id) {
+            l.row.tls_fingerprint = fingerprint;
+        }
+        self.view(id)
+    }
+
     pub fn view(&self, id: &TenantId) -> Result<TenantView, AdminError> {
         let live = self.live.lock().expect("live lock");
         let l = live
@@ -870,6 +913,7 @@ fn view_of(l: &Live, calls: GateCounts, base: &Limits) -> TenantView {
         limits: l.row.limits.over(base).ok(),
         trunk_allow: l.row.trunk.allow.iter().map(|c| c.to_string()).collect(),
         trunk_auth_username: l.row.trunk.auth.as_ref().map(|a| a.username.clone()),
+        tls_fingerprint: l.row.tls_fingerprint.clone(),
     }
 }
 

@@ -13,6 +13,7 @@ mod openapi;
 mod portal;
 mod query;
 pub mod routes;
+pub mod tls;
 mod tokens;
 
 pub use auth::Tokens;
@@ -66,8 +67,8 @@ const MAX_CONNECTIONS: usize = 256;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections forever, at most [`MAX_CONNECTIONS`] at a time;
-/// with `tls`, each speaks TLS first.
-pub async fn serve(listener: TcpListener, state: ApiState, tls: Option<tokio_rustls::TlsAcceptor>) {
+/// while `tls` holds a certificate, each speaks TLS first.
+pub async fn serve(listener: TcpListener, state: ApiState, tls: tls::SharedTls) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -77,7 +78,7 @@ pub async fn serve(listener: TcpListener, state: ApiState, tls: Option<tokio_rus
             continue;
         };
         let state = state.clone();
-        let tls = tls.clone();
+        let tls = tls.read().expect("tls lock").clone();
         tokio::spawn(async move {
             let _slot = slot;
             match tls {
