@@ -144,7 +144,7 @@ function providerFields(fieldset, provider) {
   for (const el of fieldset.querySelectorAll("label")) el.remove();
   if (provider.provider !== "openai") return;
   for (const [key, type, hint] of [["base_url", "url", "https://api.openai.com/v1"],
-    ["model", "text", ""], ["api_key", "password", provider.api_key_set ? "set; leave empty to keep" : ""]]) {
+    ["model", "text", ""], ["api_key", "password", provider.api_key_set ? "set; enter it again to save" : ""]]) {
     const label = document.createElement("label");
     label.textContent = key + " ";
     const input = document.createElement("input");

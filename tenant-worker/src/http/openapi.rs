@@ -97,6 +97,7 @@ fn operation(
                 Asset::Index => "text/html",
                 Asset::Script => "text/javascript",
                 Asset::Style => "text/css",
+                Asset::Icon => "image/svg+xml",
             };
             ok["content"] = json!({ media: {} });
         }

@@ -1,4 +1,4 @@
-//! The operator portal: three static files compiled into the binary (no
+//! The operator portal: four static files compiled into the binary (no
 //! CDN, no build step), served with a Content-Security-Policy that allows
 //! only them and this API. The portal signs in with a tenant token kept in
 //! the tab's sessionStorage.
@@ -16,6 +16,7 @@ pub enum Asset {
     Index,
     Script,
     Style,
+    Icon,
 }
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -35,6 +36,7 @@ pub fn serve(asset: Asset) -> Resp {
             "text/css; charset=utf-8",
             include_str!("../../portal/style.css"),
         ),
+        Asset::Icon => ("image/svg+xml", include_str!("../../portal/icon.svg")),
     };
     Response::builder()
         .status(StatusCode::OK)

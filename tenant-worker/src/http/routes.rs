@@ -196,6 +196,8 @@ pub fn all() -> &'static [Route] {
                 auth: false, query: &[], request: None, 200 => None, etag: false),
             route!(GET "/portal/style.css" Op::Portal(Asset::Style), "portalStyle", "The portal's style sheet.",
                 auth: false, query: &[], request: None, 200 => None, etag: false),
+            route!(GET "/portal/icon.svg" Op::Portal(Asset::Icon), "portalIcon", "The portal's icon.",
+                auth: false, query: &[], request: None, 200 => None, etag: false),
             route!(GET "/v1/calls" Op::ListCalls, "listCalls", "Call records, newest first, filtered and paged.",
                 auth: true, query: CALL_QUERY, request: None, 200 => Some(schema::<CallPage>), etag: false),
             route!(GET "/v1/calls/{id}" Op::GetCall, "getCall", "One call record.",
