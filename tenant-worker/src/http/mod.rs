@@ -8,6 +8,8 @@
 //! come from one table ([`routes`]), which `/openapi.json` is built from.
 
 mod auth;
+#[cfg(test)]
+mod bench;
 mod documents;
 mod openapi;
 mod portal;

@@ -152,27 +152,38 @@ pub struct CallFilter {
     pub outcome: Option<String>,
 }
 
-/// One page of calls matching `f`, newest first.
+/// One page of calls matching `f`, newest first. Only the filters given
+/// reach the SQL, so SQLite can use the index for each (an `?1 IS NULL OR
+/// …` form would hide them from the planner).
 pub fn list(conn: &Connection, f: &CallFilter) -> rusqlite::Result<CallPage> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM calls WHERE seq < ?1
-           AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at < ?4)
-           AND (?5 IS NULL OR to_number = ?5 OR from_user = ?5) AND (?6 IS NULL OR outcome = ?6)
-         ORDER BY seq DESC LIMIT ?2"
-    ))?;
+    let mut sql = format!("SELECT {COLUMNS} FROM calls WHERE seq < ?1");
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6);
+    let before = f.before_seq.unwrap_or(i64::MAX);
+    let limit = i64::from(f.limit) + 1;
+    args.push(&before);
+    if let Some(since) = &f.since {
+        args.push(since);
+        sql.push_str(&format!(" AND started_at >= ?{}", args.len()));
+    }
+    if let Some(until) = &f.until {
+        args.push(until);
+        sql.push_str(&format!(" AND started_at < ?{}", args.len()));
+    }
+    if let Some(number) = &f.number {
+        args.push(number);
+        let n = args.len();
+        sql.push_str(&format!(" AND (to_number = ?{n} OR from_user = ?{n})"));
+    }
+    if let Some(outcome) = &f.outcome {
+        args.push(outcome);
+        sql.push_str(&format!(" AND outcome = ?{}", args.len()));
+    }
+    args.push(&limit);
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare_cached(&sql)?;
     // Fetch one extra row to know whether another page exists.
     let rows: Vec<(i64, CallRecord)> = stmt
-        .query_map(
-            params![
-                f.before_seq.unwrap_or(i64::MAX),
-                i64::from(f.limit) + 1,
-                f.since,
-                f.until,
-                f.number,
-                f.outcome
-            ],
-            record,
-        )?
+        .query_map(args.as_slice(), record)?
         .collect::<rusqlite::Result<_>>()?;
     let more = rows.len() > f.limit as usize;
     let mut calls = Vec::with_capacity(f.limit as usize);

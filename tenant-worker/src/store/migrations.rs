@@ -48,6 +48,13 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 3: the call's media quality (RTCP both ways), JSON, null until known.
     "ALTER TABLE calls ADD COLUMN media TEXT;",
+    // 4: indexes for the call log's filters (BENCHMARKS.md: GET /v1/calls
+    // with 100k records). Each ends in seq, the page order, so a filtered
+    // page is read in order and stops at its limit.
+    "CREATE INDEX calls_by_to ON calls (to_number, seq);
+     CREATE INDEX calls_by_from ON calls (from_user, seq);
+     CREATE INDEX calls_by_outcome ON calls (outcome, seq);
+     CREATE INDEX calls_by_start ON calls (started_at);",
 ];
 
 /// Brings the schema up to date; on failure returns the version that failed.

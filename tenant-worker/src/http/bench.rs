@@ -1,0 +1,220 @@
+//! `GET /v1/calls` under load with a large call log (BENCHMARKS.md): the
+//! real handler, store (SQLCipher, the worker's settings) and sockets, with
+//! the server on its own single-threaded runtime as in a worker, and
+//! keep-alive clients on loopback. Run by `scripts/bench` as
+//!   cargo test --release -p bulkhead-worker calls_api_bench -- --ignored --nocapture
+//! with BENCH_CALLS (100000), BENCH_SECONDS (3) and BENCH_CONNS (8).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bulkhead_shared::api_token;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use rusqlite::{params, Connection};
+
+use super::{ApiState, Tokens};
+use crate::agent::AgentRuntime;
+use crate::store::writer::Store;
+use crate::store::LiveToken;
+
+const KEY: [u8; 32] = [9; 32];
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` calls over the last 90 days: 1,000 callers, three dialed numbers,
+/// outcomes 80% completed, 10% escalated, 5% abandoned, 4% rejected, 1% failed.
+fn seed(conn: &Connection, n: u64) {
+    let now = std::time::SystemTime::now();
+    let span = Duration::from_secs(90 * 86_400);
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO calls (id, call_id, from_user, to_number, started_at, answered_at, ended_at,
+                                    duration_ms, outcome, providers, media)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5, 42000, ?6, ?7, ?8)",
+            )
+            .unwrap();
+        for i in 0..n {
+            let at = now - span + span.mul_f64(i as f64 / n as f64);
+            let outcome = match i % 100 {
+                0..=79 => "completed",
+                80..=89 => "escalated",
+                90..=94 => "abandoned",
+                95..=98 => "rejected",
+                _ => "failed",
+            };
+            insert
+                .execute(params![
+                    format!("call_{i:020x}"),
+                    format!("{i}-bench@127.0.0.1"),
+                    format!("+1555{:07}", i % 1000),
+                    format!("+1555010{}", i % 3),
+                    bulkhead_shared::time::rfc3339(at),
+                    outcome,
+                    r#"{"stt":"pocketsphinx","llm":"rules","tts":"espeak-ng","fallback":{}}"#,
+                    r#"{"packets_sent":2100,"packets_received":2098,"inbound_lost":2,"inbound_jitter_ms":1.5}"#,
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// Serves the API on its own thread and single-threaded runtime; returns
+/// its port and a token.
+fn start_server(path: std::path::PathBuf) -> (u16, String) {
+    let issued = api_token::issue();
+    let token = issued.token.clone();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let open = || crate::store::open(&path, &KEY).unwrap();
+            let (store, _writer) = Store::start(open(), open());
+            let live = vec![LiveToken {
+                id: issued.id,
+                sha256_hex: issued.sha256_hex,
+                expires_at: None,
+            }];
+            // The benchmark measures the handler, not the request budget.
+            let tokens = Tokens::with_rate(store.clone(), live, (1e9, 1e9));
+            let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+            let link = Arc::new(bulkhead_shared::ipc::link::Link::new(a.into()).unwrap());
+            let egress = Arc::new(crate::egress::EgressClient::new(link));
+            let state = ApiState {
+                store,
+                numbers: Arc::new(RwLock::new(Vec::new())),
+                agent: Arc::new(AgentRuntime::new(Default::default(), egress)),
+                tokens: Arc::new(tokens),
+                documents: Arc::default(),
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            super::serve(listener, state, Arc::new(RwLock::new(None))).await;
+        });
+    });
+    (port_rx.recv().unwrap(), token)
+}
+
+/// `conns` keep-alive clients asking for `path` for `seconds`; (requests
+/// a second, p50, p99 in ms, bytes in one answer).
+fn load(port: u16, token: &str, path: &str, conns: u64, seconds: u64) -> (f64, f64, f64, usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (token, path) = (token.to_owned(), path.to_owned());
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                let mut latencies = Vec::new();
+                let mut size = 0;
+                while Instant::now() < deadline {
+                    let req = Request::get(&path)
+                        .header("host", "127.0.0.1")
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Empty::<Bytes>::new())
+                        .unwrap();
+                    let start = Instant::now();
+                    let resp = send.send_request(req).await.unwrap();
+                    assert_eq!(resp.status(), 200, "{path}");
+                    size = resp.into_body().collect().await.unwrap().to_bytes().len();
+                    latencies.push(start.elapsed());
+                }
+                (latencies, size)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut size = 0;
+        for t in tasks {
+            let (l, s) = t.await.unwrap();
+            all.extend(l);
+            size = s;
+        }
+        all.sort();
+        let ms = |q: f64| all[((all.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+        (all.len() as f64 / seconds as f64, ms(0.5), ms(0.99), size)
+    })
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench runs it in release mode"]
+fn calls_api_bench() {
+    let n = env("BENCH_CALLS", 100_000);
+    let seconds = env("BENCH_SECONDS", 3);
+    let conns = env("BENCH_CONNS", 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenant.db");
+    let conn = crate::store::open(&path, &KEY).unwrap();
+    let t = Instant::now();
+    seed(&conn, n);
+    println!(
+        "seeded {n} call records in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // A day 60 days back: about 1/90 of the log, far from the newest page.
+    let day = |d: u64| {
+        bulkhead_shared::time::rfc3339(
+            std::time::SystemTime::now() - Duration::from_secs(d * 86_400),
+        )
+    };
+    let queries = [
+        ("first page", "/v1/calls?limit=50".to_owned()),
+        (
+            "one caller",
+            "/v1/calls?limit=50&number=%2B15550000042".to_owned(),
+        ),
+        (
+            "outcome=failed",
+            "/v1/calls?limit=50&outcome=failed".to_owned(),
+        ),
+        (
+            "one day, 60 days back",
+            format!("/v1/calls?limit=50&since={}&until={}", day(60), day(59)),
+        ),
+        (
+            "last page (cursor)",
+            "/v1/calls?limit=50&cursor=60".to_owned(),
+        ),
+    ];
+    println!("| indexes | query | requests/s | p50 ms | p99 ms | bytes |");
+    println!("|---|---|---|---|---|---|");
+    for indexed in [false, true] {
+        let sql = if indexed {
+            "CREATE INDEX IF NOT EXISTS calls_by_to ON calls (to_number, seq);
+             CREATE INDEX IF NOT EXISTS calls_by_from ON calls (from_user, seq);
+             CREATE INDEX IF NOT EXISTS calls_by_outcome ON calls (outcome, seq);
+             CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at);"
+        } else {
+            "DROP INDEX calls_by_to; DROP INDEX calls_by_from;
+             DROP INDEX calls_by_outcome; DROP INDEX calls_by_start;"
+        };
+        conn.execute_batch(sql).unwrap();
+        let (port, token) = start_server(path.clone());
+        for (name, q) in &queries {
+            let (rps, p50, p99, size) = load(port, &token, q, conns, seconds);
+            let label = if indexed { "yes" } else { "no" };
+            println!("| {label} | {name} | {rps:.0} | {p50:.2} | {p99:.2} | {size} |");
+        }
+    }
+}
