@@ -86,16 +86,9 @@ pub async fn handle(state: &ApiState, kind: Kind, req: &Request<Bytes>) -> Resp 
     let etag = format!("\"v{version}\"");
     match *req.method() {
         Method::GET => shown(kind.current(state), &etag),
+        // The route table sends only GET and PUT here.
         Method::PUT => {
-            let if_match = req.headers().get(IF_MATCH).and_then(|v| v.to_str().ok());
-            if if_match.is_some_and(|m| m.trim() != "*" && m.trim() != etag) {
-                return error(
-                    StatusCode::PRECONDITION_FAILED,
-                    "precondition_failed",
-                    "the document changed since it was read; GET it again",
-                    None,
-                );
-            }
+            // The body first: a bad document is a 422 whatever If-Match says.
             let (value, apply) = match kind.parse(req.body()) {
                 Ok(parsed) => parsed,
                 Err(e) => {
@@ -108,6 +101,27 @@ pub async fn handle(state: &ApiState, kind: Kind, req: &Request<Bytes>) -> Resp 
                     );
                 }
             };
+            if let Some(header) = req.headers().get(IF_MATCH) {
+                match if_match(header.to_str().unwrap_or(""), &etag) {
+                    Some(true) => {}
+                    Some(false) => {
+                        return error(
+                            StatusCode::PRECONDITION_FAILED,
+                            "precondition_failed",
+                            "the document changed since it was read; GET it again",
+                            None,
+                        )
+                    }
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_header",
+                            "If-Match must be * or ETags as GET returns them, such as \"v3\"",
+                            Some("If-Match"),
+                        )
+                    }
+                }
+            }
             let write = Write::PutDocument {
                 name: kind.name(),
                 json: value.to_string(),
@@ -122,6 +136,29 @@ pub async fn handle(state: &ApiState, kind: Kind, req: &Request<Bytes>) -> Resp 
     }
 }
 
+/// Whether an `If-Match` value (`*` or a list of entity tags, RFC 9110
+/// §13.1.1) matches `etag` (strong comparison: a weak tag never matches);
+/// None when it is malformed.
+pub fn if_match(value: &str, etag: &str) -> Option<bool> {
+    let value = value.trim();
+    if value == "*" {
+        return Some(true);
+    }
+    let mut matched = false;
+    for tag in value.split(',').map(str::trim) {
+        let (weak, opaque) = match tag.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let inner = opaque.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.contains('"') {
+            return None;
+        }
+        matched |= !weak && opaque == etag;
+    }
+    Some(matched)
+}
+
 /// The document as tenants see it: each `api_key` replaced by `api_key_set`.
 fn shown(mut value: Value, etag: &str) -> Resp {
     for layer in ["stt", "llm", "tts"] {
@@ -134,4 +171,26 @@ fn shown(mut value: Value, etag: &str) -> Resp {
     resp.headers_mut()
         .insert(ETAG, etag.parse().expect("an ETag is a valid header value"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::if_match;
+
+    #[test]
+    fn if_match_takes_star_lists_and_refuses_weak_or_malformed_tags() {
+        let etag = "\"v3\"";
+        assert_eq!(if_match("*", etag), Some(true));
+        assert_eq!(if_match("\"v3\"", etag), Some(true));
+        assert_eq!(if_match("\"v1\", \"v3\"", etag), Some(true));
+        assert_eq!(if_match("\"v2\"", etag), Some(false));
+        assert_eq!(
+            if_match("W/\"v3\"", etag),
+            Some(false),
+            "weak never matches"
+        );
+        for bad in ["", "v3", "\"v3", "\"a\"b\"", "\"v3\",", "W/"] {
+            assert_eq!(if_match(bad, etag), None, "{bad:?}");
+        }
+    }
 }

@@ -124,6 +124,8 @@ mod tests {
             Some("+15550100")
         );
         for (q, field) in [
+            ("cursor=", "cursor"),
+            ("until=", "until"),
             ("limit=0", "limit"),
             ("limit=201", "limit"),
             ("cursor=x", "cursor"),

@@ -87,10 +87,25 @@ pub struct Transcript {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// 1 to 64 printable characters, to tell tokens apart.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"\S"))]
     pub name: String,
-    /// Seconds until the token stops working (60 to 315360000); none: never.
-    #[serde(default)]
+    /// Seconds until the token stops working (a minute to ten years); none: never.
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[schemars(range(min = 60, max = 315_360_000))]
     pub expires_in_s: Option<u64>,
+}
+
+/// Seconds as JSON Schema counts integers: `600` or `600.0`, not `600.5`.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if n.fract() != 0.0 || !(0.0..=u64::MAX as f64).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "expires_in_s must be a whole number of seconds, not {n}"
+        )));
+    }
+    Ok(Some(n as u64))
 }
 
 /// A new token: `token` is shown this once and never stored.
@@ -135,17 +150,17 @@ const CALL_QUERY: &[QueryParam] = &[
     },
     QueryParam {
         name: "cursor",
-        schema: r#"{"type": "string"}"#,
+        schema: r#"{"type": "string", "pattern": "^[0-9]{1,18}$"}"#,
         description: "the next_cursor of the previous page",
     },
     QueryParam {
         name: "since",
-        schema: r#"{"type": "string", "format": "date-time"}"#,
+        schema: r#"{"type": "string", "format": "date-time", "pattern": "Z$"}"#,
         description: "started at or after (RFC 3339 UTC, Z)",
     },
     QueryParam {
         name: "until",
-        schema: r#"{"type": "string", "format": "date-time"}"#,
+        schema: r#"{"type": "string", "format": "date-time", "pattern": "Z$"}"#,
         description: "started before (RFC 3339 UTC, Z)",
     },
     QueryParam {

@@ -56,6 +56,15 @@ pub struct Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("writeOnly" = true))]
     pub api_key: Option<String>,
+    /// Read-only: whether `api_key` is set. `GET` shows it; a `PUT` may
+    /// send it back (a document read, edited and written) and it is ignored.
+    #[serde(default, skip_serializing_if = "is_false")]
+    #[schemars(extend("readOnly" = true))]
+    pub api_key_set: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl Provider {
@@ -65,6 +74,7 @@ impl Provider {
             base_url: None,
             model: None,
             api_key: None,
+            api_key_set: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::doc::{fail, DocError};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EscalationDoc {
+    #[schemars(length(max = 20))]
     pub targets: Vec<Target>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_target: Option<String>,
@@ -22,7 +23,11 @@ pub struct EscalationDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
+    /// Unique among the targets; what the LLM's `transfer_to_human` names.
+    #[schemars(length(min = 1, max = 64))]
     pub name: String,
+    /// `sip:user@ip[:port]`, UDP (the worker sends the INVITE itself).
+    #[schemars(regex(pattern = r"^sip:"))]
     pub uri: String,
     /// How the caller reaches the target: `bridge` (the worker calls the
     /// target and relays audio) or `refer` (the caller's carrier is asked to

@@ -29,6 +29,7 @@ pub struct RoutingDoc {
     pub business_hours: Vec<Hours>,
     pub after_hours: AfterHours,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100_000))]
     pub max_concurrent_calls: Option<u32>,
     pub overflow: Overflow,
 }
@@ -50,7 +51,9 @@ impl Default for RoutingDoc {
 pub struct Hours {
     pub days: Vec<Day>,
     /// `HH:MM`, local time; `close` may be `24:00`.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub open: String,
+    #[schemars(regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"))]
     pub close: String,
 }
 
