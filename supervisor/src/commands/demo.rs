@@ -77,6 +77,10 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
             t.tenant.numbers.join(", ")
         );
         println!("  token  {}", t.token);
+        println!(
+            "  portal http://127.0.0.1:{}/ (sign in with the token)",
+            t.tenant.http_port
+        );
         println!("  curl -H 'Authorization: Bearer {}' {url}", t.token);
         println!(
             "  {}",
