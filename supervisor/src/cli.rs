@@ -45,6 +45,12 @@ pub enum Command {
     Apply { file: PathBuf },
     /// Supervisor health, router counters, per-worker state.
     Status,
+    /// Every admin action (peer uid, action, target, time, result), hash-chained.
+    History {
+        /// Recompute the chain; exit 1 naming the first entry that does not fit.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Isolation evidence: each layer's live state, and escape probes run
     /// under the tenant's sandbox with all layers, each layer alone, and none.
     Audit {

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod histogram;
+pub mod history;
 pub mod keystore;
 pub mod limits;
 pub mod ports;

@@ -51,6 +51,9 @@ pub struct TenantRow {
 #[derive(Debug)]
 pub struct Registry {
     conn: Connection,
+    /// `history.head` beside the registry: the last history entry's seq and
+    /// hash, so deleting entries from the end is detected too.
+    history_head: std::path::PathBuf,
 }
 
 const SCHEMA: &str = "
@@ -102,6 +105,7 @@ impl Registry {
         )
         .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
+        conn.execute_batch(crate::history::SCHEMA).map_err(open)?;
         // Registries from before these columns were added lack them.
         for (column, ddl) in [
             (
@@ -132,7 +136,10 @@ impl Registry {
                 conn.execute_batch(ddl).map_err(open)?;
             }
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            history_head: path.with_file_name("history.head"),
+        })
     }
 
     /// Inserts a tenant and its numbers atomically.
@@ -344,6 +351,31 @@ impl Registry {
             params![id.as_str(), cidrs_json(&trunk.allow), auth_json(trunk)],
         )?;
         Ok(())
+    }
+
+    /// Appends an admin action to the hash-chained history.
+    pub fn record(
+        &mut self,
+        peer_uid: u32,
+        action: &str,
+        target: &str,
+        result: &str,
+    ) -> Result<crate::history::Event, RegistryError> {
+        let event = crate::history::append(&self.conn, peer_uid, action, target, result)?;
+        crate::history::write_head(&self.history_head, &event).map_err(|e| {
+            RegistryError::Corrupt(format!("cannot write {}: {e}", self.history_head.display()))
+        })?;
+        Ok(event)
+    }
+
+    /// The last entry as `history.head` recorded it, if the file exists.
+    pub fn history_head(&self) -> Option<(i64, String)> {
+        crate::history::read_head(&self.history_head)
+    }
+
+    /// The whole admin history, oldest first.
+    pub fn history(&self) -> Result<Vec<crate::history::Event>, RegistryError> {
+        Ok(crate::history::list(&self.conn)?)
     }
 
     /// Records the tenant's HTTPS certificate fingerprint (None: off).

@@ -95,6 +95,29 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             output::status(&v, cli.json);
             Ok(())
         }
+        Command::History { verify } => {
+            let path = if verify {
+                "/v1/history?verify=true"
+            } else {
+                "/v1/history"
+            };
+            let v = admin(socket, Method::GET, path, None).await?;
+            output::history(&v, cli.json);
+            if let Some(broken) = v.get("broken").filter(|b| !b.is_null()) {
+                return Err(CommandError::Failed(anyhow::anyhow!(
+                    "the history is broken at entry {}: {}",
+                    broken["seq"],
+                    broken["why"].as_str().unwrap_or("")
+                )));
+            }
+            if verify && !cli.json {
+                println!(
+                    "verified: {} entries, chain intact",
+                    v["events"].as_array().map_or(0, Vec::len)
+                );
+            }
+            Ok(())
+        }
     }
 }
 

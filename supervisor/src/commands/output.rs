@@ -162,3 +162,13 @@ pub fn token_table(v: &Value, as_json: bool) {
         &["id", "name", "created_at", "expires_at"],
     );
 }
+
+pub fn history(v: &Value, as_json: bool) {
+    if as_json {
+        return println!("{v}");
+    }
+    table(
+        v["events"].as_array().map_or(&[][..], |a| a),
+        &["seq", "at", "peer_uid", "action", "target", "result"],
+    );
+}

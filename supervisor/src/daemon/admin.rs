@@ -59,15 +59,15 @@ pub async fn serve(listener: UnixListener, ctx: Ctx) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        match stream.peer_cred() {
-            Ok(c) if c.uid() == 0 || c.uid() == me => {}
+        let peer_uid = match stream.peer_cred() {
+            Ok(c) if c.uid() == 0 || c.uid() == me => c.uid(),
             _ => continue, // dropped: not an admin
-        }
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+                async move { Ok::<_, Infallible>(handle(&ctx, peer_uid, req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -78,8 +78,30 @@ pub async fn serve(listener: UnixListener, ctx: Ctx) {
 
 type Resp = Response<Full<Bytes>>;
 
-async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
-    match route(ctx, req).await {
+/// Serves one admin request and records it in the history when it is an
+/// action (anything but a read), with its result.
+async fn handle(ctx: &Ctx, peer_uid: u32, req: Request<Incoming>) -> Resp {
+    let (parts, body) = req.into_parts();
+    let result = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let query = parts.uri.query().unwrap_or("");
+            let action = super::actions::of(&parts.method, parts.uri.path(), query, &bytes);
+            let result = route(ctx, &parts.method, parts.uri.path(), query, &bytes).await;
+            if let Some((action, target)) = action {
+                let outcome = match &result {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                ctx.tenants.record(peer_uid, action, &target, &outcome);
+            }
+            result
+        }
+        Err(e) => Err(AdminError::BadRequest(format!(
+            "failed to read the request body: {e}"
+        ))),
+    };
+    match result {
         Ok((status, body)) => json(status, body),
         Err(e) => {
             let (status, code) = match &e {
@@ -101,16 +123,33 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Resp {
 
 async fn route(
     ctx: &Ctx,
-    req: Request<Incoming>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    req: &[u8],
 ) -> Result<(StatusCode, serde_json::Value), AdminError> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let t = &ctx.tenants;
     let ok = |v: serde_json::Value| Ok((StatusCode::OK, v));
-    match (&method, segs.as_slice()) {
+    match (method, segs.as_slice()) {
         (&Method::GET, ["v1", "status"]) => ok(to_value(status(ctx))),
+        (&Method::GET, ["v1", "history"]) => {
+            let (events, head) = t.history()?;
+            let verify = match query {
+                "" => false,
+                "verify=true" => true,
+                other => {
+                    return Err(AdminError::BadRequest(format!(
+                        "unknown query {other:?}: history takes only verify=true"
+                    )))
+                }
+            };
+            let broken = verify
+                .then(|| crate::history::verify(&events, head).err())
+                .flatten()
+                .map(|b| serde_json::json!({"seq": b.seq, "why": b.why}));
+            ok(serde_json::json!({"events": events, "verified": verify, "broken": broken}))
+        }
         (&Method::GET, ["v1", "audit"]) => {
             let only = query
                 .split('&')
@@ -121,7 +160,7 @@ async fn route(
         }
         (&Method::GET, ["v1", "tenants"]) => ok(to_value(TenantList { tenants: t.views() })),
         (&Method::POST, ["v1", "tenants"]) => {
-            let spec: TenantSpec = body(req).await?;
+            let spec: TenantSpec = body(req)?;
             Ok((StatusCode::CREATED, to_value(t.add(spec).await?)))
         }
         (&Method::GET, ["v1", "tenants", id]) => ok(to_value(t.view(&tenant_id(id)?)?)),
@@ -132,7 +171,7 @@ async fn route(
         }
         (&Method::POST, ["v1", "tenants", id, "restart"]) => {
             let id = tenant_id(id)?;
-            match query.as_str() {
+            match query {
                 "" | "drain=false" => ok(to_value(t.restart(&id).await?)),
                 "drain=true" => ok(to_value(t.restart_drained(&id).await?)),
                 other => Err(AdminError::BadRequest(format!(
@@ -142,19 +181,19 @@ async fn route(
         }
         (&Method::POST, ["v1", "tenants", id, "limits"]) => {
             let id = tenant_id(id)?;
-            let given: LimitOverrides = body(req).await?;
+            let given: LimitOverrides = body(req)?;
             t.set_limits(&id, given, LimitChange::Merge).await?;
             ok(to_value(t.view(&id)?))
         }
         (&Method::POST, ["v1", "tenants", id, "trunk"]) => {
             let id = tenant_id(id)?;
-            let r: TrunkRequest = body(req).await?;
+            let r: TrunkRequest = body(req)?;
             t.set_trunk(&id, |trunk| trunk.allow = r.allow).await?;
             ok(to_value(t.view(&id)?))
         }
         (&Method::POST, ["v1", "tenants", id, "trunk_auth"]) => {
             let id = tenant_id(id)?;
-            let r: TrunkAuthRequest = body(req).await?;
+            let r: TrunkAuthRequest = body(req)?;
             let auth = r
                 .auth
                 .map(|a| a.to_auth(&id))
@@ -168,12 +207,12 @@ async fn route(
         }
         (&Method::POST, ["v1", "tenants", id, "tokens"]) => {
             let id = tenant_id(id)?;
-            let r: TokenRequest = body(req).await?;
+            let r: TokenRequest = body(req)?;
             Ok((StatusCode::CREATED, to_value(t.issue_token(&id, r).await?)))
         }
         (&Method::POST, ["v1", "tenants", id, "tls"]) => {
             let id = tenant_id(id)?;
-            let r: crate::api::TlsRequest = body(req).await?;
+            let r: crate::api::TlsRequest = body(req)?;
             ok(to_value(t.set_tls(&id, r.tls).await?))
         }
         (&Method::GET, ["v1", "tenants", id, "tokens"]) => {
@@ -185,7 +224,7 @@ async fn route(
             ok(serde_json::json!({"tenant": id, "revoked": token}))
         }
         (&Method::POST, ["v1", "numbers"]) => {
-            let claim: NumberClaim = body(req).await?;
+            let claim: NumberClaim = body(req)?;
             t.add_number(&claim.tenant, claim.number.clone()).await?;
             ok(serde_json::json!({"tenant": claim.tenant, "number": claim.number}))
         }
@@ -210,7 +249,7 @@ async fn route(
         (&Method::POST, ["v1", "egress"])
         | (&Method::POST, ["v1", "egress", "remove"])
         | (&Method::POST, ["v1", "egress", "check"]) => {
-            let rule: crate::api::EgressRule = body(req).await?;
+            let rule: crate::api::EgressRule = body(req)?;
             let (host, port) = rule.host_port().map_err(AdminError::BadRequest)?;
             match segs.get(2) {
                 None => {
@@ -232,7 +271,7 @@ async fn route(
             }
         }
         (&Method::POST, ["v1", "apply"]) => {
-            let r: ApplyRequest = body(req).await?;
+            let r: ApplyRequest = body(req)?;
             ok(to_value(apply(t, r).await?))
         }
         _ => Err(AdminError::NotFound(format!(
@@ -310,13 +349,8 @@ fn tenant_id(s: &str) -> Result<TenantId, AdminError> {
     TenantId::parse(s).map_err(|e| AdminError::BadRequest(e.to_string()))
 }
 
-async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, AdminError> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| AdminError::BadRequest(format!("failed to read the request body: {e}")))?
-        .to_bytes();
-    serde_json::from_slice(&bytes)
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(bytes)
         .map_err(|e| AdminError::BadRequest(format!("invalid request: {e}")))
 }
 

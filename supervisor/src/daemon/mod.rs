@@ -2,6 +2,7 @@
 //! state dir, keystore, registry, worker binary, router, tenants, admin API —
 //! and runs until told to stop ([`Shutdown`]), so `demo` drives it in-process.
 
+mod actions;
 mod admin;
 pub mod audit;
 pub mod egress;

@@ -858,6 +858,29 @@ impl Tenants {
         ))
     }
 
+    /// Records an admin action in the history. A failure to record is
+    /// logged, not fatal: the action itself has already happened.
+    pub fn record(&self, peer_uid: u32, action: &str, target: &str, result: &str) {
+        let recorded = self
+            .registry
+            .lock()
+            .expect("registry lock")
+            .record(peer_uid, action, target, result);
+        if let Err(e) = recorded {
+            tracing::error!(action, target, error = %e, "could not record an admin action in the history");
+        }
+    }
+
+    /// The history and the head file's record of its last entry.
+    #[allow(clippy::type_complexity)]
+    pub fn history(
+        &self,
+    ) -> Result<(Vec<crate::history::Event>, Option<(i64, String)>), AdminError> {
+        let registry = self.registry.lock().expect("registry lock");
+        let events = registry.history().map_err(AdminError::from_registry)?;
+        Ok((events, registry.history_head()))
+    }
+
     pub fn views(&self) -> Vec<TenantView> {
         let live = self.live.lock().expect("live lock");
         let mut v: Vec<TenantView> = live
