@@ -98,3 +98,66 @@ fn secrets_and_the_admin_socket_are_owner_only() {
         0
     );
 }
+
+/// The tenant's data key, as the supervisor unwraps it (the test reads the
+/// registry and master key, as root may).
+fn data_key_of(sup: &Supervisor, id: &str) -> Vec<u8> {
+    let state = sup.state_dir();
+    let keystore =
+        bulkhead_supervisor::keystore::Keystore::open_or_create(&state.join("master.key")).unwrap();
+    let conn = rusqlite::Connection::open(state.join("registry.db")).unwrap();
+    let wrapped: Vec<u8> = conn
+        .query_row("SELECT wrapped_key FROM tenants WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let tenant = bulkhead_shared::TenantId::parse(id).unwrap();
+    keystore.unwrap(&tenant, &wrapped).unwrap().to_vec()
+}
+
+#[test]
+fn the_data_key_is_in_no_process_argv_environment_or_log() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let key = data_key_of(&sup, "clinic");
+    assert_eq!(key.len(), 32);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    // Raw bytes or hex, anywhere.
+    let contains = |hay: &[u8]| {
+        hay.windows(key.len()).any(|w| w == key.as_slice())
+            || String::from_utf8_lossy(hay)
+                .to_ascii_lowercase()
+                .contains(&hex)
+    };
+    let worker = clinic["pid"].as_u64().unwrap();
+    let supervisor = std::fs::read_to_string(format!("/proc/{worker}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .map(|p| p.trim().to_owned())
+        .unwrap();
+    // The worker's parent is its reaper; walk up to every ancestor we own.
+    let mut pids = vec![worker.to_string(), supervisor.clone()];
+    if let Ok(s) = std::fs::read_to_string(format!("/proc/{supervisor}/status")) {
+        if let Some(p) = s.lines().find_map(|l| l.strip_prefix("PPid:")) {
+            pids.push(p.trim().to_owned());
+        }
+    }
+    let mut read = 0;
+    for pid in &pids {
+        for file in ["environ", "cmdline"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            read += bytes.len();
+            assert!(!contains(&bytes), "the key is in /proc/{pid}/{file}");
+        }
+    }
+    assert!(
+        read > 0,
+        "nothing was read from /proc: the check would be empty"
+    );
+    // Nor in anything logged, after a call and a restart.
+    let old = clinic["pid"].as_u64().unwrap();
+    sup.cli_json(&["tenant", "restart", "clinic"]);
+    back_up(&sup, "clinic", old);
+    assert!(!contains(sup.log().as_bytes()), "the key is in the log");
+}
