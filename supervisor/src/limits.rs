@@ -15,6 +15,9 @@ pub struct Limits {
     pub pids: u32,
     /// CPU cores' worth of time per period (cgroup quota); 1.0 = one core.
     pub cpu: f64,
+    /// Call records and transcripts older than this many days are deleted
+    /// by the worker; 0 keeps them forever.
+    pub retention_days: u32,
 }
 
 impl Default for Limits {
@@ -25,6 +28,7 @@ impl Default for Limits {
             memory: "256M".into(),
             pids: 64,
             cpu: 1.0,
+            retention_days: 0,
         }
     }
 }
@@ -66,6 +70,9 @@ impl Limits {
     }
 }
 
+/// The longest retention accepted (0, forever, is the default).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// The keys an admin set for one tenant; the rest follow the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +87,8 @@ pub struct LimitOverrides {
     pub pids: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 impl LimitOverrides {
@@ -99,6 +108,7 @@ impl LimitOverrides {
                 "max_concurrent_calls" => o.max_concurrent_calls = Some(number("a whole number")?),
                 "calls_per_second" => o.calls_per_second = Some(number("a whole number")?),
                 "pids" => o.pids = Some(number("a whole number")?),
+                "retention_days" => o.retention_days = Some(number("a whole number of days (0: keep forever)")?),
                 "memory" => o.memory = Some(value.to_owned()),
                 "cpu" => {
                     o.cpu = Some(value.parse().map_err(|_| {
@@ -107,7 +117,7 @@ impl LimitOverrides {
                 }
                 other => {
                     return Err(format!(
-                        "unknown limit {other:?}: the keys are max_concurrent_calls, calls_per_second, memory, pids, cpu"
+                        "unknown limit {other:?}: the keys are max_concurrent_calls, calls_per_second, memory, pids, cpu, retention_days"
                     ))
                 }
             }
@@ -123,6 +133,7 @@ impl LimitOverrides {
             memory: newer.memory.clone().or_else(|| self.memory.clone()),
             pids: newer.pids.or(self.pids),
             cpu: newer.cpu.or(self.cpu),
+            retention_days: newer.retention_days.or(self.retention_days),
         }
     }
 
@@ -136,7 +147,14 @@ impl LimitOverrides {
             memory: self.memory.clone().unwrap_or_else(|| base.memory.clone()),
             pids: self.pids.unwrap_or(base.pids),
             cpu: self.cpu.unwrap_or(base.cpu),
+            retention_days: self.retention_days.unwrap_or(base.retention_days),
         };
+        if limits.retention_days > MAX_RETENTION_DAYS {
+            return Err(format!(
+                "limits.retention_days {} is more than {MAX_RETENTION_DAYS} (100 years); 0 keeps records forever",
+                limits.retention_days
+            ));
+        }
         limits.cgroup()?;
         limits.calls()?;
         Ok(limits)
@@ -179,6 +197,7 @@ mod tests {
             ("calls_per_second=0", "calls_per_second"),
             ("memory=lots", "limits.memory"),
             ("pids=2", "limits.pids"),
+            ("retention_days=40000", "limits.retention_days"),
         ] {
             let o = LimitOverrides::from_pairs(&[pair.into()]).unwrap();
             let err = o.over(&Limits::default()).unwrap_err();

@@ -99,22 +99,6 @@ fn secrets_and_the_admin_socket_are_owner_only() {
     );
 }
 
-/// The tenant's data key, as the supervisor unwraps it (the test reads the
-/// registry and master key, as root may).
-fn data_key_of(sup: &Supervisor, id: &str) -> Vec<u8> {
-    let state = sup.state_dir();
-    let keystore =
-        bulkhead_supervisor::keystore::Keystore::open_or_create(&state.join("master.key")).unwrap();
-    let conn = rusqlite::Connection::open(state.join("registry.db")).unwrap();
-    let wrapped: Vec<u8> = conn
-        .query_row("SELECT wrapped_key FROM tenants WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let tenant = bulkhead_shared::TenantId::parse(id).unwrap();
-    keystore.unwrap(&tenant, &wrapped).unwrap().to_vec()
-}
-
 #[test]
 fn the_data_key_is_in_no_process_argv_environment_or_log() {
     let sup = Supervisor::start();

@@ -14,6 +14,7 @@ mod harden;
 mod http;
 mod probe;
 mod providers;
+mod retention;
 mod run;
 mod sip;
 mod store;

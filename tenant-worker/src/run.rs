@@ -133,6 +133,8 @@ pub fn main() -> anyhow::Result<()> {
                 .await
                 .context("failed to read the tenant's API tokens")?,
         );
+        let retention = Arc::new(crate::retention::Retention::new(cfg.retention_days));
+        tokio::spawn(crate::retention::run(store.clone(), retention.clone()));
         let tls: http::tls::SharedTls = Arc::new(RwLock::new(http::tls::stored(&store).await));
         tokio::spawn(http::serve(
             http_listener,
@@ -154,6 +156,7 @@ pub fn main() -> anyhow::Result<()> {
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
         let clients = Clients { rtp, egress };
         let shared = Shared {
+            retention: &retention,
             store: &store,
             tokens: &tokens,
             tls: &tls,
@@ -255,6 +258,7 @@ async fn stored<T>(
 
 /// What the supervisor's control requests change.
 struct Shared<'a> {
+    retention: &'a crate::retention::Retention,
     store: &'a Store,
     tokens: &'a http::Tokens,
     tls: &'a http::tls::SharedTls,
@@ -351,6 +355,10 @@ async fn serve_link(
                             }
                             Err(e) => Some(e),
                         }
+                    }
+                    ControlOp::SetRetention { days } => {
+                        shared.retention.set(days);
+                        None
                     }
                     ControlOp::Ping => None,
                 };

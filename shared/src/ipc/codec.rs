@@ -385,6 +385,7 @@ fn placeholder_config() -> super::WorkerConfig {
         probe: None,
         agent: serde_json::Value::Null,
         trunk: Default::default(),
+        retention_days: 0,
     }
 }
 

@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     /// Who may call on the tenant's own trunk port.
     #[serde(default)]
     pub trunk: crate::trunk::TrunkPolicy,
+    /// Days of call records and transcripts the worker keeps (0: forever).
+    #[serde(default)]
+    pub retention_days: u32,
     /// Set for a probe worker (`bulkhead audit`): run these probes, report
     /// and exit instead of serving.
     #[serde(default)]
@@ -109,6 +112,8 @@ pub enum ControlOp {
     /// plain HTTP again). The worker validates it, keeps it in its own
     /// encrypted store, and replies with the leaf's SHA-256 fingerprint.
     SetTls { tls: Option<crate::tls::TlsPem> },
+    /// The tenant's retention changed (admin `tenant limits retention_days=N`).
+    SetRetention { days: u32 },
     /// Liveness: a worker that does not answer in time is killed and restarted.
     Ping,
 }

@@ -413,6 +413,7 @@ async fn probe_run(
         log_filter: "warn".into(),
         agent: serde_json::Value::Null,
         trunk: Default::default(),
+        retention_days: 0,
         probe: Some(ProbeSpec {
             landlock: variant.landlock,
             seccomp: variant.seccomp,

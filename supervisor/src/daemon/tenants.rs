@@ -551,6 +551,10 @@ impl Tenants {
             probe: None,
             agent: serde_json::from_str(&row.agent).unwrap_or_default(),
             trunk: row.trunk.clone(),
+            retention_days: row
+                .limits
+                .over(&self.cfg.limits)
+                .map_or(0, |l| l.retention_days),
         };
         if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {
             let _ = child.kill();

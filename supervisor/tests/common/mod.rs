@@ -633,3 +633,33 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The tenant's data key, as the supervisor unwraps it (the test reads the
+/// registry and master key, as root may).
+pub fn data_key_of(sup: &Supervisor, id: &str) -> Vec<u8> {
+    let state = sup.state_dir();
+    let keystore =
+        bulkhead_supervisor::keystore::Keystore::open_or_create(&state.join("master.key")).unwrap();
+    let conn = rusqlite::Connection::open(state.join("registry.db")).unwrap();
+    let wrapped: Vec<u8> = conn
+        .query_row("SELECT wrapped_key FROM tenants WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let tenant = bulkhead_shared::TenantId::parse(id).unwrap();
+    keystore.unwrap(&tenant, &wrapped).unwrap().to_vec()
+}
+
+/// Opens the tenant's own store with its key (as root may, to seed data a
+/// test cannot make through the product, such as records from last month).
+pub fn open_tenant_store(sup: &Supervisor, id: &str) -> rusqlite::Connection {
+    let key = data_key_of(sup, id);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let path = sup.state_dir().join("tenants").join(id).join("tenant.db");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{hex}'\"; PRAGMA busy_timeout = 5000;"
+    ))
+    .unwrap();
+    conn
+}

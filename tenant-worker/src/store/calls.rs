@@ -111,6 +111,31 @@ pub fn mark_interrupted(conn: &Connection, at: &str) -> rusqlite::Result<usize> 
     )
 }
 
+/// Calls that started before `before` and are over (retention).
+pub fn count_expired(conn: &Connection, before: &str) -> rusqlite::Result<usize> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM calls WHERE started_at < ?1 AND outcome != 'in_progress'",
+        params![before],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as usize)
+}
+
+/// Deletes up to `limit` of those calls, oldest first, with their
+/// transcripts; returns how many calls went.
+pub fn purge(conn: &Connection, before: &str, limit: usize) -> rusqlite::Result<usize> {
+    const EXPIRED: &str = "SELECT seq FROM calls WHERE started_at < ?1 AND outcome != 'in_progress' ORDER BY seq LIMIT ?2";
+    let limit = limit as i64;
+    conn.execute(
+        &format!("DELETE FROM turns WHERE call IN (SELECT id FROM calls WHERE seq IN ({EXPIRED}))"),
+        params![before, limit],
+    )?;
+    conn.execute(
+        &format!("DELETE FROM calls WHERE seq IN ({EXPIRED})"),
+        params![before, limit],
+    )
+}
+
 const COLUMNS: &str = "seq, id, call_id, from_user, to_number, started_at, answered_at, ended_at, duration_ms, outcome, escalated_to, providers, media";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<(i64, CallRecord)> {

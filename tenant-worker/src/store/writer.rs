@@ -62,6 +62,12 @@ pub enum Write {
         id: String,
         target: String,
     },
+    /// Retention: up to `limit` calls that started before `before` and are
+    /// over, with their transcripts.
+    Purge {
+        before: String,
+        limit: usize,
+    },
     /// A new version of a configuration document.
     PutDocument {
         name: &'static str,
@@ -169,6 +175,11 @@ impl Store {
         self.read(tokens::list).await
     }
 
+    /// How many calls retention would delete before `before`.
+    pub async fn expired_calls(&self, before: String) -> Result<usize, StoreError> {
+        self.read(move |c| calls::count_expired(c, &before)).await
+    }
+
     pub async fn live_tokens(&self) -> Result<Vec<LiveToken>, StoreError> {
         self.read(tokens::live).await
     }
@@ -246,6 +257,13 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
         Write::EscalatedTo { id, target } => calls::escalated_to(conn, id, target),
         Write::Providers { call, json } => transcripts::set_providers(conn, call, json),
         Write::Media { call, json } => transcripts::set_media(conn, call, json),
+        Write::Purge { before, limit } => {
+            let n = calls::purge(conn, before, *limit)?;
+            if n > 0 {
+                tracing::info!(calls = n, before = %before, "retention: deleted call records and transcripts");
+            }
+            Ok(())
+        }
         Write::PutDocument { name, json } => {
             documents::put(conn, name, json, &bulkhead_shared::time::now_rfc3339())
         }

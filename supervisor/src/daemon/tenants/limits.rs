@@ -2,8 +2,10 @@
 //! router's call limits and the cgroup's memory, CPU and task limits change
 //! at once, the frame budget within a second; the worker's rlimits
 //! (`RLIMIT_NPROC`, `RLIMIT_DATA`), fixed when a process starts, follow at
-//! its next start.
+//! its next start. A new retention reaches the worker at once, which then
+//! deletes what is older.
 
+use bulkhead_shared::ipc::message::ControlOp;
 use bulkhead_shared::TenantId;
 
 use super::Tenants;
@@ -67,6 +69,24 @@ impl Tenants {
         }
         self.router.admission.set_limits(id, calls);
         tracing::info!(tenant = %id, limits = ?effective, "limits changed");
+        let worker = self
+            .live
+            .lock()
+            .expect("live lock")
+            .get(id)
+            .and_then(|l| l.worker.clone());
+        if let Some(w) = worker {
+            // Stored already: a worker that misses this gets it at its next start.
+            w.control(ControlOp::SetRetention {
+                days: effective.retention_days,
+            })
+            .await
+            .map_err(|e| {
+                AdminError::Failed(format!(
+                    "tenant {id}: the worker did not take the new retention: {e}"
+                ))
+            })?;
+        }
         Ok(true)
     }
 }
