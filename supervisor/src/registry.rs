@@ -26,6 +26,8 @@ pub enum RegistryError {
     Query(#[from] rusqlite::Error),
     #[error("registry row is corrupt: {0}")]
     Corrupt(String),
+    #[error("the tenant is removed, but its shredded key may remain in the registry's write-ahead log until the next checkpoint: another process holds registry.db open")]
+    ShredIncomplete,
 }
 
 /// One tenant as registered.
@@ -101,7 +103,9 @@ impl Registry {
         };
         let conn = Connection::open(path).map_err(open)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            // secure_delete: a deleted row (a shredded key) is overwritten
+            // with zeros in its page and in freed pages, not left behind.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
         )
         .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
@@ -263,7 +267,29 @@ impl Registry {
         }
         let removed = tx.execute("DELETE FROM tenants WHERE id = ?1", [id.as_str()])? > 0;
         tx.commit()?;
+        if shred {
+            self.erase_old_page_versions()?;
+        }
         Ok(removed)
+    }
+
+    /// Copies the zeroed pages into the database file (fsync) and truncates
+    /// the write-ahead log, whose older frames still hold the deleted rows
+    /// as they were. Readers holding an old snapshot would keep those frames
+    /// alive, so a busy checkpoint is an error, not a silent success.
+    fn erase_old_page_versions(&self) -> Result<(), RegistryError> {
+        for _ in 0..20 {
+            let (busy, _, _): (i64, i64, i64) =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(RegistryError::ShredIncomplete)
     }
 
     pub fn all(&self) -> Result<Vec<TenantRow>, RegistryError> {

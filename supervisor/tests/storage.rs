@@ -145,3 +145,62 @@ fn the_data_key_is_in_no_process_argv_environment_or_log() {
     back_up(&sup, "clinic", old);
     assert!(!contains(sup.log().as_bytes()), "the key is in the log");
 }
+
+/// Every byte of every file under `dir`, concatenated per file.
+fn contents_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "bin") {
+                continue; // the worker binary: large, and holds no key
+            }
+            out.extend(contents_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn shredding_leaves_no_copy_of_the_key_and_removal_without_it_keeps_one() {
+    let sup = Supervisor::start();
+    sup.add_tenant("clinic", &["+15550100"]);
+    sup.add_tenant("insurance", &["+15550200"]);
+    let wrapped = |id: &str| -> Vec<u8> {
+        let conn = rusqlite::Connection::open(sup.state_dir().join("registry.db")).unwrap();
+        conn.query_row("SELECT wrapped_key FROM tenants WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    let (clinic_key, insurance_key) = (wrapped("clinic"), wrapped("insurance"));
+    let clinic_data = data_key_of(&sup, "clinic");
+    let found = |needle: &[u8]| -> Vec<std::path::PathBuf> {
+        contents_under(&sup.state_dir())
+            .into_iter()
+            .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+            .map(|(p, _)| p)
+            .collect()
+    };
+    // Positive control: the scan finds a wrapped key where it is kept.
+    sup.cli_json(&["tenant", "remove", "insurance"]);
+    assert!(
+        !found(&insurance_key).is_empty(),
+        "without --shred the key is kept for restores"
+    );
+
+    sup.cli_json(&["tenant", "remove", "clinic", "--shred"]);
+    assert_eq!(
+        found(&clinic_key),
+        Vec::<std::path::PathBuf>::new(),
+        "a wrapped key survived --shred"
+    );
+    assert_eq!(
+        found(&clinic_data),
+        Vec::<std::path::PathBuf>::new(),
+        "the data key is on disk"
+    );
+    assert!(!sup.state_dir().join("tenants/clinic").exists());
+}
