@@ -24,6 +24,8 @@ pub enum ConfigError {
     Range { key: &'static str, value: String },
     #[error("invalid configuration: {0}")]
     Limits(String),
+    #[error("invalid configuration: {0}")]
+    MasterKey(#[from] crate::master_key::SourceError),
 }
 
 pub use crate::limits::Limits;
@@ -46,6 +48,7 @@ struct ConfigFile {
     limits: Option<Limits>,
     answer_delay_ms: Option<u64>,
     drain_timeout_s: Option<u64>,
+    master_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +80,8 @@ pub struct Config {
     pub drain_timeout: std::time::Duration,
     /// Log filter handed to workers: `RUST_LOG` of the supervisor, else `info`.
     pub worker_log_filter: String,
+    /// Where the master key comes from (default `file:<state_dir>/master.key`).
+    pub master_key: crate::master_key::Source,
 }
 
 /// Flags that override the file.
@@ -120,12 +125,18 @@ impl Config {
             l.cgroup().map_err(ConfigError::Limits)?;
             l.calls().map_err(ConfigError::Limits)?;
         }
+        let state_dir: PathBuf = flags
+            .state_dir
+            .clone()
+            .or(f.state_dir)
+            .unwrap_or_else(|| "/var/lib/bulkhead".into());
+        let master_key = match &f.master_key {
+            Some(s) => crate::master_key::Source::parse(s)?,
+            None => crate::master_key::Source::File(state_dir.join("master.key")),
+        };
         Ok(Self {
-            state_dir: flags
-                .state_dir
-                .clone()
-                .or(f.state_dir)
-                .unwrap_or_else(|| "/var/lib/bulkhead".into()),
+            master_key,
+            state_dir,
             run_dir: flags
                 .run_dir
                 .clone()

@@ -42,9 +42,10 @@ pub enum KeystoreError {
 /// A data key that is zeroized when dropped.
 pub type DataKey = Zeroizing<[u8; DATA_KEY_LEN]>;
 
-/// The master key, held for the supervisor's lifetime.
+/// The master key, held for the supervisor's lifetime (boxed: its address
+/// stays put, so the page locked in RAM is the one that holds it).
 pub struct Keystore {
-    master: Zeroizing<[u8; 32]>,
+    master: Box<Zeroizing<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Keystore {
@@ -54,6 +55,26 @@ impl std::fmt::Debug for Keystore {
 }
 
 impl Keystore {
+    /// The master key from its configured source (`master_key`).
+    pub fn from_source(source: &crate::master_key::Source) -> anyhow::Result<Self> {
+        let ks = match source {
+            crate::master_key::Source::File(path) => Self::open_or_create(path)?,
+            other => Self::with_master(crate::master_key::load(other)?),
+        };
+        if !crate::self_protect::lock_in_ram(&ks.master) {
+            tracing::warn!(
+                "could not lock the master key in RAM (RLIMIT_MEMLOCK); it may be swapped out"
+            );
+        }
+        Ok(ks)
+    }
+
+    fn with_master(master: Zeroizing<[u8; 32]>) -> Self {
+        Self {
+            master: Box::new(master),
+        }
+    }
+
     /// Loads `path`, creating it (0600) with a fresh random key when absent.
     pub fn open_or_create(path: &Path) -> Result<Self, KeystoreError> {
         match fs::read(path) {
@@ -78,9 +99,7 @@ impl Keystore {
                         path: path.into(),
                         len: bytes.len(),
                     })?;
-                Ok(Self {
-                    master: Zeroizing::new(master),
-                })
+                Ok(Self::with_master(Zeroizing::new(master)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let master = random_key()?;
@@ -96,9 +115,7 @@ impl Keystore {
                     .map_err(create)?;
                 f.write_all(&master[..]).map_err(create)?;
                 f.sync_all().map_err(create)?;
-                Ok(Self {
-                    master: Zeroizing::new(*master),
-                })
+                Ok(Self::with_master(Zeroizing::new(*master)))
             }
             Err(source) => Err(KeystoreError::Read {
                 path: path.into(),
@@ -117,7 +134,7 @@ impl Keystore {
     fn wrap(&self, tenant: &TenantId, key: &DataKey) -> Result<Vec<u8>, KeystoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce).map_err(|e| KeystoreError::Random(e.to_string()))?;
-        let cipher = XChaCha20Poly1305::new((&*self.master).into());
+        let cipher = XChaCha20Poly1305::new((&**self.master).into());
         let ct = cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
@@ -141,7 +158,7 @@ impl Keystore {
             return Err(fail());
         }
         let (nonce, ct) = wrapped.split_at(NONCE_LEN);
-        let cipher = XChaCha20Poly1305::new((&*self.master).into());
+        let cipher = XChaCha20Poly1305::new((&**self.master).into());
         let plain = Zeroizing::new(
             cipher
                 .decrypt(

@@ -13,11 +13,14 @@ pub mod histogram;
 pub mod history;
 pub mod keystore;
 pub mod limits;
+pub mod master_key;
 pub mod ports;
 pub mod registry;
 pub mod router;
 #[allow(unsafe_code)] // pre-exec syscalls, each with a SAFETY comment
 pub mod sandbox;
+#[allow(unsafe_code)] // prctl, setrlimit and mlock, each with a SAFETY comment
+pub mod self_protect;
 pub mod sipclient;
 #[allow(unsafe_code)] // pre_exec registration
 pub mod spawn;

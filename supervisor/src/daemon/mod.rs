@@ -89,7 +89,10 @@ pub async fn start(
     std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o711))?;
     std::fs::create_dir_all(&cfg.run_dir)
         .with_context(|| format!("failed to create run dir {}", cfg.run_dir.display()))?;
-    let keystore = Keystore::open_or_create(&state.join("master.key"))?;
+    if let Err(e) = crate::self_protect::protect_process() {
+        tracing::warn!(error = %e, "could not make the supervisor undumpable");
+    }
+    let keystore = Keystore::from_source(&cfg.master_key)?;
     let registry = Registry::open(&state.join("registry.db"))?;
     let worker_bin = install::worker_binary(&cfg)?;
     let router = Router::start(cfg.sip_listen)

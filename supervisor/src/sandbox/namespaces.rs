@@ -94,6 +94,18 @@ impl UserMaps {
 /// Enters a new user namespace and maps its root to our own ids. A process
 /// may write its own maps only after denying setgroups.
 pub fn enter_user(maps: &UserMaps) -> io::Result<()> {
+    // The supervisor is not dumpable (it holds the master key), and a
+    // non-dumpable process's /proc/self files belong to root: it could not
+    // open its own maps. This child is about to exec the worker (which
+    // resets the attribute anyway) and runs as the supervisor's own uid.
+    // SAFETY: PR_SET_DUMPABLE takes plain integers and touches no memory.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }).map_err(|e| {
+        fail(
+            b"prctl(PR_SET_DUMPABLE) failed
+",
+            e,
+        )
+    })?;
     // SAFETY: unshare with flags only.
     check(unsafe { libc::unshare(libc::CLONE_NEWUSER) })
         .map_err(|e| fail(b"unshare of the user namespace failed\n", e))?;

@@ -25,6 +25,8 @@ pub struct Supervisor {
     pub sip: SocketAddr,
     /// Run `bulkhead serve` as this uid (non-root mode) instead of ours.
     as_uid: Option<u32>,
+    /// Extra environment for `bulkhead serve`.
+    env: Vec<(String, String)>,
 }
 
 impl Supervisor {
@@ -34,6 +36,11 @@ impl Supervisor {
 
     /// Starts with extra top-level configuration lines (e.g. `answer_delay_ms = 2000`).
     pub fn start_with(extra: &str) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`Self::start_with`], with extra environment for `bulkhead serve`.
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("bh-test-")
             .tempdir()
@@ -42,6 +49,10 @@ impl Supervisor {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let mut sup = Self {
             as_uid: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             child: None,
             sip: "127.0.0.1:0".parse().unwrap(),
@@ -99,6 +110,7 @@ impl Supervisor {
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let mut sup = Self {
             as_uid: Some(uid),
+            env: Vec::new(),
             dir,
             child: None,
             sip: "127.0.0.1:0".parse().unwrap(),
@@ -113,7 +125,8 @@ impl Supervisor {
         cmd.args(["serve", "--config"])
             .arg(self.dir.path().join("config.toml"))
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(uid) = self.as_uid {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid);

@@ -1,0 +1,131 @@
+//! Where the master key comes from: a KMS hook (`command:`) and a systemd
+//! credential (`credential:`) instead of `master.key`; tenants come back
+//! across restarts under it, a different key is refused per tenant with the
+//! reason, and the key is locked in RAM in a supervisor that dumps no core.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const KEY_HEX: &str = "5ac1a7e0b1c2d3e4f5061728394a5b6c7d8e9fa0b1c2d3e4f5061728394a5b6c";
+
+/// The supervisor's pid: the parent of the worker's parent (its reaper).
+fn supervisor_pid(sup: &Supervisor) -> String {
+    let ppid = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let worker = sup.cli_json(&["tenant", "show", "clinic"])["pid"].to_string();
+    let parent = ppid(&worker);
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap();
+    if comm.trim() == "bulkhead" {
+        parent
+    } else {
+        ppid(&parent)
+    }
+}
+
+#[test]
+fn a_kms_command_supplies_the_master_key_and_a_wrong_one_is_refused() {
+    let hook = tempfile::tempdir().unwrap();
+    let secret = hook.path().join("kms-secret");
+    std::fs::write(&secret, format!("{KEY_HEX}\n")).unwrap();
+    let script = hook.path().join("kms-get.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexec cat {}\n", secret.display()),
+    )
+    .unwrap();
+    let extra = format!("master_key = \"command:/bin/sh {}\"", script.display());
+    let mut sup = Supervisor::start_with(&extra);
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let (port, token) = api_of(&clinic);
+    assert!(
+        !sup.state_dir().join("master.key").exists(),
+        "no key file is made"
+    );
+
+    // The supervisor holds the key locked in RAM and dumps no core; the key
+    // is in no argv or environment.
+    let pid = supervisor_pid(&sup);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(locked > 0, "nothing locked:\n{status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    for file in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(KEY_HEX), "{file}");
+    }
+
+    // Restarted with the same hook, the tenant unwraps and serves.
+    sup.stop();
+    sup.boot();
+    back_up(&sup, "clinic", 0);
+    assert_eq!(http_get(port, "/v1/numbers", Some(token)).0, 200);
+
+    // A hook that now gives another key: the tenant does not start, and
+    // says why; the supervisor itself keeps serving.
+    std::fs::write(&secret, "11".repeat(32)).unwrap();
+    sup.stop();
+    sup.boot();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let show = sup.cli_json(&["tenant", "show", "clinic"]);
+        let failure = show["last_failure"].as_str().unwrap_or("").to_owned();
+        if failure.contains("does not unwrap") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{show}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!sup.log().contains(KEY_HEX));
+
+    // A hook that fails stops start-up with a message naming it.
+    std::fs::write(&script, "#!/bin/sh\nexit 7\n").unwrap();
+    sup.stop();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["serve", "--config"])
+        .arg(sup.dir.path().join("config.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("master_key command /bin/sh") && err.contains("exited"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_systemd_credential_supplies_the_master_key() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("bulkhead-master"), [0x42u8; 32]).unwrap();
+    let dir = creds.path().to_str().unwrap();
+    let mut sup = Supervisor::start_with_env(
+        "master_key = \"credential:bulkhead-master\"",
+        &[("CREDENTIALS_DIRECTORY", dir)],
+    );
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let (port, token) = api_of(&clinic);
+    sup.stop();
+    sup.boot();
+    back_up(&sup, "clinic", 0);
+    assert_eq!(http_get(port, "/v1/numbers", Some(token)).0, 200);
+    assert!(!sup.state_dir().join("master.key").exists());
+}
