@@ -45,6 +45,9 @@ pub enum Command {
     Apply { file: PathBuf },
     /// Supervisor health, router counters, per-worker state.
     Status,
+    /// The master key that wraps every tenant key.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCmd),
     /// Every admin action (peer uid, action, target, time, result), hash-chained.
     History {
         /// Recompute the chain; exit 1 naming the first entry that does not fit.
@@ -175,6 +178,13 @@ pub enum TenantCmd {
         id: String,
         token_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCmd {
+    /// Re-wrap every tenant key under a fresh master key (file: sources);
+    /// tenant data is not touched, and tenants keep serving.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

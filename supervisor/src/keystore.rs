@@ -124,6 +124,40 @@ impl Keystore {
         }
     }
 
+    /// A keystore under a fresh random master key (rotation).
+    pub fn fresh() -> Result<Self, KeystoreError> {
+        let key = random_key()?;
+        Ok(Self::with_master(Zeroizing::new(*key)))
+    }
+
+    /// Writes the master key to `path` (0600, fsync), failing if it exists.
+    pub fn write_new(&self, path: &Path) -> Result<(), KeystoreError> {
+        let create = |source| KeystoreError::Create {
+            path: path.into(),
+            source,
+        };
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(create)?;
+        f.write_all(&self.master[..]).map_err(create)?;
+        f.sync_all().map_err(create)?;
+        sync_dir(path).map_err(create)
+    }
+
+    /// `wrapped` (under this master key) re-wrapped under `to`'s.
+    pub fn rewrap(
+        &self,
+        tenant: &TenantId,
+        wrapped: &[u8],
+        to: &Keystore,
+    ) -> Result<Vec<u8>, KeystoreError> {
+        let key = self.unwrap(tenant, wrapped)?;
+        to.wrap(tenant, &key)
+    }
+
     /// A fresh data key and its wrapped form for `tenant`.
     pub fn new_data_key(&self, tenant: &TenantId) -> Result<(DataKey, Vec<u8>), KeystoreError> {
         let key = random_key()?;
@@ -173,6 +207,12 @@ impl Keystore {
         let key: [u8; DATA_KEY_LEN] = plain[..].try_into().map_err(|_| fail())?;
         Ok(Zeroizing::new(key))
     }
+}
+
+/// Makes a rename or a new file in `path`'s directory durable.
+pub fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)?.sync_all()
 }
 
 fn random_key() -> Result<DataKey, KeystoreError> {

@@ -50,6 +50,16 @@ pub struct TenantRow {
     pub tls_fingerprint: Option<String>,
 }
 
+/// A wrapped key and where it is kept.
+#[derive(Debug, Clone)]
+pub struct WrappedKey {
+    /// `tenants` or `retired_keys`.
+    pub table: &'static str,
+    pub rowid: i64,
+    pub tenant: TenantId,
+    pub wrapped: Vec<u8>,
+}
+
 #[derive(Debug)]
 pub struct Registry {
     conn: Connection,
@@ -271,6 +281,49 @@ impl Registry {
             self.erase_old_page_versions()?;
         }
         Ok(removed)
+    }
+
+    /// Every wrapped key the registry holds (tenants' and retired ones):
+    /// master key rotation re-wraps them all.
+    pub fn wrapped_keys(&self) -> Result<Vec<WrappedKey>, RegistryError> {
+        let mut out = Vec::new();
+        for table in ["tenants", "retired_keys"] {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT rowid, id, wrapped_key FROM {table}"))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (rowid, id, wrapped) = row?;
+                let id = TenantId::parse(&id).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+                out.push(WrappedKey {
+                    table,
+                    rowid,
+                    tenant: id,
+                    wrapped,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces wrapped keys, all in one transaction (all or none), then
+    /// erases the old forms from the write-ahead log.
+    pub fn replace_wrapped_keys(&mut self, keys: &[WrappedKey]) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction()?;
+        for k in keys {
+            tx.execute(
+                &format!("UPDATE {} SET wrapped_key = ?2 WHERE rowid = ?1", k.table),
+                params![k.rowid, k.wrapped],
+            )?;
+        }
+        tx.commit()?;
+        self.erase_old_page_versions()
     }
 
     /// Copies the zeroed pages into the database file (fsync) and truncates

@@ -95,6 +95,11 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             output::status(&v, cli.json);
             Ok(())
         }
+        Command::MasterKey(crate::cli::MasterKeyCmd::Rotate) => {
+            let v = admin(socket, Method::POST, "/v1/master-key/rotate", None).await?;
+            output::record(&v, cli.json);
+            Ok(())
+        }
         Command::History { verify } => {
             let path = if verify {
                 "/v1/history?verify=true"

@@ -54,6 +54,7 @@ pub fn of(method: &Method, path: &str, query: &str, body: &[u8]) -> Option<(&'st
             };
             (action, format!("{} {}", field("tenant"), field("target")))
         }
+        (&Method::POST, ["v1", "master-key", "rotate"]) => ("master-key.rotate", String::new()),
         (&Method::POST, ["v1", "apply"]) => {
             let ids: Vec<&str> = json["tenant"]
                 .as_array()

@@ -270,6 +270,9 @@ async fn route(
                 }
             }
         }
+        (&Method::POST, ["v1", "master-key", "rotate"]) => {
+            ok(to_value(t.rotate_master_key().await?))
+        }
         (&Method::POST, ["v1", "apply"]) => {
             let r: ApplyRequest = body(req)?;
             ok(to_value(apply(t, r).await?))

@@ -92,8 +92,15 @@ pub async fn start(
     if let Err(e) = crate::self_protect::protect_process() {
         tracing::warn!(error = %e, "could not make the supervisor undumpable");
     }
-    let keystore = Keystore::from_source(&cfg.master_key)?;
     let registry = Registry::open(&state.join("registry.db"))?;
+    // Before the key is loaded: a rotation a crash interrupted decides
+    // which file is the master key.
+    if let crate::master_key::Source::File(path) = &cfg.master_key {
+        if let Some(what) = tenants::rotation::recover(path, &registry)? {
+            tracing::warn!("{what}");
+        }
+    }
+    let keystore = Keystore::from_source(&cfg.master_key)?;
     let worker_bin = install::worker_binary(&cfg)?;
     let router = Router::start(cfg.sip_listen)
         .await

@@ -35,6 +35,7 @@ use bulkhead_shared::api_token as tokens;
 mod drain;
 mod egress;
 mod limits;
+pub mod rotation;
 mod supervise;
 
 pub use limits::Change as LimitChange;
@@ -98,7 +99,7 @@ struct Live {
 pub struct Tenants {
     pub(super) cfg: Config,
     registry: Mutex<Registry>,
-    keystore: Keystore,
+    keystore: std::sync::RwLock<Keystore>,
     pub(super) router: Arc<Router>,
     pub(super) spawner: Spawner,
     pub(super) worker_bin: PathBuf,
@@ -133,7 +134,7 @@ impl Tenants {
         Arc::new(Self {
             cfg,
             registry: Mutex::new(registry),
-            keystore,
+            keystore: std::sync::RwLock::new(keystore),
             router,
             spawner: Spawner::start(),
             worker_bin,
@@ -278,6 +279,8 @@ impl Tenants {
         .map_err(|e| AdminError::Conflict(e.to_string()))?;
         let (_key, wrapped_key) = self
             .keystore
+            .read()
+            .expect("keystore lock")
             .new_data_key(&id)
             .map_err(|e| AdminError::Failed(e.to_string()))?;
         let row = TenantRow {
@@ -509,6 +512,8 @@ impl Tenants {
             .map_err(|e| format!("data directory: {e}"))?;
         let key = self
             .keystore
+            .read()
+            .expect("keystore lock")
             .unwrap(&row.id, &row.wrapped_key)
             .map_err(|e| e.to_string())?;
         let root_mount = self

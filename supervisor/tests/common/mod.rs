@@ -25,8 +25,8 @@ pub struct Supervisor {
     pub sip: SocketAddr,
     /// Run `bulkhead serve` as this uid (non-root mode) instead of ours.
     as_uid: Option<u32>,
-    /// Extra environment for `bulkhead serve`.
-    env: Vec<(String, String)>,
+    /// Extra environment for `bulkhead serve` (read at each boot).
+    pub env: Vec<(String, String)>,
 }
 
 impl Supervisor {
