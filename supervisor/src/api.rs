@@ -280,3 +280,20 @@ impl TrunkAuthSpec {
 pub struct TrunkAuthRequest {
     pub auth: Option<TrunkAuthSpec>,
 }
+
+/// `tenant backup` request: where to write (an absolute path; never overwritten).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    pub out: std::path::PathBuf,
+}
+
+/// `tenant restore` request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub from: std::path::PathBuf,
+    /// Restore a backup of another tenant id under this one.
+    #[serde(default)]
+    pub accept_other_tenant: bool,
+}

@@ -169,6 +169,23 @@ pub enum TenantCmd {
         #[arg(long, conflicts_with_all = ["cert", "key"])]
         off: bool,
     },
+    /// Write a consistent, encrypted backup of the tenant's store (calls may
+    /// go on meanwhile). FILE must not exist.
+    Backup {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Bring a removed tenant back from a backup, with its numbers and ports
+    /// where they are free. Refused once the tenant's key was shredded.
+    Restore {
+        id: String,
+        #[arg(long)]
+        from: PathBuf,
+        /// The backup is of another tenant id: restore it under ID anyway.
+        #[arg(long)]
+        accept_other_tenant: bool,
+    },
     /// List the tenant's API tokens (names and ids, never values).
     Tokens {
         id: String,

@@ -165,7 +165,7 @@ impl Keystore {
         Ok((key, wrapped))
     }
 
-    fn wrap(&self, tenant: &TenantId, key: &DataKey) -> Result<Vec<u8>, KeystoreError> {
+    pub fn wrap(&self, tenant: &TenantId, key: &DataKey) -> Result<Vec<u8>, KeystoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce).map_err(|e| KeystoreError::Random(e.to_string()))?;
         let cipher = XChaCha20Poly1305::new((&**self.master).into());
@@ -213,6 +213,20 @@ impl Keystore {
 pub fn sync_dir(path: &Path) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::File::open(dir)?.sync_all()
+}
+
+/// A short public name for a data key (SHA-256 of a label and the key):
+/// a backup's header names its key by it, so a restore finds the key
+/// without decrypting anything, and learns nothing of the key itself.
+pub fn key_id(key: &DataKey) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"bulkhead data key id\0");
+    h.update(&key[..]);
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn random_key() -> Result<DataKey, KeystoreError> {

@@ -326,6 +326,23 @@ impl Registry {
         self.erase_old_page_versions()
     }
 
+    /// The kept (wrapped) keys of removed tenants named `id`, newest first,
+    /// as (rowid, wrapped).
+    pub fn retired_keys_of(&self, id: &TenantId) -> Result<Vec<(i64, Vec<u8>)>, RegistryError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT rowid, wrapped_key FROM retired_keys WHERE id = ?1 ORDER BY removed_at DESC",
+        )?;
+        let rows = stmt.query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets one retired key (a restore made it live again).
+    pub fn drop_retired_key(&mut self, rowid: i64) -> Result<(), RegistryError> {
+        self.conn
+            .execute("DELETE FROM retired_keys WHERE rowid = ?1", [rowid])?;
+        Ok(())
+    }
+
     /// Copies the zeroed pages into the database file (fsync) and truncates
     /// the write-ahead log, whose older frames still hold the deleted rows
     /// as they were. Readers holding an old snapshot would keep those frames

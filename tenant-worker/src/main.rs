@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod agent;
+mod backup;
 mod bootstrap;
 mod egress;
 mod harden;

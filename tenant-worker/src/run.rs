@@ -156,6 +156,7 @@ pub fn main() -> anyhow::Result<()> {
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
         let clients = Clients { rtp, egress };
         let shared = Shared {
+            data_dir: &cfg.data_dir,
             retention: &retention,
             store: &store,
             tokens: &tokens,
@@ -258,6 +259,7 @@ async fn stored<T>(
 
 /// What the supervisor's control requests change.
 struct Shared<'a> {
+    data_dir: &'a std::path::Path,
     retention: &'a crate::retention::Retention,
     store: &'a Store,
     tokens: &'a http::Tokens,
@@ -275,7 +277,7 @@ struct Clients {
 /// Reads the supervisor's frames until it closes the socketpair, then exits:
 /// a worker never outlives its supervisor's link.
 async fn serve_link(
-    link: &Link,
+    link: &Arc<Link>,
     shared: &Shared<'_>,
     events: mpsc::Sender<Event>,
     clients: &Clients,
@@ -355,6 +357,31 @@ async fn serve_link(
                             }
                             Err(e) => Some(e),
                         }
+                    }
+                    ControlOp::Backup => {
+                        // Beside this loop: heartbeats go on while it copies.
+                        let (link, store) = (link.clone(), shared.store.clone());
+                        let data_dir = shared.data_dir.to_owned();
+                        tokio::spawn(async move {
+                            let (error, data) = match fds.into_iter().next() {
+                                Some(fd) => {
+                                    let file = std::fs::File::from(fd);
+                                    match crate::backup::write_to(&store, &data_dir, file).await {
+                                        Ok(bytes) => {
+                                            (None, Some(serde_json::json!({ "bytes": bytes })))
+                                        }
+                                        Err(e) => (Some(e), None),
+                                    }
+                                }
+                                None => {
+                                    (Some("a backup request came without its file".into()), None)
+                                }
+                            };
+                            let _ = link
+                                .send_to_supervisor(&FromWorker::Reply { seq, error, data })
+                                .await;
+                        });
+                        continue;
                     }
                     ControlOp::SetRetention { days } => {
                         shared.retention.set(days);

@@ -112,6 +112,10 @@ pub enum ControlOp {
     /// plain HTTP again). The worker validates it, keeps it in its own
     /// encrypted store, and replies with the leaf's SHA-256 fingerprint.
     SetTls { tls: Option<crate::tls::TlsPem> },
+    /// Write a consistent copy of the tenant's store (still encrypted under
+    /// its key) to the file that travels with this frame, appending at its
+    /// offset; the reply's data is `{"bytes"}`.
+    Backup,
     /// The tenant's retention changed (admin `tenant limits retention_days=N`).
     SetRetention { days: u32 },
     /// Liveness: a worker that does not answer in time is killed and restarted.

@@ -269,6 +269,33 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             let v = admin(socket, Method::POST, &path, Some(body)).await?;
             output::record(&v, as_json);
         }
+        TenantCmd::Backup { id, out } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let out = std::path::absolute(&out).map_err(usage)?;
+            let body = json!({ "out": out });
+            let path = format!("/v1/tenants/{id}/backup");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
+            output::record(&v, as_json);
+        }
+        TenantCmd::Restore {
+            id,
+            from,
+            accept_other_tenant,
+        } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let from = std::path::absolute(&from).map_err(usage)?;
+            let body = json!({ "from": from, "accept_other_tenant": accept_other_tenant });
+            let path = format!("/v1/tenants/{id}/restore");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
+            if as_json {
+                println!("{v}");
+            } else {
+                output::record(&v["tenant"], false);
+                for note in v["notes"].as_array().into_iter().flatten() {
+                    eprintln!("note: {}", note.as_str().unwrap_or_default());
+                }
+            }
+        }
         TenantCmd::Tokens { id } => {
             let id = TenantId::parse(&id).map_err(usage)?;
             let path = format!("/v1/tenants/{id}/tokens");

@@ -31,6 +31,8 @@ pub fn of(method: &Method, path: &str, query: &str, body: &[u8]) -> Option<(&'st
                 "trunk_auth" => "tenant.trunk-auth",
                 "tokens" => "tenant.token",
                 "tls" => "tenant.tls",
+                "backup" => "tenant.backup",
+                "restore" => "tenant.restore",
                 _ => "unknown",
             };
             (action, id.to_string())

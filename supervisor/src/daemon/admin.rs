@@ -210,6 +210,20 @@ async fn route(
             let r: TokenRequest = body(req)?;
             Ok((StatusCode::CREATED, to_value(t.issue_token(&id, r).await?)))
         }
+        (&Method::POST, ["v1", "tenants", id, "backup"]) => {
+            let id = tenant_id(id)?;
+            let r: crate::api::BackupRequest = body(req)?;
+            ok(to_value(t.backup(&id, &r.out).await?))
+        }
+        (&Method::POST, ["v1", "tenants", id, "restore"]) => {
+            let id = tenant_id(id)?;
+            let r: crate::api::RestoreRequest = body(req)?;
+            let (tenant, notes) = t.restore(&id, &r.from, r.accept_other_tenant).await?;
+            Ok((
+                StatusCode::CREATED,
+                serde_json::json!({"tenant": tenant, "notes": notes}),
+            ))
+        }
         (&Method::POST, ["v1", "tenants", id, "tls"]) => {
             let id = tenant_id(id)?;
             let r: crate::api::TlsRequest = body(req)?;

@@ -32,6 +32,7 @@ use crate::sandbox::{rootfs, verify, Layers};
 use crate::spawn::{Spawner, WorkerSpec};
 use bulkhead_shared::api_token as tokens;
 
+pub mod backup;
 mod drain;
 mod egress;
 mod limits;
@@ -235,7 +236,31 @@ impl Tenants {
 
     /// `tenant add`: registers, starts, waits until serving, issues a token.
     pub async fn add(self: &Arc<Self>, spec: TenantSpec) -> Result<TenantAdded, AdminError> {
+        let id = spec.id.clone();
         let _one_at_a_time = self.adding.lock().await;
+        self.create(spec, None).await?;
+        let issued = self
+            .issue_token(
+                &id,
+                TokenRequest {
+                    name: Some("initial".into()),
+                    expires_in_s: None,
+                },
+            )
+            .await?;
+        Ok(TenantAdded {
+            tenant: self.view(&id)?,
+            token: issued.token,
+        })
+    }
+
+    /// Registers, places the store (a restore's), and starts the worker,
+    /// returning once it serves. The caller holds `adding`.
+    async fn create(
+        self: &Arc<Self>,
+        spec: TenantSpec,
+        restored: Option<backup::Restored>,
+    ) -> Result<(), AdminError> {
         let id = spec.id.clone();
         let limits = spec.limits.clone().unwrap_or_default();
         limits
@@ -277,19 +302,25 @@ impl Tenants {
             &taken,
         )
         .map_err(|e| AdminError::Conflict(e.to_string()))?;
-        let (_key, wrapped_key) = self
-            .keystore
-            .read()
-            .expect("keystore lock")
-            .new_data_key(&id)
-            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let (wrapped_key, key_version) = match &restored {
+            Some(r) => (r.wrapped_key.clone(), r.key_version),
+            None => {
+                let (_key, wrapped) = self
+                    .keystore
+                    .read()
+                    .expect("keystore lock")
+                    .new_data_key(&id)
+                    .map_err(|e| AdminError::Failed(e.to_string()))?;
+                (wrapped, 1)
+            }
+        };
         let row = TenantRow {
             id: id.clone(),
             uid,
             sip_port: sockets.sip_udp.local_addr().map_err(io_err)?.port(),
             http_port: sockets.http.local_addr().map_err(io_err)?.port(),
             wrapped_key,
-            key_version: 1,
+            key_version,
             agent: spec
                 .agent
                 .as_ref()
@@ -304,13 +335,18 @@ impl Tenants {
             .expect("registry lock")
             .insert(&row)
             .map_err(AdminError::from_registry)?;
-        if let Err(e) = self.make_data_dir(&id, uid) {
-            // The registry row must not outlive a tenant that never started.
+        let placed = self.make_data_dir(&id, uid).and_then(|()| match &restored {
+            Some(r) => r.place(&self.data_dir(&id), uid),
+            None => Ok(()),
+        });
+        if let Err(e) = placed {
+            // The registry row must not outlive a tenant that never started
+            // (a restore's key is kept: the backup still needs it).
             let _ = self
                 .registry
                 .lock()
                 .expect("registry lock")
-                .remove(&id, true);
+                .remove(&id, restored.is_none());
             return Err(AdminError::Failed(format!(
                 "failed to create the data directory of tenant {id}: {e}"
             )));
@@ -320,25 +356,14 @@ impl Tenants {
         }
         self.insert_live(row, Some(sockets));
         if let Err(e) = self.start_worker(&id).await {
-            // Leave nothing half-made behind.
-            let _ = self.remove(&id, true).await;
+            // Leave nothing half-made behind; a restore's key goes back
+            // to the retired keys (the caller drops it only on success).
+            let _ = self.remove(&id, restored.is_none()).await;
             return Err(AdminError::Failed(format!(
                 "tenant {id} could not start: {e}"
             )));
         }
-        let issued = self
-            .issue_token(
-                &id,
-                TokenRequest {
-                    name: Some("initial".into()),
-                    expires_in_s: None,
-                },
-            )
-            .await?;
-        Ok(TenantAdded {
-            tenant: self.view(&id)?,
-            token: issued.token,
-        })
+        Ok(())
     }
 
     /// The empty directory a worker's root is mounted on (in the worker's

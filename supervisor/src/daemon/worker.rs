@@ -58,6 +58,16 @@ impl WorkerLink {
     /// Sends a control request and returns the data the worker replied
     /// with (untrusted: parse it into a bounded type).
     pub async fn ask(&self, op: ControlOp) -> Answer {
+        self.ask_with(op, &[], CONTROL_TIMEOUT).await
+    }
+
+    /// [`Self::ask`] with descriptors passed along and a timeout of its own.
+    pub async fn ask_with(
+        &self,
+        op: ControlOp,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Answer {
         let seq = {
             let mut next = self.next_seq.lock().expect("seq lock");
             *next += 1;
@@ -66,14 +76,20 @@ impl WorkerLink {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(seq, tx);
         let exchange = async {
+            let mut frame = Vec::new();
+            bulkhead_shared::ipc::codec::encode_to_worker(
+                &ToWorker::Control(Control { seq, op }),
+                &mut frame,
+            )
+            .map_err(|e| format!("failed to encode the request: {e}"))?;
             self.link
-                .send_to_worker(&ToWorker::Control(Control { seq, op }))
+                .send_packet(&frame, fds)
                 .await
                 .map_err(|e| format!("failed to reach the worker: {e}"))?;
             rx.await
                 .unwrap_or_else(|_| Err("the worker exited before replying".to_string()))
         };
-        let result = tokio::time::timeout(CONTROL_TIMEOUT, exchange)
+        let result = tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| Err("the worker did not reply in time".into()));
         if result.is_err() {

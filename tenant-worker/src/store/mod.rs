@@ -96,6 +96,18 @@ fn keep_sqlcipher_active() {
 
 /// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost
 /// ~250 ms of PBKDF2 per open). The hex copy is zeroized on drop.
+/// Exports the store into a new file at `path`, keyed like this one (an
+/// ATTACH without KEY takes the main database's key), schema version kept.
+pub(crate) fn export(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    conn.execute("ATTACH DATABASE ?1 AS backup", [path.to_string_lossy()])?;
+    let exported = conn
+        .query_row("SELECT sqlcipher_export('backup')", [], |_| Ok(()))
+        .and_then(|()| conn.execute_batch(&format!("PRAGMA backup.user_version = {version};")));
+    let detached = conn.execute_batch("DETACH DATABASE backup");
+    exported.and(detached)
+}
+
 fn apply_key(conn: &Connection, key: &[u8; 32]) -> rusqlite::Result<()> {
     let mut pragma = Zeroizing::new(String::with_capacity(80));
     pragma.push_str("PRAGMA key = \"x'");
@@ -121,6 +133,39 @@ pub(crate) mod test_util {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_is_encrypted_under_the_same_key_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = [9u8; 32];
+        let conn = open(&dir.path().join("tenant.db"), &key).unwrap();
+        conn.execute(
+            "INSERT INTO documents (name, json, version, updated_at) VALUES ('agent', '{\"greeting\":\"needle-4471\"}', 3, 't')",
+            [],
+        )
+        .unwrap();
+        let out = dir.path().join("copy.db");
+        export(&conn, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert!(
+            !bytes.windows(11).any(|w| w == b"needle-4471"),
+            "plaintext in the copy"
+        );
+        assert!(!bytes.starts_with(b"SQLite format 3"));
+        let copy = open(&out, &key).unwrap();
+        let version: i64 = copy
+            .query_row(
+                "SELECT version FROM documents WHERE name = 'agent'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 3);
+        assert!(matches!(
+            open(&out, &[1u8; 32]),
+            Err(StoreError::WrongKey { .. })
+        ));
+    }
 
     #[test]
     fn wrong_key_is_refused_and_file_is_not_plaintext() {

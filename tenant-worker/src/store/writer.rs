@@ -175,6 +175,13 @@ impl Store {
         self.read(tokens::list).await
     }
 
+    /// A consistent copy of the whole store, encrypted under the same key,
+    /// written to `path` (which must not exist). `sqlcipher_export` reads
+    /// one snapshot, so calls being recorded meanwhile do not tear it.
+    pub async fn export(&self, path: std::path::PathBuf) -> Result<(), StoreError> {
+        self.read(move |c| super::export(c, &path)).await
+    }
+
     /// How many calls retention would delete before `before`.
     pub async fn expired_calls(&self, before: String) -> Result<usize, StoreError> {
         self.read(move |c| calls::count_expired(c, &before)).await
