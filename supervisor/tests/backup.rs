@@ -92,7 +92,10 @@ fn backup_remove_restore_round_trips_and_a_shred_makes_every_backup_unreadable()
     // Remove (keeping the key), restore: the same records, tokens,
     // configuration, numbers and ports.
     sup.cli_json(&["tenant", "remove", "clinic"]);
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "removed");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "removed"
+    );
     let restored = sup.cli_json(&[
         "tenant",
         "restore",
