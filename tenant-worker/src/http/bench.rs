@@ -1,4 +1,5 @@
-//! `GET /v1/calls` under load with a large call log (BENCHMARKS.md): the
+//! `GET /v1/calls` under load with a large call log (BENCHMARKS.md), and
+//! what SQLCipher costs against plain SQLite and a backup's export. The
 //! real handler, store (SQLCipher, the worker's settings) and sockets, with
 //! the server on its own single-threaded runtime as in a worker, and
 //! keep-alive clients on loopback. Run by `scripts/bench` as
@@ -157,6 +158,74 @@ fn load(port: u16, token: &str, path: &str, conns: u64, seconds: u64) -> (f64, f
     })
 }
 
+/// Milliseconds `f` takes.
+fn timed(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// SQLCipher against plain SQLite, same schema and settings, same run:
+/// one transaction of `n` rows, 300 one-row transactions (each a commit
+/// with fsync), and a full read of the table, five times.
+fn cipher_cost(dir: &std::path::Path, n: u64) {
+    let plain_path = dir.join("plain.db");
+    let plain = Connection::open(&plain_path).unwrap();
+    plain.execute_batch(crate::store::SETTINGS).unwrap();
+    crate::store::migrations::apply(&plain).unwrap();
+    let cipher = crate::store::open(&dir.join("cipher.db"), &KEY).unwrap();
+    let one_row = |c: &Connection| {
+        for i in 0..300 {
+            c.execute(
+                "INSERT INTO calls (id, call_id, from_user, to_number, started_at, outcome) VALUES (?1, 'x', '+1555', '+1555', 't', 'completed')",
+                [format!("single_{i}")],
+            )
+            .unwrap();
+        }
+    };
+    let read = |c: &Connection| {
+        for _ in 0..5 {
+            let _: (i64, i64) = c
+                .query_row(
+                    "SELECT count(*), sum(length(providers) + length(media)) FROM calls",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+        }
+    };
+    let rows = [
+        (
+            "one transaction of all rows",
+            timed(|| seed(&plain, n)),
+            timed(|| seed(&cipher, n)),
+        ),
+        (
+            "300 one-row transactions",
+            timed(|| one_row(&plain)),
+            timed(|| one_row(&cipher)),
+        ),
+        (
+            "full read x5 (2 MB cache)",
+            timed(|| read(&plain)),
+            timed(|| read(&cipher)),
+        ),
+    ];
+    println!("| SQLCipher vs plain SQLite, {n} rows | plain ms | SQLCipher ms | plain/SQLCipher |");
+    println!("|---|---|---|---|");
+    for (what, p, c) in rows {
+        println!("| {what} | {p:.0} | {c:.0} | {:.2} |", p / c);
+    }
+    let size = std::fs::metadata(dir.join("cipher.db")).unwrap().len();
+    let out = dir.join("export.db");
+    let ms = timed(|| crate::store::export(&cipher, &out).unwrap());
+    let mb = size as f64 / 1e6;
+    println!(
+        "backup export (sqlcipher_export) of {mb:.1} MB: {ms:.0} ms, {:.0} MB/s",
+        mb / (ms / 1e3)
+    );
+}
+
 #[test]
 #[ignore = "a benchmark: scripts/bench runs it in release mode"]
 fn calls_api_bench() {
@@ -172,6 +241,7 @@ fn calls_api_bench() {
         "seeded {n} call records in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    cipher_cost(dir.path(), n);
     // A day 60 days back: about 1/90 of the log, far from the newest page.
     let day = |d: u64| {
         bulkhead_shared::time::rfc3339(

@@ -8,7 +8,7 @@
 
 mod calls;
 mod documents;
-mod migrations;
+pub(crate) mod migrations;
 mod tokens;
 mod transcripts;
 pub mod writer;
@@ -44,6 +44,9 @@ pub enum StoreError {
     Query(#[from] rusqlite::Error),
 }
 
+/// Every connection's settings (the benchmark gives a plain SQLite file the same).
+pub(crate) const SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;";
+
 /// Opens (creating when absent) the store at `path` with `key`, applies the
 /// connection settings and brings the schema up to date.
 pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
@@ -66,10 +69,7 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
     // WAL: readers never block the writer. synchronous=FULL: a commit is on
     // disk before it returns, so a call record survives power loss, not only
     // a crash of the worker (docs/architecture.md, "Durability").
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
-    )
-    .map_err(open_err)?;
+    conn.execute_batch(SETTINGS).map_err(open_err)?;
     migrations::apply(&conn).map_err(|(version, source)| StoreError::Migrate {
         path: path.to_owned(),
         version,
