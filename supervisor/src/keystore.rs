@@ -102,20 +102,9 @@ impl Keystore {
                 Ok(Self::with_master(Zeroizing::new(master)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let master = random_key()?;
-                let create = |source| KeystoreError::Create {
-                    path: path.into(),
-                    source,
-                };
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(create)?;
-                f.write_all(&master[..]).map_err(create)?;
-                f.sync_all().map_err(create)?;
-                Ok(Self::with_master(Zeroizing::new(*master)))
+                let ks = Self::fresh()?;
+                ks.write_new(path)?;
+                Ok(ks)
             }
             Err(source) => Err(KeystoreError::Read {
                 path: path.into(),
