@@ -49,6 +49,16 @@ fn backup_remove_restore_round_trips_and_a_shred_makes_every_backup_unreadable()
     assert!(ok, "{out}");
     settled_calls(port, token);
     let before = snapshot(port, token);
+    // The admin's settings that live in the registry come back too.
+    sup.cli_json(&[
+        "tenant",
+        "limits",
+        "clinic",
+        "calls_per_second=7",
+        "retention_days=400",
+    ]);
+    sup.cli_json(&["tenant", "trunk", "clinic", "198.51.100.0/24"]);
+    sup.cli_json(&["egress", "add", "clinic", "api.example.com:443"]);
 
     let file = sup.dir.path().join("clinic.backup");
     let done = sup.cli_json(&[
@@ -110,6 +120,12 @@ fn backup_remove_restore_round_trips_and_a_shred_makes_every_backup_unreadable()
     );
     assert_eq!(restored["tenant"]["state"], "running");
     assert_eq!(snapshot(port, token), before, "the restored tenant differs");
+    let shown = &restored["tenant"];
+    assert_eq!(shown["limits"]["calls_per_second"], 7, "{shown}");
+    assert_eq!(shown["limits"]["retention_days"], 400, "{shown}");
+    assert_eq!(shown["trunk_allow"], json!(["198.51.100.0/24"]), "{shown}");
+    let egress = sup.cli_json(&["egress", "list", "clinic"]);
+    assert_eq!(egress["egress"][0]["host"], "api.example.com", "{egress}");
     let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550101", 1, "u1");
     assert!(ok, "the restored tenant takes calls on its numbers: {out}");
 
@@ -212,4 +228,55 @@ fn a_backup_taken_while_calls_run_is_consistent_and_costs_no_call() {
             "{c}"
         );
     }
+}
+
+#[test]
+fn a_restored_tenant_serves_https_with_its_certificate_and_says_so() {
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let (port, token) = api_of(&clinic);
+    let dir = sup.dir.path();
+    let cert = rcgen::generate_simple_self_signed(vec!["clinic.test".to_owned()]).unwrap();
+    let (crt, key) = (dir.join("c.crt"), dir.join("c.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.key_pair.serialize_pem()).unwrap();
+    let set = sup.cli_json(&[
+        "tenant",
+        "tls",
+        "clinic",
+        "--cert",
+        crt.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let file = dir.join("tls.backup");
+    sup.cli_json(&[
+        "tenant",
+        "backup",
+        "clinic",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    sup.cli_json(&["tenant", "remove", "clinic"]);
+    let restored = sup.cli_json(&[
+        "tenant",
+        "restore",
+        "clinic",
+        "--from",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        restored["tenant"]["tls_fingerprint"], set["tls_fingerprint"],
+        "{restored}"
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&crt)
+        .args(["--resolve", &format!("clinic.test:{port}:127.0.0.1")])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("https://clinic.test:{port}/v1/numbers"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && body.contains("+15550100"), "{body}");
 }

@@ -53,6 +53,20 @@ pub struct Header {
     pub http_port: u16,
     pub payload_bytes: u64,
     pub payload_sha256: String,
+    /// The admin's settings kept in the registry, not in the tenant's
+    /// store. Trunk digest credentials are left out (password-equivalent).
+    #[serde(default)]
+    pub limits: crate::limits::LimitOverrides,
+    #[serde(default)]
+    pub trunk_allow: Vec<bulkhead_shared::Cidr>,
+    #[serde(default)]
+    pub egress: Vec<(String, u16)>,
+    /// Set when the trunk asked for digest credentials (not kept: say so).
+    #[serde(default)]
+    pub trunk_auth_username: Option<String>,
+    /// The HTTPS certificate (kept in the store) this fingerprint names.
+    #[serde(default)]
+    pub tls_fingerprint: Option<String>,
 }
 
 /// `tenant backup --json`.
@@ -210,6 +224,16 @@ impl Tenants {
             http_port: row.http_port,
             payload_bytes: bytes,
             payload_sha256: sha256.clone(),
+            limits: row.limits.clone(),
+            trunk_allow: row.trunk.allow.clone(),
+            egress: self
+                .egress_list(Some(id))
+                .map_err(|e| fail(e.to_string()))?
+                .into_iter()
+                .map(|(_, host, port)| (host, port))
+                .collect(),
+            tls_fingerprint: row.tls_fingerprint.clone(),
+            trunk_auth_username: row.trunk.auth.as_ref().map(|a| a.username.clone()),
         };
         let mut text = serde_json::to_vec(&header).expect("serializable");
         if text.len() >= HEADER_LEN as usize {
@@ -315,8 +339,8 @@ impl Tenants {
             numbers,
             sip_port,
             http_port,
-            limits: None,
-            trunk_allow: None,
+            limits: Some(header.limits.clone()),
+            trunk_allow: Some(header.trunk_allow.clone()),
             trunk_auth: None,
             agent: None,
         };
@@ -331,6 +355,28 @@ impl Tenants {
             spec(None, None)
         };
         self.create(spec, Some(restored)).await?;
+        // The worker serves the certificate from its restored store; the
+        // registry learns its fingerprint back.
+        if header.tls_fingerprint.is_some() {
+            self.registry
+                .lock()
+                .expect("registry lock")
+                .set_tls(id, header.tls_fingerprint.as_deref())
+                .map_err(AdminError::from_registry)?;
+            if let Some(l) = self.live.lock().expect("live lock").get_mut(id) {
+                l.row.tls_fingerprint = header.tls_fingerprint.clone();
+            }
+        }
+        for (host, port) in &header.egress {
+            if let Err(e) = self.egress_add(id, host, *port) {
+                notes.push(format!("egress {host}:{port} not restored: {e}"));
+            }
+        }
+        if let Some(user) = &header.trunk_auth_username {
+            notes.push(format!(
+                "trunk digest credentials (user {user}) are not kept in backups; set them again with tenant trunk-auth"
+            ));
+        }
         if rowid != 0 {
             self.registry
                 .lock()
