@@ -269,14 +269,6 @@ fn a_restored_tenant_serves_https_with_its_certificate_and_says_so() {
         restored["tenant"]["tls_fingerprint"], set["tls_fingerprint"],
         "{restored}"
     );
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(&crt)
-        .args(["--resolve", &format!("clinic.test:{port}:127.0.0.1")])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .arg(format!("https://clinic.test:{port}/v1/numbers"))
-        .output()
-        .unwrap();
-    let body = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && body.contains("+15550100"), "{body}");
+    let (ok, body) = curl_https(port, &crt, "/v1/numbers", token);
+    assert!(ok && body.contains("+15550100"), "{body}");
 }

@@ -237,22 +237,6 @@ fn oversized_and_excessive_requests_get_their_own_statuses() {
     let _: Value = http_get(port, "/healthz", None).1;
 }
 
-/// `curl` over HTTPS to the tenant's port, trusting only `ca`; (exit ok, body).
-fn curl_https(port: u16, ca: &std::path::Path, path: &str, token: &str) -> (bool, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(ca)
-        .args(["--resolve", &format!("clinic.test:{port}:127.0.0.1")])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .arg(format!("https://clinic.test:{port}{path}"))
-        .output()
-        .expect("curl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn the_tenant_port_serves_https_with_the_admins_certificate_live() {
     let sup = Supervisor::start();

@@ -676,3 +676,19 @@ pub fn open_tenant_store(sup: &Supervisor, id: &str) -> rusqlite::Connection {
     .unwrap();
     conn
 }
+
+/// `curl` over HTTPS to the tenant's port, trusting only `ca`; (exit ok, body).
+pub fn curl_https(port: u16, ca: &std::path::Path, path: &str, token: &str) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("clinic.test:{port}:127.0.0.1")])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("https://clinic.test:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
