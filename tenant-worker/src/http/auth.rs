@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bulkhead_shared::api_token;
 use bulkhead_shared::rate::TokenBucket;
@@ -104,7 +104,8 @@ impl Tokens {
         if bucket.take(now) {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(1.0 / rate).as_secs().max(1))
+            // The time one request's worth takes to refill, in whole seconds.
+            Err((1.0 / rate).ceil().max(1.0) as u64)
         }
     }
 
@@ -186,6 +187,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     async fn tokens() -> (tempfile::TempDir, Tokens) {
         let dir = tempfile::tempdir().unwrap();

@@ -150,7 +150,7 @@ pub async fn handle(state: &ApiState, req: Request<Bytes>) -> Resp {
             return error(StatusCode::NOT_FOUND, "not_found", "no such path", None)
         }
     };
-    let token_id = if route.auth {
+    if route.auth {
         let presented = header(&req, AUTHORIZATION)
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
@@ -178,10 +178,7 @@ pub async fn handle(state: &ApiState, req: Request<Bytes>) -> Resp {
                 .insert(RETRY_AFTER, wait.to_string().parse().expect("digits"));
             return resp;
         }
-        Some(id)
-    } else {
-        None
-    };
+    }
     if route.query.is_empty() && req.uri().query().is_some_and(|q| !q.is_empty()) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -190,16 +187,10 @@ pub async fn handle(state: &ApiState, req: Request<Bytes>) -> Resp {
             Some("query"),
         );
     }
-    dispatch(state, route.op, &params, &req, token_id.as_deref()).await
+    dispatch(state, route.op, &params, &req).await
 }
 
-async fn dispatch(
-    state: &ApiState,
-    op: Op,
-    params: &[&str],
-    req: &Request<Bytes>,
-    token_id: Option<&str>,
-) -> Resp {
+async fn dispatch(state: &ApiState, op: Op, params: &[&str], req: &Request<Bytes>) -> Resp {
     let id = params.first().copied().unwrap_or("");
     match op {
         Op::Health => json_response(StatusCode::OK, &json!({"status": "ok"})),
@@ -219,7 +210,7 @@ async fn dispatch(
         Op::GetDocument(kind) | Op::PutDocument(kind) => documents::handle(state, kind, req).await,
         Op::ListTokens => tokens::list(state).await,
         Op::CreateToken => tokens::create(state, req.body()).await,
-        Op::RevokeToken => tokens::revoke(state, id, token_id).await,
+        Op::RevokeToken => tokens::revoke(state, id).await,
     }
 }
 

@@ -53,13 +53,12 @@ pub fn load(pem: &TlsPem) -> Result<Loaded, String> {
     let key = PrivateKeyDer::from_pem_slice(pem.key_pem.as_bytes())
         .map_err(|e| format!("the key file holds no usable private key: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("the key does not fit the certificate, or is unsupported: {e}"))?;
-    let mut config = config;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Loaded {
         acceptor: TlsAcceptor::from(Arc::new(config)),

@@ -98,7 +98,7 @@ pub async fn create(state: &ApiState, body: &[u8]) -> Resp {
 
 /// Revokes a token of this tenant; revoking the one in use is allowed (the
 /// answer is the last thing it gets).
-pub async fn revoke(state: &ApiState, id: &str, _in_use: Option<&str>) -> Resp {
+pub async fn revoke(state: &ApiState, id: &str) -> Resp {
     if !api_token::is_token_id(id) {
         return no_token();
     }
