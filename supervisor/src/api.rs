@@ -288,6 +288,16 @@ pub struct BackupRequest {
     pub out: std::path::PathBuf,
 }
 
+/// `tenant rotate-key` request.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// Delete every earlier key of the tenant too: backups made before this
+    /// rotation can never be restored.
+    #[serde(default)]
+    pub forget_old: bool,
+}
+
 /// `tenant restore` request.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

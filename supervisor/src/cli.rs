@@ -176,6 +176,16 @@ pub enum TenantCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Re-encrypt the tenant's store under a new data key while it serves
+    /// (writes wait during the copy; calls go on). The old key is kept,
+    /// wrapped, so older backups still restore, unless --forget-old.
+    RotateKey {
+        id: String,
+        /// Delete every earlier key of the tenant: backups made before this
+        /// rotation become unreadable for good.
+        #[arg(long)]
+        forget_old: bool,
+    },
     /// Bring a removed tenant back from a backup, with its numbers and ports
     /// where they are free. Refused once the tenant's key was shredded.
     Restore {

@@ -11,6 +11,9 @@ use bulkhead_shared::trunk::TrunkPolicy;
 use bulkhead_shared::{Number, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod key_rotation;
+pub use key_rotation::PendingKey;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("failed to open registry {path}: {source}")]
@@ -53,7 +56,7 @@ pub struct TenantRow {
 /// A wrapped key and where it is kept.
 #[derive(Debug, Clone)]
 pub struct WrappedKey {
-    /// `tenants` or `retired_keys`.
+    /// `tenants`, `retired_keys` or `pending_keys`.
     pub table: &'static str,
     pub rowid: i64,
     pub tenant: TenantId,
@@ -120,6 +123,7 @@ impl Registry {
         .map_err(open)?;
         conn.execute_batch(SCHEMA).map_err(open)?;
         conn.execute_batch(crate::history::SCHEMA).map_err(open)?;
+        conn.execute_batch(key_rotation::SCHEMA).map_err(open)?;
         // Registries from before these columns were added lack them.
         for (column, ddl) in [
             (
@@ -283,11 +287,12 @@ impl Registry {
         Ok(removed)
     }
 
-    /// Every wrapped key the registry holds (tenants' and retired ones):
-    /// master key rotation re-wraps them all.
+    /// Every wrapped key the registry holds (tenants', retired ones and
+    /// those of rotations not yet settled): master key rotation re-wraps
+    /// them all.
     pub fn wrapped_keys(&self) -> Result<Vec<WrappedKey>, RegistryError> {
         let mut out = Vec::new();
-        for table in ["tenants", "retired_keys"] {
+        for table in ["tenants", "retired_keys", "pending_keys"] {
             let mut stmt = self
                 .conn
                 .prepare(&format!("SELECT rowid, id, wrapped_key FROM {table}"))?;
@@ -537,10 +542,10 @@ fn claim(conn: &Connection, tenant: &TenantId, number: &Number) -> Result<(), Re
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(id: &str, uid: u32, port: u16, numbers: &[&str]) -> TenantRow {
+    pub(crate) fn row(id: &str, uid: u32, port: u16, numbers: &[&str]) -> TenantRow {
         TenantRow {
             id: TenantId::parse(id).unwrap(),
             uid,

@@ -39,13 +39,14 @@ pub fn main() -> anyhow::Result<()> {
 
     // 2. The store, opened with the tenant's key; the key is zeroized when
     //    `start.boot` drops at the end of this block.
+    //    A pending key means a rotation was under way: whichever key opens
+    //    the store is reported in `Ready`, and the registry follows it.
     let path = cfg.data_dir.join(STORE_FILE);
-    let (writer, reader) = {
-        let key = &start.boot.data_key;
-        let writer = store::open(&path, key)?;
-        let reader = store::open(&path, key)?;
-        (writer, reader)
-    };
+    let (writer, reader, store_key) = store::rekey::open_with_either(
+        &path,
+        &start.boot.data_key,
+        start.boot.pending_key.as_ref(),
+    )?;
     let interrupted = store::mark_interrupted(&writer, &now_rfc3339())?;
     if interrupted > 0 {
         tracing::warn!(
@@ -151,12 +152,14 @@ pub fn main() -> anyhow::Result<()> {
         link.send_to_supervisor(&FromWorker::Ready(Ready {
             pid: std::process::id(),
             landlock: hardened.landlock.as_str().into(),
+            store_key,
         }))
         .await?;
         tracing::info!(tenant = %cfg.tenant_id, "worker serving");
         let clients = Clients { rtp, egress };
         let shared = Shared {
             data_dir: &cfg.data_dir,
+            crash_at: cfg.crash_at.as_deref(),
             retention: &retention,
             store: &store,
             tokens: &tokens,
@@ -173,8 +176,6 @@ pub fn main() -> anyhow::Result<()> {
     result
 }
 
-/// A probe worker (`bulkhead audit`): the same start, the requested layers,
-/// then the probes instead of serving; the report goes back on the link.
 /// The agent document new calls start with: the tenant's own (`PUT
 /// /v1/agent`, kept in the store) when there is one, else the admin's from
 /// the tenant file, else the defaults. A stored document that no longer
@@ -206,6 +207,8 @@ async fn initial_agent(
     parsed.unwrap_or_default()
 }
 
+/// A probe worker (`bulkhead audit`): the same start, the requested layers,
+/// then the probes instead of serving; the report goes back on the link.
 fn run_probes(start: Start, spec: &bulkhead_shared::ipc::probe::ProbeSpec) -> anyhow::Result<()> {
     let Start { link, boot, .. } = start;
     let data_dir = boot.config.data_dir.clone();
@@ -260,6 +263,7 @@ async fn stored<T>(
 /// What the supervisor's control requests change.
 struct Shared<'a> {
     data_dir: &'a std::path::Path,
+    crash_at: Option<&'a str>,
     retention: &'a crate::retention::Retention,
     store: &'a Store,
     tokens: &'a http::Tokens,
@@ -379,6 +383,31 @@ async fn serve_link(
                             };
                             let _ = link
                                 .send_to_supervisor(&FromWorker::Reply { seq, error, data })
+                                .await;
+                        });
+                        continue;
+                    }
+                    ControlOp::RekeyStore { key } => {
+                        // The frame held the key in hex.
+                        buf.fill(0);
+                        // Beside this loop, like a backup: it copies the store.
+                        let (link, store) = (link.clone(), shared.store.clone());
+                        let job = store::rekey::Rekey {
+                            path: shared.data_dir.join(STORE_FILE),
+                            key,
+                            crash_at: shared.crash_at.map(str::to_owned),
+                        };
+                        tokio::spawn(async move {
+                            let error = store
+                                .write_durable(store::writer::Write::Rekey(job))
+                                .await
+                                .err();
+                            let _ = link
+                                .send_to_supervisor(&FromWorker::Reply {
+                                    seq,
+                                    error,
+                                    data: None,
+                                })
                                 .await;
                         });
                         continue;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! [kind u8] payload
-//!   1 bootstrap  [32-byte data key][config JSON]
+//!   1 bootstrap  [32-byte data key][pending u8 0|1][32-byte pending key, if 1][config JSON]
 //!   2 sip        [transport u8][conn u64 BE][family u8 4|6][ip 4|16][port u16 BE][SIP bytes]
 //!   3 control    JSON {seq, op}
 //!   4 ready      JSON {pid}
@@ -96,6 +96,13 @@ pub fn encode_to_worker(msg: &ToWorker, out: &mut Vec<u8>) -> Result<(), CodecEr
         ToWorker::Bootstrap(b) => {
             out.push(KIND_BOOTSTRAP);
             out.extend_from_slice(&b.data_key);
+            match &b.pending_key {
+                Some(k) => {
+                    out.push(1);
+                    out.extend_from_slice(k);
+                }
+                None => out.push(0),
+            }
             serde_json::to_writer(&mut *out, &b.config)?;
         }
         ToWorker::Sip(p) => encode_sip(p, out)?,
@@ -204,13 +211,25 @@ pub fn decode_to_worker(frame: &[u8]) -> Result<ToWorker, CodecError> {
             if body.len() < DATA_KEY_LEN {
                 return Err(CodecError::Truncated("bootstrap"));
             }
-            let (key, json) = body.split_at(DATA_KEY_LEN);
+            let (key, rest) = body.split_at(DATA_KEY_LEN);
             let mut data_key = [0u8; DATA_KEY_LEN];
             data_key.copy_from_slice(key);
-            // Build the Bootstrap first so the key is zeroized on a JSON error too.
+            // Build the Bootstrap first so the keys are zeroized on an error too.
             let mut boot = Bootstrap {
                 data_key,
+                pending_key: None,
                 config: placeholder_config(),
+            };
+            let json = match rest.split_first() {
+                Some((0, json)) => json,
+                Some((1, rest)) if rest.len() >= DATA_KEY_LEN => {
+                    let (pending, json) = rest.split_at(DATA_KEY_LEN);
+                    let mut k = [0u8; DATA_KEY_LEN];
+                    k.copy_from_slice(pending);
+                    boot.pending_key = Some(k);
+                    json
+                }
+                _ => return Err(CodecError::Truncated("bootstrap")),
             };
             boot.config = serde_json::from_slice(json)?;
             Ok(ToWorker::Bootstrap(Box::new(boot)))
@@ -383,6 +402,7 @@ fn placeholder_config() -> super::WorkerConfig {
         answer_delay_ms: 0,
         log_filter: String::new(),
         probe: None,
+        crash_at: None,
         agent: serde_json::Value::Null,
         trunk: Default::default(),
         retention_days: 0,
@@ -508,18 +528,53 @@ mod tests {
 
     #[test]
     fn bootstrap_round_trips() {
-        let boot = Bootstrap {
-            data_key: [9; DATA_KEY_LEN],
-            config: placeholder_config(),
-        };
-        let mut buf = Vec::new();
-        encode_to_worker(&ToWorker::Bootstrap(Box::new(boot)), &mut buf).unwrap();
-        match decode_to_worker(&buf).unwrap() {
-            ToWorker::Bootstrap(b) => {
-                assert_eq!(b.data_key, [9; DATA_KEY_LEN]);
-                assert_eq!(b.config, placeholder_config());
+        for pending_key in [None, Some([4; DATA_KEY_LEN])] {
+            let boot = Bootstrap {
+                data_key: [9; DATA_KEY_LEN],
+                pending_key,
+                config: placeholder_config(),
+            };
+            let mut buf = Vec::new();
+            encode_to_worker(&ToWorker::Bootstrap(Box::new(boot)), &mut buf).unwrap();
+            match decode_to_worker(&buf).unwrap() {
+                ToWorker::Bootstrap(b) => {
+                    assert_eq!(b.data_key, [9; DATA_KEY_LEN]);
+                    assert_eq!(b.pending_key, pending_key);
+                    assert_eq!(b.config, placeholder_config());
+                }
+                other => panic!("{other:?}"),
             }
+            // A frame cut inside the pending key is refused, not misread.
+            buf.truncate(1 + DATA_KEY_LEN + 1 + usize::from(pending_key.is_some()) * 10);
+            assert!(decode_to_worker(&buf).is_err());
+        }
+    }
+
+    #[test]
+    fn a_rekey_request_carries_its_key_as_hex_and_never_prints_it() {
+        use super::super::message::{ControlOp, SecretKey};
+        let key = SecretKey(core::array::from_fn(|i| i as u8 * 7));
+        let msg = ToWorker::Control(Control {
+            seq: 5,
+            op: ControlOp::RekeyStore { key: key.clone() },
+        });
+        assert!(!format!("{msg:?}").contains("00070e"));
+        let mut buf = Vec::new();
+        encode_to_worker(&msg, &mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[1..])
+            .unwrap()
+            .contains("\"00070e15"));
+        match decode_to_worker(&buf).unwrap() {
+            ToWorker::Control(Control {
+                op: ControlOp::RekeyStore { key: got },
+                ..
+            }) => assert!(got == key),
             other => panic!("{other:?}"),
+        }
+        for bad in ["00", &"0G".repeat(32), &"AB".repeat(32)] {
+            let frame =
+                format!("\u{3}{{\"seq\":1,\"op\":{{\"op\":\"rekey_store\",\"key\":\"{bad}\"}}}}");
+            assert!(decode_to_worker(frame.as_bytes()).is_err(), "{bad}");
         }
     }
 

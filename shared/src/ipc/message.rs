@@ -63,6 +63,10 @@ pub struct WorkerConfig {
     /// and exit instead of serving.
     #[serde(default)]
     pub probe: Option<super::probe::ProbeSpec>,
+    /// Test-only failpoint (the supervisor's `BULKHEAD_CRASH_AT`): the
+    /// worker aborts at the named step of a store rekey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_at: Option<String>,
 }
 
 /// The first frame a worker receives. Its sockets ride along as descriptors,
@@ -70,12 +74,80 @@ pub struct WorkerConfig {
 #[derive(Debug)]
 pub struct Bootstrap {
     pub data_key: [u8; DATA_KEY_LEN],
+    /// The key of a rotation that had begun but was not settled: the store
+    /// may be under either key, so the worker tries both and reports which
+    /// one opened it ([`Ready::store_key`]).
+    pub pending_key: Option<[u8; DATA_KEY_LEN]>,
     pub config: WorkerConfig,
 }
 
 impl Drop for Bootstrap {
     fn drop(&mut self) {
         self.data_key.zeroize();
+        if let Some(k) = &mut self.pending_key {
+            k.zeroize();
+        }
+    }
+}
+
+/// A data key inside a JSON control frame: hex on the wire, never printed,
+/// zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(pub [u8; DATA_KEY_LEN]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Serialize for SecretKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut hex = zeroize::Zeroizing::new([0u8; 2 * DATA_KEY_LEN]);
+        for (i, b) in self.0.iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(b >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
+        }
+        s.serialize_str(std::str::from_utf8(&hex[..]).expect("hex is ASCII"))
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl<'de> Deserialize<'de> for SecretKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SecretKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{} lowercase hex digits", 2 * DATA_KEY_LEN)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretKey, E> {
+                let digit = |c: u8| match c {
+                    b'0'..=b'9' => Some(c - b'0'),
+                    b'a'..=b'f' => Some(c - b'a' + 10),
+                    _ => None,
+                };
+                if v.len() != 2 * DATA_KEY_LEN {
+                    return Err(E::invalid_length(v.len(), &self));
+                }
+                let mut key = SecretKey([0; DATA_KEY_LEN]);
+                for (i, pair) in v.as_bytes().chunks_exact(2).enumerate() {
+                    let (Some(hi), Some(lo)) = (digit(pair[0]), digit(pair[1])) else {
+                        return Err(E::custom("a key holds only lowercase hex digits"));
+                    };
+                    key.0[i] = hi << 4 | lo;
+                }
+                Ok(key)
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -118,6 +190,10 @@ pub enum ControlOp {
     Backup,
     /// The tenant's retention changed (admin `tenant limits retention_days=N`).
     SetRetention { days: u32 },
+    /// Re-encrypt the store under `key` (admin `tenant rotate-key`): the
+    /// worker exports a copy under the new key, swaps it in atomically and
+    /// replies once it serves from it.
+    RekeyStore { key: SecretKey },
     /// Liveness: a worker that does not answer in time is killed and restarted.
     Ping,
 }
@@ -151,6 +227,19 @@ pub struct Ready {
     /// `partial` or `none` (reported before any untrusted input is read).
     #[serde(default)]
     pub landlock: String,
+    /// Which key opened the store (only ever `pending` when the bootstrap
+    /// carried a pending key).
+    #[serde(default)]
+    pub store_key: StoreKey,
+}
+
+/// Which of the bootstrap's keys opened the tenant's store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKey {
+    #[default]
+    Current,
+    Pending,
 }
 
 /// Worker → supervisor. Everything here is untrusted input to the supervisor.

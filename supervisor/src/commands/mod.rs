@@ -277,6 +277,13 @@ async fn tenant(socket: &Path, as_json: bool, cmd: TenantCmd) -> Result<(), Comm
             let v = admin(socket, Method::POST, &path, Some(body)).await?;
             output::record(&v, as_json);
         }
+        TenantCmd::RotateKey { id, forget_old } => {
+            let id = TenantId::parse(&id).map_err(usage)?;
+            let body = json!({ "forget_old": forget_old });
+            let path = format!("/v1/tenants/{id}/rotate-key");
+            let v = admin(socket, Method::POST, &path, Some(body)).await?;
+            output::record(&v, as_json);
+        }
         TenantCmd::Restore {
             id,
             from,

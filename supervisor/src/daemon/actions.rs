@@ -33,6 +33,7 @@ pub fn of(method: &Method, path: &str, query: &str, body: &[u8]) -> Option<(&'st
                 "tls" => "tenant.tls",
                 "backup" => "tenant.backup",
                 "restore" => "tenant.restore",
+                "rotate-key" => "tenant.rotate-key",
                 _ => "unknown",
             };
             (action, id.to_string())

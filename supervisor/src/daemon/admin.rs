@@ -215,6 +215,11 @@ async fn route(
             let r: crate::api::BackupRequest = body(req)?;
             ok(to_value(t.backup(&id, &r.out).await?))
         }
+        (&Method::POST, ["v1", "tenants", id, "rotate-key"]) => {
+            let id = tenant_id(id)?;
+            let r: crate::api::RotateKeyRequest = body(req)?;
+            ok(to_value(t.rotate_key(&id, r.forget_old).await?))
+        }
         (&Method::POST, ["v1", "tenants", id, "restore"]) => {
             let id = tenant_id(id)?;
             let r: crate::api::RestoreRequest = body(req)?;

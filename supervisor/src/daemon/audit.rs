@@ -414,6 +414,7 @@ async fn probe_run(
         agent: serde_json::Value::Null,
         trunk: Default::default(),
         retention_days: 0,
+        crash_at: None,
         probe: Some(ProbeSpec {
             landlock: variant.landlock,
             seccomp: variant.seccomp,
@@ -423,6 +424,7 @@ async fn probe_run(
     // A probe never opens the store: it gets no key.
     let boot = Bootstrap {
         data_key: [0; DATA_KEY_LEN],
+        pending_key: None,
         config,
     };
     let report = async {

@@ -35,6 +35,7 @@ use bulkhead_shared::api_token as tokens;
 pub mod backup;
 mod drain;
 mod egress;
+pub mod key_rotation;
 mod limits;
 pub mod rotation;
 mod supervise;
@@ -119,6 +120,9 @@ pub struct Tenants {
     /// Serializes tenant creation: uid and port choice read the live set,
     /// and two concurrent adds must not both pick the same free uid.
     adding: tokio::sync::Mutex<()>,
+    /// Serializes key rotations and backups: a backup names the key its
+    /// copy is under, so the store must not change keys meanwhile.
+    key_ops: tokio::sync::Mutex<()>,
 }
 
 impl Tenants {
@@ -148,6 +152,7 @@ impl Tenants {
             live: Mutex::new(HashMap::new()),
             metrics_addr: Default::default(),
             adding: tokio::sync::Mutex::new(()),
+            key_ops: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -535,12 +540,24 @@ impl Tenants {
     ) -> Result<(u32, Arc<WorkerLink>), String> {
         self.make_data_dir(&row.id, row.uid)
             .map_err(|e| format!("data directory: {e}"))?;
-        let key = self
-            .keystore
-            .read()
-            .expect("keystore lock")
-            .unwrap(&row.id, &row.wrapped_key)
+        // A rotation not yet settled: the worker gets both keys.
+        let pending = self
+            .registry
+            .lock()
+            .expect("registry lock")
+            .pending_key_of(&row.id)
             .map_err(|e| e.to_string())?;
+        let (key, pending_key) = {
+            let keystore = self.keystore.read().expect("keystore lock");
+            let key = keystore
+                .unwrap(&row.id, &row.wrapped_key)
+                .map_err(|e| e.to_string())?;
+            let pending_key = pending
+                .map(|p| keystore.unwrap(&row.id, &p.wrapped))
+                .transpose()
+                .map_err(|e| format!("pending key: {e}"))?;
+            (key, pending_key)
+        };
         let root_mount = self
             .root_mount(&row.id)
             .map_err(|e| format!("root mount point: {e}"))?;
@@ -585,8 +602,10 @@ impl Tenants {
                 .limits
                 .over(&self.cfg.limits)
                 .map_or(0, |l| l.retention_days),
+            crash_at: std::env::var("BULKHEAD_CRASH_AT").ok(),
         };
-        if let Err(e) = worker::bootstrap(&link, key, config, sockets).await {
+        let settle = pending_key.is_some();
+        if let Err(e) = worker::bootstrap(&link, key, pending_key, config, sockets).await {
             let _ = child.kill();
             let _ = tokio::task::spawn_blocking(move || child.wait()).await;
             return Err(format!("failed to send the bootstrap frame: {e}"));
@@ -600,6 +619,12 @@ impl Tenants {
                 return Err(format!("{e} (exit: {status:?})"));
             }
         };
+        if settle {
+            // Left pending on an error; the next start settles it again.
+            if let Err(e) = self.settle_rotation(&row.id, handle.store_key) {
+                tracing::error!(tenant = %row.id, error = %e, "could not settle a key rotation");
+            }
+        }
         let me = self.clone();
         let id = row.id.clone();
         tokio::spawn(async move {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulkhead_shared::ipc::codec::{encode_to_worker, MAX_FRAME};
-use bulkhead_shared::ipc::message::{Control, ControlOp};
+use bulkhead_shared::ipc::message::{Control, ControlOp, StoreKey};
 use bulkhead_shared::ipc::{Bootstrap, FromWorker, Link, ToWorker, WorkerConfig};
 use bulkhead_shared::TenantId;
 use tokio::sync::oneshot;
@@ -45,6 +45,8 @@ pub struct WorkerLink {
     pub link: Arc<Link>,
     /// Landlock enforcement the worker reported when it became ready.
     pub landlock: String,
+    /// Which key opened the store, as the worker reported at start.
+    pub store_key: StoreKey,
     pending: Pending,
     next_seq: Mutex<u64>,
 }
@@ -68,6 +70,21 @@ impl WorkerLink {
         fds: &[std::os::fd::BorrowedFd<'_>],
         timeout: Duration,
     ) -> Answer {
+        self.exchange(op, fds, timeout)
+            .await
+            .and_then(|answer| answer)
+    }
+
+    /// The request and its answer, keeping apart the two ways it can fail:
+    /// the outer error means no answer came (the link broke, the worker
+    /// exited, or the time ran out: the worker may still be working on it);
+    /// the inner one is the worker's own refusal.
+    pub async fn exchange(
+        &self,
+        op: ControlOp,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<Answer, String> {
         let seq = {
             let mut next = self.next_seq.lock().expect("seq lock");
             *next += 1;
@@ -77,17 +94,23 @@ impl WorkerLink {
         self.pending.lock().expect("pending lock").insert(seq, tx);
         let exchange = async {
             let mut frame = Vec::new();
-            bulkhead_shared::ipc::codec::encode_to_worker(
+            let encoded = bulkhead_shared::ipc::codec::encode_to_worker(
                 &ToWorker::Control(Control { seq, op }),
                 &mut frame,
-            )
-            .map_err(|e| format!("failed to encode the request: {e}"))?;
-            self.link
-                .send_packet(&frame, fds)
-                .await
-                .map_err(|e| format!("failed to reach the worker: {e}"))?;
+            );
+            let sent = match encoded {
+                Ok(()) => self
+                    .link
+                    .send_packet(&frame, fds)
+                    .await
+                    .map_err(|e| format!("failed to reach the worker: {e}")),
+                Err(e) => Err(format!("failed to encode the request: {e}")),
+            };
+            // A rekey request carries a key.
+            frame.zeroize();
+            sent?;
             rx.await
-                .unwrap_or_else(|_| Err("the worker exited before replying".to_string()))
+                .map_err(|_| "the worker exited before replying".to_string())
         };
         let result = tokio::time::timeout(timeout, exchange)
             .await
@@ -99,19 +122,21 @@ impl WorkerLink {
     }
 }
 
-/// Sends the bootstrap frame (key, config, sockets). The frame buffer, which
-/// holds the key, is zeroized before returning.
+/// Sends the bootstrap frame (keys, config, sockets). The frame buffer,
+/// which holds the keys, is zeroized before returning.
 pub async fn bootstrap(
     link: &Link,
     key: DataKey,
+    pending_key: Option<DataKey>,
     config: WorkerConfig,
     sockets: &TenantSockets,
 ) -> std::io::Result<()> {
     let boot = Bootstrap {
         data_key: *key,
+        pending_key: pending_key.as_deref().copied(),
         config,
     };
-    drop(key);
+    drop((key, pending_key));
     send_bootstrap(link, boot, sockets).await
 }
 
@@ -159,6 +184,7 @@ pub async fn attach(
             Arc::new(WorkerLink {
                 link,
                 landlock: ready.landlock,
+                store_key: ready.store_key,
                 pending,
                 next_seq: Mutex::new(0),
             }),

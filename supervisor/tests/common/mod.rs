@@ -692,3 +692,27 @@ pub fn curl_https(port: u16, ca: &std::path::Path, path: &str, token: &str) -> (
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// Writes `n` finished calls of last year into the tenant's store, each with
+/// one transcript turn of `text_bytes` bytes, in one transaction: a store
+/// of a known size, without placing that many calls.
+pub fn seed_calls(sup: &Supervisor, id: &str, n: usize, text_bytes: usize) {
+    let mut conn = open_tenant_store(sup, id);
+    let tx = conn.transaction().unwrap();
+    let text = "transcribed speech ".repeat(text_bytes / 19 + 1)[..text_bytes].to_owned();
+    for i in 0..n {
+        let call = format!("call_seed_{i}");
+        tx.execute(
+            "INSERT INTO calls (id, call_id, from_user, to_number, started_at, ended_at, outcome)
+             VALUES (?1, ?2, '+15551234567', '+15550100', '2025-11-01T10:00:00Z', '2025-11-01T10:01:00Z', 'completed')",
+            rusqlite::params![call, format!("seed-{i}@x")],
+        )
+        .unwrap();
+        tx.execute(
+            "INSERT INTO turns (call, n, speaker, text, at_ms) VALUES (?1, 1, 'caller', ?2, 0)",
+            rusqlite::params![call, text],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}

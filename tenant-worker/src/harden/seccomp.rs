@@ -58,6 +58,13 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
         "SQLite removing its own journal files (inside /data, by Landlock)",
     ),
     (libc::SYS_unlinkat, "unlinkat", "as unlink"),
+    (
+        libc::SYS_rename,
+        "rename",
+        "tenant rotate-key swaps the re-encrypted store in (inside /data, by Landlock)",
+    ),
+    (libc::SYS_renameat, "renameat", "as rename"),
+    (libc::SYS_renameat2, "renameat2", "as rename"),
     (libc::SYS_newfstatat, "newfstatat", "SQLite file checks"),
     (libc::SYS_fstat, "fstat", "SQLite file checks"),
     (libc::SYS_statx, "statx", "std metadata"),

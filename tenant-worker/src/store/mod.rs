@@ -9,6 +9,7 @@
 mod calls;
 mod documents;
 pub(crate) mod migrations;
+pub mod rekey;
 mod tokens;
 mod transcripts;
 pub mod writer;
@@ -94,8 +95,6 @@ fn keep_sqlcipher_active() {
     });
 }
 
-/// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost
-/// ~250 ms of PBKDF2 per open). The hex copy is zeroized on drop.
 /// Exports the store into a new file at `path`, keyed like this one (an
 /// ATTACH without KEY takes the main database's key), schema version kept.
 pub(crate) fn export(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
@@ -108,6 +107,8 @@ pub(crate) fn export(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
     exported.and(detached)
 }
 
+/// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost
+/// ~250 ms of PBKDF2 per open). The hex copy is zeroized on drop.
 fn apply_key(conn: &Connection, key: &[u8; 32]) -> rusqlite::Result<()> {
     let mut pragma = Zeroizing::new(String::with_capacity(80));
     pragma.push_str("PRAGMA key = \"x'");

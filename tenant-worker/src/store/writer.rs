@@ -73,6 +73,9 @@ pub enum Write {
         name: &'static str,
         json: String,
     },
+    /// Re-encrypt the store under a new key. Runs alone, after the writes
+    /// queued before it are committed; the writes after it wait.
+    Rekey(super::rekey::Rekey),
 }
 
 /// A write and, when the sender waits for it, where to report its commit.
@@ -93,14 +96,15 @@ impl Store {
     /// connections while `exit` tears OpenSSL down crashes).
     pub fn start(writer: Connection, reader: Connection) -> (Self, thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let reader = Arc::new(Mutex::new(reader));
         let handle = thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(writer, rx))
+            .spawn({
+                let reader = reader.clone();
+                move || run_writer(writer, &reader, rx)
+            })
             .expect("spawn store writer thread");
-        let store = Self {
-            writes: tx,
-            reader: Arc::new(Mutex::new(reader)),
-        };
+        let store = Self { writes: tx, reader };
         (store, handle)
     }
 
@@ -192,12 +196,29 @@ impl Store {
     }
 }
 
-fn run_writer(conn: Connection, mut rx: mpsc::Receiver<Queued>) {
+fn run_writer(mut conn: Connection, reader: &Mutex<Connection>, mut rx: mpsc::Receiver<Queued>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    // A rekey that ended the last batch: it runs after that batch commits.
+    let mut held: Option<Queued> = None;
+    while let Some(first) = held.take().or_else(|| rx.blocking_recv()) {
+        if let (Write::Rekey(job), done) = first {
+            let result = super::rekey::swap(&mut conn, reader, &job);
+            match &result {
+                Ok(()) => tracing::info!("store re-encrypted under a new key"),
+                Err(e) => tracing::error!(error = %e, "store rekey failed"),
+            }
+            if let Some(done) = done {
+                let _ = done.send(result);
+            }
+            continue;
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                Ok(w) if matches!(w.0, Write::Rekey(_)) => {
+                    held = Some(w);
+                    break;
+                }
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
@@ -274,6 +295,8 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<()> {
         Write::PutDocument { name, json } => {
             documents::put(conn, name, json, &bulkhead_shared::time::now_rfc3339())
         }
+        // Never batched: run_writer takes it out of the queue on its own.
+        Write::Rekey(_) => Err(rusqlite::Error::InvalidQuery),
     }
 }
 

@@ -165,6 +165,8 @@ impl Tenants {
                 out.display()
             )));
         }
+        // The key named in the header is the one the copy is under.
+        let _key_ops = self.key_ops.lock().await;
         let worker = self.running_worker(id)?;
         let row = self
             .live
