@@ -280,3 +280,98 @@ fn a_crash_at_each_step_leaves_a_tenant_that_opens_and_a_registry_that_knows_its
     assert_eq!(rotated["key_version"], version + 1);
     assert_eq!(sup.cli_json(&["tenant", "show", "clinic"])["pid"], pid);
 }
+
+/// Rotation, backup and restore of a large store through the CLI, each
+/// beside a plain `cp` of the same file in the same run (this disk's own
+/// speed). Run by `scripts/bench` as
+///   cargo test --release -p bulkhead-supervisor --test key_rotation key_lifecycle_bench -- --ignored --nocapture
+/// with BENCH_STORE_MB (default 1024) and BENCH_RUNS (default 3).
+#[test]
+#[ignore = "benchmark: run by scripts/bench in release"]
+fn key_lifecycle_bench() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (mb, runs) = (env("BENCH_STORE_MB", 1024), env("BENCH_RUNS", 3));
+    let sup = Supervisor::start();
+    sup.add_tenant("clinic", &["+15550100"]);
+    // 4 KiB of transcript per call: about 4.3 KB of store each.
+    let t0 = std::time::Instant::now();
+    seed_calls(&sup, "clinic", mb * 1024 * 1024 / 4400, 4096);
+    let store = sup.state_dir().join("tenants/clinic/tenant.db");
+    let bytes = std::fs::metadata(&store).unwrap().len();
+    let gb = bytes as f64 / 1e9;
+    eprintln!("seeded {:.2} GB in {:.0} s", gb, t0.elapsed().as_secs_f64());
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let timed = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    };
+    let (mut rotate, mut backup, mut restore, mut copy) = (vec![], vec![], vec![], vec![]);
+    for run in 0..runs {
+        let scratch = sup.dir.path().join("copy.db");
+        copy.push(timed(&mut || {
+            let mut from = std::fs::File::open(&store).unwrap();
+            let mut to = std::fs::File::create(&scratch).unwrap();
+            std::io::copy(&mut from, &mut to).unwrap();
+            to.sync_all().unwrap();
+        }));
+        std::fs::remove_file(&scratch).unwrap();
+        rotate.push(timed(&mut || {
+            sup.cli_json(&["tenant", "rotate-key", "clinic", "--forget-old"]);
+        }));
+        let file = sup.dir.path().join(format!("bench-{run}.backup"));
+        backup.push(timed(&mut || {
+            sup.cli_json(&[
+                "tenant",
+                "backup",
+                "clinic",
+                "--out",
+                file.to_str().unwrap(),
+            ]);
+        }));
+        sup.cli_json(&["tenant", "remove", "clinic"]);
+        restore.push(timed(&mut || {
+            sup.cli_json(&[
+                "tenant",
+                "restore",
+                "clinic",
+                "--from",
+                file.to_str().unwrap(),
+            ]);
+        }));
+        std::fs::remove_file(&file).unwrap();
+    }
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["state"], "running");
+    let (c, r, b, s) = (
+        median(copy),
+        median(rotate),
+        median(backup),
+        median(restore),
+    );
+    let mbs = |secs: f64| bytes as f64 / 1e6 / secs;
+    println!("key lifecycle: {:.2} GB store, median of {runs} runs", gb);
+    println!("| operation | seconds | MB/s | s per GB | ÷ plain copy time |");
+    println!("|---|---|---|---|---|");
+    for (name, secs) in [
+        ("plain copy of the store file (read, write, fsync)", c),
+        ("`tenant rotate-key`", r),
+        ("`tenant backup`", b),
+        ("`tenant restore` (returns once serving)", s),
+    ] {
+        println!(
+            "| {name} | {secs:.2} | {:.0} | {:.1} | {:.2} |",
+            mbs(secs),
+            secs / gb,
+            secs / c
+        );
+    }
+}
