@@ -286,4 +286,67 @@ mod tests {
         discard_stale(&path);
         assert!(!copy_path(&path).exists());
     }
+
+    /// The two ways to re-encrypt, on the same store in the same run
+    /// (docs/key-rotation.md):
+    ///   cargo test --release -p bulkhead-worker rekey_methods_bench -- --ignored --nocapture
+    /// with BENCH_STORE_MB (default 512).
+    #[test]
+    #[ignore = "benchmark"]
+    fn rekey_methods_bench() {
+        let mb: usize = std::env::var("BENCH_STORE_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(512);
+        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+        let path = dir.path().join("tenant.db");
+        let mut writer = open(&path, &[1; 32]).unwrap();
+        {
+            let tx = writer.transaction().unwrap();
+            let text = "x".repeat(4000);
+            for i in 0..mb * 1024 * 1024 / 4400 {
+                tx.execute(
+                    "INSERT INTO calls (id, call_id, from_user, to_number, started_at, ended_at, outcome)
+                     VALUES (?1, ?1, '+15551234567', '+15550100', '2025-11-01T10:00:00Z', '2025-11-01T10:01:00Z', 'completed')",
+                    [format!("c{i}")],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO turns (call, n, speaker, text, at_ms) VALUES (?1, 1, 'caller', ?2, 0)",
+                    rusqlite::params![format!("c{i}"), text],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let bytes = std::fs::metadata(&path).unwrap().len() as f64;
+        let reader = Mutex::new(open(&path, &[1; 32]).unwrap());
+        let t = std::time::Instant::now();
+        let job = Rekey {
+            path: path.clone(),
+            key: SecretKey([2; 32]),
+            crash_at: None,
+        };
+        swap(&mut writer, &reader, &job).unwrap();
+        let copy = t.elapsed().as_secs_f64();
+        let hex: String = [3u8; 32].iter().map(|b| format!("{b:02x}")).collect();
+        let t = std::time::Instant::now();
+        writer
+            .execute_batch(&format!(
+                "PRAGMA rekey = \"x'{hex}'\"; PRAGMA wal_checkpoint(TRUNCATE);"
+            ))
+            .unwrap();
+        let in_place = t.elapsed().as_secs_f64();
+        println!("rekey methods: {:.0} MB store", bytes / 1e6);
+        println!("| method | seconds | MB/s |");
+        println!("|---|---|---|");
+        println!(
+            "| copy under the new key + rename (what rotate-key does) | {copy:.2} | {:.0} |",
+            bytes / 1e6 / copy
+        );
+        println!(
+            "| `PRAGMA rekey` in place, WAL checkpointed | {in_place:.2} | {:.0} |",
+            bytes / 1e6 / in_place
+        );
+    }
 }

@@ -25,7 +25,8 @@ use super::Tenants;
 use crate::daemon::AdminError;
 
 /// How long a worker may take to copy its store under the new key: about
-/// 16 s per GB measured here (BENCHMARKS.md), with room for slow disks.
+/// 15 s per GB measured here (BENCHMARKS.md), so some 100 GB, with room
+/// for slower disks.
 const REKEY_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// `tenant rotate-key --json`.
