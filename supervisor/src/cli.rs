@@ -60,11 +60,31 @@ pub enum Command {
         /// One tenant; all when omitted.
         id: Option<String>,
     },
+    /// The number → machine routing, for a SIP load balancer in front of
+    /// several machines.
+    #[command(subcommand)]
+    Export(ExportCmd),
     /// Start a supervisor with two example tenants and call each.
     Demo {
         /// Exit after the sample calls.
         #[arg(long)]
         once: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCmd {
+    /// This machine's numbers as a Kamailio htable (db_text table file):
+    /// each number → this supervisor's SIP router. Concatenate the exports of
+    /// all machines (one header) into the table; docs/scale-out.md.
+    Kamailio {
+        /// Where Kamailio sends this machine's calls (HOST:PORT); default:
+        /// the router's address (the advertised IP if it listens on all).
+        #[arg(long)]
+        address: Option<String>,
+        /// Leave out the column line, to append to another machine's export.
+        #[arg(long)]
+        no_header: bool,
     },
 }
 

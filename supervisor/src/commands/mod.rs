@@ -3,6 +3,7 @@
 
 mod client;
 pub mod demo;
+mod export;
 mod output;
 pub mod serve;
 
@@ -67,6 +68,27 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             )
             .await?;
             output::apply(&v, cli.json);
+            Ok(())
+        }
+        Command::Export(crate::cli::ExportCmd::Kamailio { address, no_header }) => {
+            let address = match address {
+                Some(a) => export::check_address(&a).map_err(usage)?.to_owned(),
+                None => {
+                    let status = admin(socket, Method::GET, "/v1/status", None).await?;
+                    export::router_address(&status).map_err(|e| CommandError::Failed(e.into()))?
+                }
+            };
+            let tenants = admin(socket, Method::GET, "/v1/tenants", None).await?;
+            let numbers = export::numbers(&tenants);
+            if cli.json {
+                let rows: Vec<Value> = numbers
+                    .iter()
+                    .map(|(n, t)| json!({"number": n, "tenant": t}))
+                    .collect();
+                println!("{}", json!({"address": address, "numbers": rows}));
+            } else {
+                print!("{}", export::htable(&address, &numbers, !no_header));
+            }
             Ok(())
         }
         Command::Audit { id } => {

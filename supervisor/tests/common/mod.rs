@@ -350,7 +350,6 @@ pub fn sipp_uac_at(
     run_sipp(&mut cmd)
 }
 
-/// Runs a prepared sipp command: its verdict and its report (stdout and stderr).
 /// Runs one call of Bulkhead's own sipp scenario `name`
 /// (`tests/data/sip/scenarios`) to `number` at `target`, over `transport`
 /// (`u1`, `t1`), with `extra` arguments (e.g. `-au`/`-ap`).
@@ -374,6 +373,7 @@ pub fn own_scenario(
     run_sipp(&mut cmd)
 }
 
+/// Runs a prepared sipp command: its verdict and its report (stdout and stderr).
 pub fn run_sipp(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .output()
