@@ -226,6 +226,92 @@ fn cipher_cost(dir: &std::path::Path, n: u64) {
     );
 }
 
+/// Which SQLCipher setting closes how much of the gap to plain SQLite (#9):
+/// the same three operations as [`cipher_cost`] with the worker's settings
+/// plus one change each, plain SQLite in the same run as the reference.
+///   cargo test --release -p bulkhead-worker cipher_settings_bench -- --ignored --nocapture
+#[test]
+#[ignore = "a benchmark"]
+fn cipher_settings_bench() {
+    let n = env("BENCH_CALLS", 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let variants: [(&str, &str); 5] = [
+        ("SQLCipher 4 defaults (the worker today)", ""),
+        (
+            "cipher_memory_security = OFF (the default since 4.5)",
+            "PRAGMA cipher_memory_security = OFF;",
+        ),
+        (
+            "HMAC-SHA256 instead of SHA512",
+            "PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
+        ),
+        ("cache 8 MB", "PRAGMA cache_size = -8192;"),
+        (
+            "no HMAC (integrity lost: reference only)",
+            "PRAGMA cipher_use_hmac = OFF;",
+        ),
+    ];
+    let run = |path: &std::path::Path, keyed: Option<&str>| {
+        let c = Connection::open(path).unwrap();
+        if let Some(extra) = keyed {
+            // Page-format settings go between the key and the first access.
+            let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+            c.execute_batch(&format!("PRAGMA key = \"x'{hex}'\"; {extra}"))
+                .unwrap();
+        }
+        c.execute_batch(crate::store::SETTINGS).unwrap();
+        crate::store::migrations::apply(&c).unwrap();
+        let batch = timed(|| seed(&c, n));
+        let single = timed(|| {
+            for i in 0..300 {
+                c.execute(
+                    "INSERT INTO calls (id, call_id, from_user, to_number, started_at, outcome) VALUES (?1, 'x', '+1555', '+1555', 't', 'completed')",
+                    [format!("single_{i}")],
+                )
+                .unwrap();
+            }
+        });
+        let read = timed(|| {
+            for _ in 0..5 {
+                let _: i64 = c
+                    .query_row(
+                        "SELECT sum(length(providers) + length(media)) FROM calls",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+            }
+        });
+        (batch, single, read)
+    };
+    // Rounds interleave plain SQLite and every setting, so drift on this
+    // shared machine touches all alike; each ratio is the median of its
+    // rounds, each against the same round's plain run.
+    let rounds = env("BENCH_ROUNDS", 3) as usize;
+    let mut ratios = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        let plain = run(&dir.path().join(format!("plain{round}.db")), None);
+        for (i, (_, extra)) in variants.iter().enumerate() {
+            let (b, s, r) = run(&dir.path().join(format!("v{i}-{round}.db")), Some(extra));
+            ratios[i].push((plain.0 / b, plain.1 / s, plain.2 / r));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("| setting ({n} rows; median of {rounds} interleaved rounds) | batch: plain/this | one-row commits | full read x5 |");
+    println!("|---|---|---|---|");
+    for ((name, _), r) in variants.iter().zip(ratios) {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            median(r.iter().map(|x| x.0).collect()),
+            median(r.iter().map(|x| x.1).collect()),
+            median(r.iter().map(|x| x.2).collect())
+        );
+    }
+}
+
 #[test]
 #[ignore = "a benchmark: scripts/bench runs it in release mode"]
 fn calls_api_bench() {
