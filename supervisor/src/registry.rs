@@ -271,14 +271,7 @@ impl Registry {
     /// wrapped key moves to `retired_keys`; with it, every copy is deleted.
     pub fn remove(&mut self, id: &TenantId, shred: bool) -> Result<bool, RegistryError> {
         let tx = self.conn.transaction()?;
-        if shred {
-            tx.execute("DELETE FROM retired_keys WHERE id = ?1", [id.as_str()])?;
-        } else {
-            tx.execute(
-                "INSERT INTO retired_keys (id, wrapped_key, removed_at) SELECT id, wrapped_key, ?2 FROM tenants WHERE id = ?1",
-                params![id.as_str(), bulkhead_shared::time::now_rfc3339()],
-            )?;
-        }
+        retire_key(&tx, id, shred)?;
         let removed = tx.execute("DELETE FROM tenants WHERE id = ?1", [id.as_str()])? > 0;
         tx.commit()?;
         if shred {
@@ -539,6 +532,21 @@ fn claim(conn: &Connection, tenant: &TenantId, number: &Number) -> Result<(), Re
             Ok(())
         }
     }
+}
+
+/// The tenant's current wrapped key leaves service: kept in `retired_keys`
+/// (a backup under it can still be restored), or, with `forget`, every
+/// retired key of the tenant is deleted and the current one with the row.
+fn retire_key(tx: &rusqlite::Transaction<'_>, id: &TenantId, forget: bool) -> rusqlite::Result<()> {
+    if forget {
+        tx.execute("DELETE FROM retired_keys WHERE id = ?1", [id.as_str()])?;
+    } else {
+        tx.execute(
+            "INSERT INTO retired_keys (id, wrapped_key, removed_at) SELECT id, wrapped_key, ?2 FROM tenants WHERE id = ?1",
+            params![id.as_str(), bulkhead_shared::time::now_rfc3339()],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,9 +30,8 @@ fn pending_rotations(sup: &Supervisor) -> i64 {
         .unwrap()
 }
 
-#[test]
-fn rotation_under_a_call_load_loses_no_call_and_only_the_new_key_opens_the_store() {
-    let sup = Supervisor::start();
+/// Tenant `clinic`, whose agent document holds [`NEEDLE`].
+fn clinic_with_agent(sup: &Supervisor) -> Value {
     let clinic = sup.add_tenant("clinic", &["+15550100"]);
     let (port, token) = api_of(&clinic);
     let agent = json!({"greeting": format!("Welcome, {NEEDLE}.")}).to_string();
@@ -40,6 +39,14 @@ fn rotation_under_a_call_load_loses_no_call_and_only_the_new_key_opens_the_store
         http_request(port, "PUT", "/v1/agent", Some(token), &[], &agent).0,
         200
     );
+    clinic
+}
+
+#[test]
+fn rotation_under_a_call_load_loses_no_call_and_only_the_new_key_opens_the_store() {
+    let sup = Supervisor::start();
+    let clinic = clinic_with_agent(&sup);
+    let (port, token) = api_of(&clinic);
     // Some 12 MB, so the copy takes a while beside the calls.
     seed_calls(&sup, "clinic", 6000, 2000);
     let old_key = data_key_of(&sup, "clinic");
@@ -212,13 +219,8 @@ const STEPS: [(&str, bool, bool); 4] = [
 #[test]
 fn a_crash_at_each_step_leaves_a_tenant_that_opens_and_a_registry_that_knows_its_key() {
     let mut sup = Supervisor::start();
-    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let clinic = clinic_with_agent(&sup);
     let (port, token) = api_of(&clinic);
-    let agent = json!({"greeting": format!("Welcome, {NEEDLE}.")}).to_string();
-    assert_eq!(
-        http_request(port, "PUT", "/v1/agent", Some(token), &[], &agent).0,
-        200
-    );
     seed_calls(&sup, "clinic", 300, 500);
     let mut version = 1;
     for (step, supervisor_crashes, takes_effect) in STEPS {

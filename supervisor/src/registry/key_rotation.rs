@@ -75,14 +75,7 @@ impl Registry {
         else {
             return Ok(None);
         };
-        if forget_old {
-            tx.execute("DELETE FROM retired_keys WHERE id = ?1", [id.as_str()])?;
-        } else {
-            tx.execute(
-                "INSERT INTO retired_keys (id, wrapped_key, removed_at) SELECT id, wrapped_key, ?2 FROM tenants WHERE id = ?1",
-                params![id.as_str(), bulkhead_shared::time::now_rfc3339()],
-            )?;
-        }
+        super::retire_key(&tx, id, forget_old)?;
         tx.execute(
             "UPDATE tenants SET wrapped_key = (SELECT wrapped_key FROM pending_keys WHERE id = ?1), key_version = key_version + 1 WHERE id = ?1",
             [id.as_str()],
