@@ -21,8 +21,7 @@ use crate::store::{self, writer::Store};
 use bulkhead_voice::agent::escalation::EscalationDoc;
 use bulkhead_voice::agent::routing::RoutingDoc;
 
-/// File name of the tenant's store inside its data directory.
-pub const STORE_FILE: &str = "tenant.db";
+use bulkhead_shared::ipc::message::STORE_FILE;
 
 pub fn main() -> anyhow::Result<()> {
     // 1. Inputs from the supervisor, before anything else runs.

@@ -12,6 +12,10 @@ use zeroize::Zeroize;
 
 use crate::{Number, TenantId};
 
+/// The tenant's store inside its data directory: the worker opens it, the
+/// supervisor only measures and backs it up.
+pub const STORE_FILE: &str = "tenant.db";
+
 /// Length of a tenant data key: 256 bits, used as a raw SQLCipher key.
 pub const DATA_KEY_LEN: usize = 32;
 

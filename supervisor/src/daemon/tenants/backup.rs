@@ -91,7 +91,7 @@ pub struct Restored {
 impl Restored {
     /// Copies the payload into the new data directory as the tenant's store.
     pub fn place(&self, data_dir: &Path, uid: u32) -> std::io::Result<()> {
-        let store = data_dir.join("tenant.db");
+        let store = data_dir.join(bulkhead_shared::ipc::message::STORE_FILE);
         let mut src = File::open(&self.backup)?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(HEADER_LEN))?;
         let mut dst = OpenOptions::new()

@@ -110,8 +110,11 @@ impl Tenants {
         crash_point("rotate-key-swapped");
         let key_version = self.settle_rotation(id, StoreKey::Pending)?;
         let seconds = started.elapsed().as_secs_f64();
-        let store_bytes =
-            std::fs::metadata(self.data_dir(id).join("tenant.db")).map_or(0, |m| m.len());
+        let store_bytes = std::fs::metadata(
+            self.data_dir(id)
+                .join(bulkhead_shared::ipc::message::STORE_FILE),
+        )
+        .map_or(0, |m| m.len());
         tracing::info!(tenant = %id, key_version, store_bytes, seconds, "tenant data key rotated");
         Ok(KeyRotated {
             tenant: id.clone(),
