@@ -155,11 +155,16 @@ fn a_hung_worker_with_a_full_socket_misses_its_heartbeat_and_neighbours_never_no
     .unwrap();
     let shown = std::thread::scope(|s| {
         let calls = s.spawn(|| sipp_uac_at(sup.dir.path(), sup.sip, "+15550200", 40, 10, "u1"));
-        // Fill the stopped worker's socket buffer through the router: the
-        // router must answer 503 for it, never wait on it.
+        // Fill the stopped worker's socket buffer (1 MiB on the router's
+        // side) through the router: the router must answer 503 for it,
+        // never wait on it. Paced, so that the router's own UDP buffer
+        // does not drop most of them first.
         let caller = Peer::new(sup.sip);
-        for i in 0..3000 {
+        for i in 0..12000 {
             caller.send(&invite("+15550100", &format!("fill-{i}")));
+            if i % 250 == 249 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let mut refused = 0;
         while let Some(m) = caller.recv(Duration::from_millis(500)) {

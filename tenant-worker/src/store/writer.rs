@@ -119,13 +119,26 @@ impl Store {
     /// Queues a write and returns once it is committed to disk. Writes
     /// queued meanwhile share the same commit.
     pub async fn write_durable(&self, w: Write) -> Result<(), String> {
+        self.write_committed(w).await.await
+    }
+
+    /// Queues a write (waiting only while the queue is full) and returns
+    /// what resolves once it is committed, so a caller that must not wait
+    /// for the disk (the user agent's task) can hand the wait to another
+    /// task. Writes are applied in the order they were queued, whichever
+    /// way they were sent.
+    pub async fn write_committed(
+        &self,
+        w: Write,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
         let (done, wait) = oneshot::channel();
-        let stopped = |_| "store writer stopped".to_string();
-        self.writes
-            .send((w, Some(done)))
-            .await
-            .map_err(|_| "store writer stopped".to_string())?;
-        wait.await.map_err(stopped)?
+        let queued = self.writes.send((w, Some(done))).await.is_ok();
+        async move {
+            if !queued {
+                return Err("store writer stopped".to_string());
+            }
+            wait.await.map_err(|_| "store writer stopped".to_string())?
+        }
     }
 
     /// Stores a token hash and returns once it is committed.

@@ -148,9 +148,7 @@ impl Ua {
         }
         // The caller's 200 means the record is final and on disk, and the
         // router's slot is free before the caller hears the end.
-        self.end_call(call_id, Outcome::Completed, true).await;
-        self.settle().await;
-        self.respond(&inc, 200, ok).await;
+        self.bye_after_commit(inc, ok, call_id).await;
     }
 
     /// UPDATE (RFC 3311): a session refresh, or a new offer, in the dialog.
@@ -388,14 +386,18 @@ impl Ua {
     }
 
     /// The call is over: its record says how, its sockets go back, and its
-    /// state lingers a while for late requests. `durable` waits for the
-    /// record to be on disk.
-    pub(super) async fn end_call(&mut self, call_id: &str, outcome: Outcome, durable: bool) {
-        let Some(call) = self.calls.get_mut(call_id) else {
-            return;
-        };
+    /// state lingers a while for late requests. With `durable`, returns
+    /// what resolves once the record is on disk (`None`: the call was
+    /// already over, or not durable).
+    pub(super) async fn end_call(
+        &mut self,
+        call_id: &str,
+        outcome: Outcome,
+        durable: bool,
+    ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
+        let call = self.calls.get_mut(call_id)?;
         if call.phase == Phase::Ended {
-            return;
+            return None;
         }
         let outcome = match (outcome, &call.escalated_to) {
             (Outcome::Completed, Some(_)) => Outcome::Escalated,
@@ -414,13 +416,12 @@ impl Ua {
             outcome,
             duration_ms,
         };
-        if durable {
-            if let Err(e) = self.store.write_durable(ended).await {
-                tracing::error!(error = %e, "failed to record the end of a call");
-            }
+        let committed = if durable {
+            Some(self.store.write_committed(ended).await)
         } else {
             self.store.write(ended).await;
-        }
+            None
+        };
         if let Some(lease) = self.calls.get_mut(call_id).and_then(|c| c.media.take()) {
             self.cfg.rtp.close(lease).await;
         }
@@ -428,6 +429,7 @@ impl Ua {
             self.end_leg(&leg).await;
         }
         self.expire_later(call_id.to_owned());
+        committed
     }
 }
 

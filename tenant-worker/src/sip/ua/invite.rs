@@ -4,9 +4,10 @@
 use bulkhead_shared::time::now_rfc3339;
 use tokio::time::Instant;
 
-use super::dialog::{contact, dialog_ids, Call, Phase};
-use super::{ids, uri_of_request, Event, Incoming, Ua};
-use crate::agent::{turn, CallSetup};
+use super::admit::PendingInvite;
+use super::dialog::{contact, Phase};
+use super::{ids, uri_of_request, Incoming, Ua};
+use crate::agent::CallSetup;
 use crate::sip::auth::{self, Verdict};
 use crate::sip::msg::{self, Reply, Scanned};
 use crate::sip::session_timer::{SessionTimer, TooSmall};
@@ -15,7 +16,6 @@ use crate::sip::{policy, sdp};
 use crate::store::writer::Write;
 use crate::store::{NewCall, Outcome};
 use bulkhead_shared::trunk::TrunkAuth;
-use bulkhead_voice::agent::routing::{Opening, OverflowAction, Route};
 use bulkhead_voice::media::g711::Law;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ impl Ua {
             // In a dialog: ours (a re-INVITE), or one we do not have (481).
             return self.on_reinvite(inc, req, &call_id).await;
         }
-        if self.calls.contains_key(&call_id) {
+        if self.calls.contains_key(&call_id) || self.pending.contains_key(&call_id) {
             // The same call by another path or a reused Call-ID: a merged
             // request (RFC 3261 §8.2.2.2), not a second call.
             return self.reply(&inc, req, 482, "Loop Detected").await;
@@ -59,111 +59,36 @@ impl Ua {
         } else {
             sdp::choose_codec(req.body)
         };
-        let record_id = ids::record_id();
         // Durable before the caller hears anything but 100: a call that was
-        // rung is on disk even if this worker dies a moment later.
+        // rung is on disk even if this worker dies a moment later. The
+        // commit, and the media sockets after it, are awaited off this task
+        // (admit.rs); the call goes on in `on_admitted`.
         let trying = Reply::to(req, 100, "Trying", None).finish();
         self.respond(&inc, 100, trying).await;
-        let inserted = self
-            .store
-            .write_durable(Write::InsertCall(NewCall {
-                id: record_id.clone(),
-                call_id: call_id.clone(),
-                from: msg::caller(req),
-                to: number.to_string(),
-                started_at: now_rfc3339(),
-            }))
-            .await;
-        if let Err(e) = inserted {
-            tracing::error!(error = %e, "failed to record a call; answering 500");
-            return self.reply(&inc, req, 500, "Server Internal Error").await;
-        }
-        let to_tag = ids::tag();
-        let Some(pt) = pt else {
-            return self
-                .reject_invite(&inc, req, &record_id, &to_tag, 488, "Not Acceptable Here")
-                .await;
+        let record_id = ids::record_id();
+        let new_call = NewCall {
+            id: record_id.clone(),
+            call_id: call_id.clone(),
+            from: msg::caller(req),
+            to: number.to_string(),
+            started_at: now_rfc3339(),
         };
-        // The tenant's routing: its own concurrent-call limit, then its hours.
-        let active = self
-            .calls
-            .values()
-            .filter(|c| c.phase != Phase::Ended)
-            .count();
-        let route = self.cfg.agent.route(active);
-        let opening = Opening::for_route(&route, &self.cfg.agent.current().language);
-        if let Route::Overflow {
-            action: OverflowAction::Busy,
-            ..
-        } = route
-        {
-            tracing::info!(
-                active,
-                "refusing a call: the routing document's limit is reached"
-            );
-            let note = opening.note.clone().unwrap_or_default();
-            self.store
-                .write(turn(&record_id, "system", note, 0, None))
-                .await;
-            return self
-                .reject_invite(&inc, req, &record_id, &to_tag, 486, "Busy Here")
-                .await;
-        }
-        // Media sockets, within the admin's concurrent-call limit.
-        let lease = match self.cfg.rtp.open().await {
-            Ok(lease) => lease,
-            Err(reason) => {
-                tracing::info!(%reason, "refusing a call: no RTP sockets");
-                return self
-                    .reject_invite(&inc, req, &record_id, &to_tag, 486, "Busy Here")
-                    .await;
-            }
-        };
-        let session_id = u64::from(ids::u32());
-        let session = sdp::Session {
-            id: session_id,
-            version: session_id,
-            port: lease.port,
-            pt,
-            dtmf: sdp::telephone_event(req.body),
-            direction: sdp::direction(req.body).answer(),
-        };
-        let dialog = dialog_ids(req, &call_id, &to_tag);
-        let ringing = Reply::to(req, 180, "Ringing", Some(&to_tag))
-            .header("Contact", &contact(&self.cfg, &inc.origin, &dialog.local))
-            .finish();
-        self.respond(&inc, 180, ringing).await;
-        let call = Call {
+        // The tenant's routing: its own concurrent-call limit (the calls up
+        // and those still being set up), then its hours.
+        let active = self.calls.values().filter(|c| !c.is_over()).count()
+            + self.pending.values().filter(|p| p.wants_media()).count();
+        let pending = PendingInvite {
+            inc,
+            raw: raw.to_vec(),
+            branch,
             record_id,
-            origin: inc.origin.clone(),
-            dest: inc.dest,
-            invite: raw.to_vec(),
-            invite_key: inc.key.clone(),
-            invite_branch: branch,
-            to_tag,
-            phase: Phase::Ringing,
-            dialog,
-            remote_cseq: req.cseq().map_or(0, |(n, _)| n),
-            local_cseq: ids::u32() >> 16,
-            session,
-            pending_2xx: None,
-            answered_at: None,
+            to_tag: ids::tag(),
+            pt,
             timer,
-            timer_generation: 0,
-            media: Some(lease),
-            agent: None,
-            leg: None,
-            escalated_to: None,
-            opening: Some(opening),
-            refer: None,
+            route: self.cfg.agent.route(active),
+            cancelled: false,
         };
-        self.calls.insert(call_id.clone(), call);
-        if self.cfg.answer_delay.is_zero() {
-            self.answer(&call_id).await;
-        } else {
-            let ev = Event::Answer { call_id };
-            self.schedule(ev, self.cfg.answer_delay);
-        }
+        self.admit(call_id, new_call, pending).await;
     }
 
     /// The trunk's digest credentials, when the tenant set them.
@@ -284,6 +209,10 @@ impl Ua {
         call_id: &str,
         branch: &str,
     ) {
+        if let Some(to_tag) = self.cancel_pending(call_id, branch, &inc) {
+            let ok = Reply::to(req, 200, "OK", Some(&to_tag)).finish();
+            return self.respond(&inc, 200, ok).await;
+        }
         let Some(call) = self.calls.get(call_id).filter(|c| {
             c.invite_branch == branch && c.origin.peer().ip() == inc.origin.peer().ip()
         }) else {
@@ -297,31 +226,5 @@ impl Ua {
         if ringing {
             self.terminate_invite(call_id, Outcome::Abandoned).await;
         } // else too late: the INVITE already has its final response
-    }
-
-    /// Answers a new INVITE with a final error and records the call as
-    /// rejected; the INVITE's transaction repeats the answer to a
-    /// retransmitted INVITE and waits for the ACK.
-    async fn reject_invite(
-        &mut self,
-        inc: &Incoming,
-        req: &Scanned<'_>,
-        record_id: &str,
-        to_tag: &str,
-        code: u16,
-        reason: &str,
-    ) {
-        let r = Reply::to(req, code, reason, Some(to_tag)).finish();
-        self.settle().await;
-        self.respond(inc, code, r).await;
-        let ended = Write::Ended {
-            id: record_id.to_owned(),
-            at: now_rfc3339(),
-            outcome: Outcome::Rejected,
-            duration_ms: 0,
-        };
-        if let Err(e) = self.store.write_durable(ended).await {
-            tracing::error!(error = %e, "failed to record a rejected call");
-        }
     }
 }

@@ -8,6 +8,7 @@
 //! retransmitted until answered) → dialogs and calls here ([`dialog`],
 //! [`invite`]).
 
+mod admit;
 mod dialog;
 mod escalate;
 #[cfg(test)]
@@ -90,6 +91,10 @@ pub enum Event {
     ReferTimeout {
         call_id: String,
     },
+    /// A new call's record is on disk and its media sockets are open (or not).
+    Admitted(admit::Admission),
+    /// A call's end is on disk: the caller's BYE gets its 200.
+    ByeRecorded(admit::ByeRecorded),
     /// A timer of the INVITE transaction to the human.
     LegTimer {
         leg: String,
@@ -139,6 +144,10 @@ pub struct Ua {
     out: Outbound,
     events: mpsc::Sender<Event>,
     calls: HashMap<String, Call>,
+    /// INVITEs whose record is being committed, by Call-ID.
+    pending: HashMap<String, admit::PendingInvite>,
+    /// Calls whose end is being committed before their BYE's 200.
+    ending: HashSet<String>,
     /// Calls the router admitted under the tenant's concurrent-call limit
     /// and that have not been reported over yet (see [`Ua::settle`]).
     router_slots: HashSet<String>,
@@ -160,6 +169,8 @@ impl Ua {
             out,
             events,
             calls: HashMap::new(),
+            pending: HashMap::new(),
+            ending: HashSet::new(),
             router_slots: HashSet::new(),
             servers: HashMap::new(),
             clients: HashMap::new(),
@@ -180,6 +191,8 @@ impl Ua {
         match ev {
             Event::Inbound { origin, data } => self.on_message(origin, &data).await,
             Event::Answer { call_id } => self.answer(&call_id).await,
+            Event::Admitted(a) => self.on_admitted(a).await,
+            Event::ByeRecorded(b) => self.on_bye_recorded(b).await,
             Event::Transfer(t) => match t.target.transfer {
                 TransferMethod::Refer => self.start_refer(t).await,
                 TransferMethod::Bridge => self.start_transfer(t).await,
@@ -235,10 +248,12 @@ impl Ua {
         if self.router_slots.is_empty() {
             return;
         }
-        let calls = &self.calls;
+        let (calls, pending, ending) = (&self.calls, &self.pending, &self.ending);
         let mut over = Vec::new();
         self.router_slots.retain(|id| {
-            let live = calls.get(id).is_some_and(|c| !c.is_over());
+            let live = calls.get(id).is_some_and(|c| !c.is_over())
+                || pending.contains_key(id)
+                || ending.contains(id);
             if !live {
                 over.push(id.clone());
             }
