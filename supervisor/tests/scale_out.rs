@@ -145,7 +145,15 @@ impl Kamailio {
 }
 
 impl Drop for Kamailio {
+    /// SIGTERM: Kamailio's main process stops its children before it
+    /// exits; SIGKILL would leave them running, orphaned, after the test.
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
