@@ -169,6 +169,21 @@ fn rotation_rewraps_every_key_without_touching_data_and_survives_a_crash_at_each
         .as_u64()
         .unwrap();
     assert_eq!(Some(pid), clinic["pid"].as_u64(), "no restart");
+    // The next worker start (a crash, a restart) unwraps the key under the
+    // new master without the supervisor restarting.
+    let out = sup.cli(&["tenant", "restart", "clinic"]);
+    assert!(out.status.success(), "{out:?}\n{}", sup.log());
+    assert_eq!(http_get(port, "/v1/numbers", Some(token)).0, 200);
+    // And a backup names the key it is under by unwrapping it.
+    let file = sup.dir.path().join("after-rotation.backup");
+    let out = sup.cli(&[
+        "tenant",
+        "backup",
+        "clinic",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}\n{}", sup.log());
     let history = sup.cli_json(&["history"]).to_string();
     assert!(history.contains("master-key.rotate"));
 

@@ -540,17 +540,22 @@ impl Tenants {
     ) -> Result<(u32, Arc<WorkerLink>), String> {
         self.make_data_dir(&row.id, row.uid)
             .map_err(|e| format!("data directory: {e}"))?;
-        // A rotation not yet settled: the worker gets both keys.
-        let pending = self
-            .registry
-            .lock()
-            .expect("registry lock")
-            .pending_key_of(&row.id)
-            .map_err(|e| e.to_string())?;
+        // The wrapped keys come from the registry and are unwrapped before
+        // its lock is released: a master-key rotation (which holds it while
+        // it swaps the master) cannot slip between the two. A rotation not
+        // yet settled: the worker gets both keys.
         let (key, pending_key) = {
+            let registry = self.registry.lock().expect("registry lock");
+            let pending = registry
+                .pending_key_of(&row.id)
+                .map_err(|e| e.to_string())?;
+            let (_, wrapped) = registry
+                .key_of(&row.id)
+                .map_err(|e| e.to_string())?
+                .ok_or("its registry row is gone")?;
             let keystore = self.keystore.read().expect("keystore lock");
             let key = keystore
-                .unwrap(&row.id, &row.wrapped_key)
+                .unwrap(&row.id, &wrapped)
                 .map_err(|e| e.to_string())?;
             let pending_key = pending
                 .map(|p| keystore.unwrap(&row.id, &p.wrapped))

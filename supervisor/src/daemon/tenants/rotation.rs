@@ -96,6 +96,14 @@ impl Tenants {
                 ))
             })?;
         *keystore = fresh;
+        // The live rows follow (a backup unwraps the key it names from them).
+        let mut live = self.live.lock().expect("live lock");
+        for k in rewrapped.iter().filter(|k| k.table == "tenants") {
+            if let Some(l) = live.get_mut(&k.tenant) {
+                l.row.wrapped_key = k.wrapped.clone();
+            }
+        }
+        drop(live);
         tracing::info!(rewrapped = rows.len(), "master key rotated");
         Ok(Rotated {
             rewrapped: rows.len(),
