@@ -6,6 +6,14 @@
       thread, and prints each call's set-up latency (INVITE sent -> 200 OK
       received) in milliseconds, one per line. Every call is ACKed and hung up.
 
+  bench_sip.py latency HOST:PORT NUMBER CALLS RATE
+      Places CALLS calls at RATE per second from one socket, each
+      INVITE, ACK, BYE, and prints each call's time from sending the INVITE
+      to the kernel receiving its first response (whatever it is: 100 from
+      Bulkhead, 180 from sipp's UAS), in microseconds, one per line. The
+      receive time is the kernel's (SO_TIMESTAMPNS), so this script's own
+      scheduling delays count only on the sending side.
+
   bench_sip.py drain HOST:PORT NUMBER CALLS BULKHEAD TENANT
       Holds CALLS answered calls, starts `BULKHEAD tenant restart TENANT
       --drain`, hangs the calls up one second later, and prints the time from
@@ -14,6 +22,7 @@
 
 Loopback only: HOST must be 127.x.x.x.
 """
+import select
 import socket
 import subprocess
 import sys
@@ -116,6 +125,68 @@ def setup(target, number, calls, rate):
         print(f"{r * 1000:.3f}")
 
 
+# Linux's SO_TIMESTAMPNS (64-bit timespec), which Python does not name.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+def latency(target, number, calls, rate):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    ids = [f"lat-{uuid.uuid4().hex}" for _ in range(calls)]
+    sent, first, done = {}, {}, set()
+    start = time.monotonic()
+    deadline = start + calls / rate + 10
+    i = 0
+    while len(done) < calls and time.monotonic() < deadline:
+        now = time.monotonic()
+        while i < calls and now >= start + i / rate:
+            sent[ids[i]] = time.time_ns()
+            sock.sendto(request("INVITE", number, ids[i], 1, "", port), target)
+            i += 1
+        wait = start + i / rate - time.monotonic() if i < calls else 0.05
+        select.select([sock], [], [], max(0.0, wait))
+        while True:
+            try:
+                data, anc, _, _ = sock.recvmsg(65535, 64)
+            except BlockingIOError:
+                break
+            at = next(
+                (int.from_bytes(d[:8], "little") * 10**9 + int.from_bytes(d[8:16], "little")
+                 for lvl, typ, d in anc if lvl == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS),
+                time.time_ns(),
+            )
+            msg = data.decode(errors="replace")
+            head = {}
+            for line in msg.split("\r\n")[1:]:
+                if not line:
+                    break
+                name, _, value = line.partition(":")
+                head[name.strip().lower()] = value.strip()
+            call_id, cseq = head.get("call-id", ""), head.get("cseq", "")
+            if call_id not in sent:
+                continue
+            first.setdefault(call_id, at)
+            code = msg[8:11]
+            if cseq.endswith("INVITE") and code == "200":
+                tag = to_tag(msg)
+                sock.sendto(request("ACK", number, call_id, 1, tag, port), target)
+                sock.sendto(request("BYE", number, call_id, 2, tag, port), target)
+            elif cseq.endswith("BYE") and code == "200":
+                done.add(call_id)
+            elif cseq.endswith("INVITE") and code[0] in "3456":
+                done.add(call_id)
+    missing = calls - len(first)
+    if missing or len(done) < calls:
+        print(f"{missing} INVITEs unanswered, {calls - len(done)} calls unfinished", file=sys.stderr)
+        sys.exit(1)
+    for call_id in ids:
+        print((first[call_id] - sent[call_id]) // 1000)
+
+
 def drain(target, number, calls, bulkhead, tenant):
     held = [Call(target, number) for _ in range(calls)]
     for c in held:
@@ -139,6 +210,8 @@ if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "setup":
         setup(parse_target(args[0]), args[1], int(args[2]), float(args[3]))
+    elif mode == "latency":
+        latency(parse_target(args[0]), args[1], int(args[2]), float(args[3]))
     elif mode == "drain":
         drain(parse_target(args[0]), args[1], int(args[2]), args[3], args[4])
     else:

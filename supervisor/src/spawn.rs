@@ -94,7 +94,14 @@ pub struct Spawned {
 
 type Request = (WorkerSpec, oneshot::Sender<Result<Spawned, SpawnError>>);
 
-/// Handle to the spawner thread.
+/// Spawner threads. A spawn blocks its thread until the worker's `exec`
+/// (fork, joining the cgroups, the sandbox steps): about 20 ms here, half
+/// of it the kernel's RCU grace period for a cgroup v1 migration. Several
+/// threads let several tenants start at once (`apply`), and concurrent
+/// migrations share a grace period.
+const SPAWNER_THREADS: usize = 4;
+
+/// Handle to the spawner threads.
 #[derive(Debug, Clone)]
 pub struct Spawner {
     tx: std_mpsc::Sender<Request>,
@@ -103,14 +110,19 @@ pub struct Spawner {
 impl Spawner {
     pub fn start() -> Self {
         let (tx, rx) = std_mpsc::channel::<Request>();
-        std::thread::Builder::new()
-            .name("spawner".into())
-            .spawn(move || {
-                for (spec, reply) in rx {
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..SPAWNER_THREADS {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("spawner-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next request.
+                    let next = rx.lock().expect("spawner queue lock").recv();
+                    let Ok((spec, reply)) = next else { return };
                     let _ = reply.send(spawn(&spec));
-                }
-            })
-            .expect("spawn the spawner thread");
+                })
+                .expect("spawn a spawner thread");
+        }
         Self { tx }
     }
 

@@ -352,3 +352,74 @@ fn a_taken_metrics_address_stops_start_up_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("failed to bind metrics_listen"), "{err}");
 }
+
+/// `apply` starts new tenants several at once: twelve of them (more than
+/// start together), one claiming a number another tenant holds. The failure
+/// names exactly the tenants it created meanwhile, and no further tenant
+/// starts; the corrected file creates the rest, each with its own uid and
+/// ports.
+#[test]
+fn apply_starts_new_tenants_together_and_a_failure_names_those_it_created() {
+    let sup = Supervisor::start();
+    sup.add_tenant("existing", &["+15550999"]);
+    let file = sup.dir.path().join("many.toml");
+    let write = |taken: bool| {
+        let text: String = (0..12)
+            .map(|i| {
+                let n = if i == 6 && taken {
+                    "+15550999".to_string()
+                } else {
+                    format!("+1555077{i:04}")
+                };
+                format!("[[tenant]]\nid = \"t{i}\"\nnumbers = [\"{n}\"]\n\n")
+            })
+            .collect();
+        std::fs::write(&file, text).unwrap();
+    };
+    write(true);
+    let failed = sup.cli(&["apply", file.to_str().unwrap()]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr).into_owned();
+    assert!(err.contains("+15550999"), "{err}");
+    let named: std::collections::BTreeSet<String> = err
+        .split("created before it failed: ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .map(|ids| ids.split(", ").map(str::to_owned).collect())
+        .unwrap_or_default();
+    let ids = |sup: &Supervisor| -> std::collections::BTreeSet<String> {
+        sup.cli_json(&["tenant", "list"])["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .filter(|id| id.starts_with('t'))
+            .collect()
+    };
+    assert_eq!(ids(&sup), named, "{err}");
+    assert!(!named.contains("t6") && named.len() < 12, "{err}");
+
+    write(false);
+    let fixed = sup.cli_json(&["apply", file.to_str().unwrap()]);
+    let created: Vec<&str> = fixed["created"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(created.len() + named.len(), 12, "{fixed}");
+    let list = sup.cli_json(&["tenant", "list"]);
+    let tenants = list["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 13, "{list}");
+    assert!(tenants.iter().all(|t| t["state"] == "running"), "{list}");
+    let distinct = |key: &str| {
+        let values: std::collections::BTreeSet<u64> =
+            tenants.iter().map(|t| t[key].as_u64().unwrap()).collect();
+        values.len()
+    };
+    assert_eq!(
+        (distinct("uid"), distinct("sip_port"), distinct("http_port")),
+        (13, 13, 13),
+        "{list}"
+    );
+}

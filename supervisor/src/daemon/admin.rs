@@ -22,8 +22,8 @@ use tokio::net::UnixListener;
 use super::tenants::LimitChange;
 use super::{AdminError, Tenants};
 use crate::api::{
-    ApplyRequest, ApplyResult, ErrorBody, ErrorDetail, NumberClaim, RouterCounters, Status,
-    TenantList, TenantSpec, TokenRequest, TrunkAuthRequest, TrunkRequest,
+    ApplyRequest, ErrorBody, ErrorDetail, NumberClaim, RouterCounters, Status, TenantList,
+    TenantSpec, TokenRequest, TrunkAuthRequest, TrunkRequest,
 };
 use crate::limits::LimitOverrides;
 use crate::router::Router;
@@ -294,58 +294,12 @@ async fn route(
         }
         (&Method::POST, ["v1", "apply"]) => {
             let r: ApplyRequest = body(req)?;
-            ok(to_value(apply(t, r).await?))
+            ok(to_value(super::apply::apply(t, r).await?))
         }
         _ => Err(AdminError::NotFound(format!(
             "no admin endpoint {method} {path}"
         ))),
     }
-}
-
-/// Makes the tenants of a file exist as described; a tenant already present
-/// gets its numbers set to exactly the listed ones.
-async fn apply(t: &Arc<Tenants>, r: ApplyRequest) -> Result<ApplyResult, AdminError> {
-    let mut result = ApplyResult {
-        created: vec![],
-        updated: vec![],
-        unchanged: vec![],
-    };
-    for spec in r.tenants {
-        let id = spec.id.clone();
-        let Some(current) = t.numbers_of(&id) else {
-            result.created.push(t.add(spec).await?);
-            continue;
-        };
-        let mut changed = false;
-        for n in spec.numbers.iter().filter(|n| !current.contains(n)) {
-            t.add_number(&id, n.clone()).await?;
-            changed = true;
-        }
-        for n in current.iter().filter(|n| !spec.numbers.contains(n)) {
-            t.remove_number(n).await?;
-            changed = true;
-        }
-        let limits = spec.limits.unwrap_or_default();
-        changed |= t.set_limits(&id, limits, LimitChange::Replace).await?;
-        let allow = spec.trunk_allow.unwrap_or_default();
-        let auth = spec
-            .trunk_auth
-            .map(|a| a.to_auth(&id))
-            .transpose()
-            .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
-        changed |= t
-            .set_trunk(&id, |trunk| {
-                trunk.allow = allow;
-                trunk.auth = auth;
-            })
-            .await?;
-        if changed {
-            result.updated.push(id.to_string())
-        } else {
-            result.unchanged.push(id.to_string())
-        }
-    }
-    Ok(result)
 }
 
 fn status(ctx: &Ctx) -> Status {

@@ -4,6 +4,7 @@
 
 mod actions;
 mod admin;
+mod apply;
 pub mod audit;
 pub mod egress;
 mod install;

@@ -94,6 +94,9 @@ struct Live {
     /// Why we killed the worker, if we did (a missed heartbeat).
     kill_reason: Option<String>,
     last_failure: Option<String>,
+    /// The worker's namespaces as verified at its start (see
+    /// [`verify::verify`]); meaningful while `pid` is set.
+    namespaces: Vec<PathBuf>,
 }
 
 /// Everything tenant-related the daemon owns.
@@ -231,6 +234,7 @@ impl Tenants {
             history: Default::default(),
             died_at: None,
             kill_reason: None,
+            namespaces: Vec::new(),
             last_failure: None,
         };
         self.live
@@ -242,8 +246,13 @@ impl Tenants {
     /// `tenant add`: registers, starts, waits until serving, issues a token.
     pub async fn add(self: &Arc<Self>, spec: TenantSpec) -> Result<TenantAdded, AdminError> {
         let id = spec.id.clone();
-        let _one_at_a_time = self.adding.lock().await;
-        self.create(spec, None).await?;
+        {
+            let _one_at_a_time = self.adding.lock().await;
+            self.register(spec, None)?;
+        }
+        // Outside `adding`: other tenants may be registered and start
+        // meanwhile (`apply` starts several at once).
+        self.start_registered(&id, true).await?;
         let issued = self
             .issue_token(
                 &id,
@@ -262,6 +271,20 @@ impl Tenants {
     /// Registers, places the store (a restore's), and starts the worker,
     /// returning once it serves. The caller holds `adding`.
     async fn create(
+        self: &Arc<Self>,
+        spec: TenantSpec,
+        restored: Option<backup::Restored>,
+    ) -> Result<(), AdminError> {
+        let id = spec.id.clone();
+        let new_key = restored.is_none();
+        self.register(spec, restored)?;
+        self.start_registered(&id, new_key).await
+    }
+
+    /// Registers a new tenant, places its store (a restore's), binds its
+    /// ports and routes its numbers; its worker is not started. The caller
+    /// holds `adding`.
+    fn register(
         self: &Arc<Self>,
         spec: TenantSpec,
         restored: Option<backup::Restored>,
@@ -360,10 +383,21 @@ impl Tenants {
             self.router.set_number(n.clone(), id.clone());
         }
         self.insert_live(row, Some(sockets));
-        if let Err(e) = self.start_worker(&id).await {
-            // Leave nothing half-made behind; a restore's key goes back
-            // to the retired keys (the caller drops it only on success).
-            let _ = self.remove(&id, restored.is_none()).await;
+        Ok(())
+    }
+
+    /// Starts a tenant [`register`](Self::register) made, returning once
+    /// it serves. On failure nothing half-made is left behind: the tenant
+    /// is removed, its key retired unless `new_key` is false (a restore's
+    /// key goes back to the retired keys; the caller drops it only on
+    /// success).
+    async fn start_registered(
+        self: &Arc<Self>,
+        id: &TenantId,
+        new_key: bool,
+    ) -> Result<(), AdminError> {
+        if let Err(e) = self.start_worker(id).await {
+            let _ = self.remove(id, new_key).await;
             return Err(AdminError::Failed(format!(
                 "tenant {id} could not start: {e}"
             )));
@@ -475,10 +509,10 @@ impl Tenants {
         let result = self.spawn_and_attach(&row, &sockets).await;
         // Check it from outside before routing a single call to it.
         let result = result.and_then(|(pid, handle)| match self.verify_worker(id, row.uid, pid) {
-            Ok(()) => {
+            Ok(namespaces) => {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 tracing::info!(tenant = %id, pid, spawn_to_serving_ms = ms, "worker serving");
-                Ok((pid, handle))
+                Ok((pid, handle, namespaces))
             }
             Err(e) => {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -490,7 +524,8 @@ impl Tenants {
             return Err("tenant removed during start".into());
         };
         match result {
-            Ok((pid, handle)) => {
+            Ok((pid, handle, namespaces)) => {
+                l.namespaces = namespaces;
                 if let Some(died) = l.died_at.take() {
                     let ms = died.elapsed().as_secs_f64() * 1e3;
                     tracing::info!(tenant = %id, crash_to_serving_ms = ms, "worker restarted");
@@ -511,12 +546,22 @@ impl Tenants {
         }
     }
 
-    fn verify_worker(&self, id: &TenantId, uid: u32, pid: u32) -> Result<(), verify::VerifyError> {
-        let others: Vec<(String, u32)> = {
+    fn verify_worker(
+        &self,
+        id: &TenantId,
+        uid: u32,
+        pid: u32,
+    ) -> Result<Vec<PathBuf>, verify::VerifyError> {
+        let others: HashMap<PathBuf, (String, u32)> = {
             let live = self.live.lock().expect("live lock");
             live.iter()
                 .filter(|(other, _)| *other != id)
-                .filter_map(|(other, l)| Some((other.to_string(), l.pid?)))
+                .filter_map(|(other, l)| Some((other, l.pid?, &l.namespaces)))
+                .flat_map(|(other, pid, namespaces)| {
+                    namespaces
+                        .iter()
+                        .map(move |ns| (ns.clone(), (other.to_string(), pid)))
+                })
                 .collect()
         };
         let expected = verify::Expected {
@@ -524,13 +569,13 @@ impl Tenants {
             gid: uid,
             isolated: self.is_root,
         };
-        verify::verify(pid, expected, &others)?;
+        let namespaces = verify::verify(pid, expected, &others)?;
         if let Some(cg) = &self.cgroups {
             let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
             let hierarchies = if cg.version() == "v1" { 3 } else { 1 };
             verify::check_cgroup(&text, &cg.member_path(id.as_str()), hierarchies)?;
         }
-        Ok(())
+        Ok(namespaces)
     }
 
     async fn spawn_and_attach(

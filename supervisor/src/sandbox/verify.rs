@@ -2,7 +2,9 @@
 //! what `/proc/PID/status` and `/proc/PID/ns/*` say must match the plan. A
 //! worker that fails is killed and its tenant marked failed with the reason.
 
+use std::collections::HashMap;
 use std::fs;
+use std::path::PathBuf;
 
 /// Namespaces every isolated worker must have to itself.
 pub const NAMESPACES: &[&str] = &["mnt", "pid", "net", "ipc", "uts"];
@@ -35,9 +37,20 @@ pub enum VerifyError {
     SharedNamespace { ns: &'static str, other: String },
 }
 
-/// Verifies worker `pid` against `expected`; `others` are the (tenant, pid)
-/// of every other running worker, whose namespaces it must not share.
-pub fn verify(pid: u32, expected: Expected, others: &[(String, u32)]) -> Result<(), VerifyError> {
+/// Verifies worker `pid` against `expected` and returns its namespaces (the
+/// text of each `/proc/PID/ns/NAME` link, which names the kind too).
+///
+/// `others` maps the namespaces of every other running worker, as returned
+/// here when it was verified, to its tenant and pid: a lookup per namespace,
+/// where reading every other worker's links made each start cost O(tenants)
+/// and `apply` of N tenants O(N²). A match is read again from that pid
+/// before it counts: a namespace's number is reused once the worker that
+/// held it is gone, and its death may not have been noticed yet.
+pub fn verify(
+    pid: u32,
+    expected: Expected,
+    others: &HashMap<PathBuf, (String, u32)>,
+) -> Result<Vec<PathBuf>, VerifyError> {
     let status =
         fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| VerifyError::Gone {
             pid,
@@ -45,23 +58,34 @@ pub fn verify(pid: u32, expected: Expected, others: &[(String, u32)]) -> Result<
         })?;
     check_status(&status, expected)?;
     if !expected.isolated {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    check_namespaces(pid, others)
+}
+
+/// Each of `pid`'s [`NAMESPACES`] must be neither ours nor, read again, one
+/// of `others`'; returns them.
+fn check_namespaces(
+    pid: u32,
+    others: &HashMap<PathBuf, (String, u32)>,
+) -> Result<Vec<PathBuf>, VerifyError> {
+    let mut mine = Vec::with_capacity(NAMESPACES.len());
     for ns in NAMESPACES {
-        let mine = namespace(pid, ns).ok_or(VerifyError::Gone { pid, what: "ns" })?;
-        if Some(&mine) == namespace_of_self(ns).as_ref() {
+        let link = namespace(pid, ns).ok_or(VerifyError::Gone { pid, what: "ns" })?;
+        if Some(&link) == namespace_of_self(ns).as_ref() {
             return Err(VerifyError::HostNamespace(ns));
         }
-        for (other, other_pid) in others {
-            if namespace(*other_pid, ns).as_ref() == Some(&mine) {
+        if let Some((other, other_pid)) = others.get(&link) {
+            if namespace(*other_pid, ns).as_ref() == Some(&link) {
                 return Err(VerifyError::SharedNamespace {
                     ns,
                     other: other.clone(),
                 });
             }
         }
+        mine.push(link);
     }
-    Ok(())
+    Ok(mine)
 }
 
 fn namespace(pid: u32, ns: &str) -> Option<std::path::PathBuf> {
@@ -218,7 +242,7 @@ CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
     fn this_test_process_is_not_a_valid_worker() {
         // Our own process: not the expected uid, not no_new_privs, shares our namespaces.
         let me = std::process::id();
-        assert!(verify(me, expected(), &[]).is_err());
+        assert!(verify(me, expected(), &HashMap::new()).is_err());
     }
 
     #[test]
@@ -235,5 +259,55 @@ CapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n";
             check_cgroup("0::/svc/bulkhead-1/clinic\n", "bulkhead-1/clinic", 1),
             Ok(())
         );
+    }
+
+    /// A process in five namespaces of its own (`unshare`, as root): it
+    /// passes alone; a registered worker holding one of them is caught; a
+    /// stale registration (its pid gone, the number reused) is not.
+    #[test]
+    fn a_namespace_is_shared_only_if_its_holder_still_holds_it() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "needs root (unshare), as scripts/test runs"
+        );
+        let mut holder = std::process::Command::new("unshare")
+            .args([
+                "--mount", "--uts", "--ipc", "--net", "--pid", "--fork", "sleep", "30",
+            ])
+            .spawn()
+            .unwrap();
+        let unshare = holder.id();
+        let children = format!("/proc/{unshare}/task/{unshare}/children");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let pid: u32 = loop {
+            let found = fs::read_to_string(&children).unwrap_or_default();
+            if let Some(p) = found.split_whitespace().next() {
+                // Past the fork, `sleep` may not have exec'd yet; its
+                // namespaces are already its own.
+                break p.parse().unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "unshare never forked");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let alone = check_namespaces(pid, &HashMap::new());
+        let mine = alone.expect("its own namespaces");
+        assert_eq!(mine.len(), NAMESPACES.len());
+
+        let mut others = HashMap::new();
+        others.insert(mine[2].clone(), ("insurance".to_string(), pid));
+        match check_namespaces(pid, &others) {
+            Err(VerifyError::SharedNamespace { ns, other }) => {
+                assert_eq!((ns, other.as_str()), ("net", "insurance"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The registered holder has exited: its entry is stale.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        others.insert(mine[2].clone(), ("insurance".to_string(), gone_pid));
+        assert_eq!(check_namespaces(pid, &others).ok(), Some(mine));
+        let _ = holder.kill();
+        let _ = holder.wait();
     }
 }
