@@ -3,8 +3,8 @@
 //! [`SandboxPlan`](crate::sandbox::SandboxPlan) steps, and send it the
 //! bootstrap frame with its sockets.
 //!
-//! Spawning happens on one dedicated thread ([`Spawner`]): `PR_SET_PDEATHSIG`
-//! fires when the *thread* that forked exits, so the forking thread must live
+//! Spawning happens on dedicated threads ([`Spawner`]): `PR_SET_PDEATHSIG`
+//! fires when the *thread* that forked exits, so a forking thread must live
 //! as long as the supervisor; tokio's blocking-pool threads do not.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
