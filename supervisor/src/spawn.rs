@@ -24,10 +24,10 @@ pub const LINK_FD: i32 = 3;
 
 /// Room on the supervisor's side of a socketpair for a burst of new calls
 /// while the worker is busy: the router never waits on a worker and answers
-/// 503 when the socketpair is full. At the kernel's default (208 KiB, about
-/// 100 INVITE frames) one bench round of 200 calls offered at once lost
-/// 167 of 2,000 to 503s while the worker opened its speech providers.
-/// The memory is only used while a worker lags, and only by its own queue.
+/// 503 when the socketpair is full. At the kernel's default (208 KiB) the
+/// first of three bench rounds of 200 calls offered at once lost 167 of
+/// 2,000 to those 503s. The memory is only used while a worker lags, and
+/// only by its own queue.
 const SEND_BUFFER: usize = 1 << 20;
 
 /// Sets [`SEND_BUFFER`]: forced past `wmem_max` as root, else as far as
@@ -95,10 +95,9 @@ pub struct Spawned {
 type Request = (WorkerSpec, oneshot::Sender<Result<Spawned, SpawnError>>);
 
 /// Spawner threads. A spawn blocks its thread until the worker's `exec`
-/// (fork, joining the cgroups, the sandbox steps): about 20 ms here, half
-/// of it the kernel's RCU grace period for a cgroup v1 migration. Several
-/// threads let several tenants start at once (`apply`), and concurrent
-/// migrations share a grace period.
+/// (fork, joining the cgroups, the sandbox steps: about 20 ms here, 12 of
+/// them the first `cgroup.procs` write of a cgroup v1 migration). Several
+/// threads let several tenants start at once (`apply`).
 const SPAWNER_THREADS: usize = 4;
 
 /// Handle to the spawner threads.

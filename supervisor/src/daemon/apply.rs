@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use super::tenants::LimitChange;
 use super::{AdminError, Tenants};
 use crate::api::{ApplyRequest, ApplyResult, TenantAdded, TenantSpec};
+use bulkhead_shared::Number;
 
 /// New tenants started at once. Registration stays one at a time (uids,
 /// ports, numbers); what runs concurrently is the workers' start.
@@ -29,22 +30,29 @@ pub async fn apply(t: &Arc<Tenants>, r: ApplyRequest) -> Result<ApplyResult, Adm
     };
     let mut new = Vec::new();
     for spec in r.tenants {
-        if t.numbers_of(&spec.id).is_none() {
+        let Some(current) = t.numbers_of(&spec.id) else {
             new.push(spec);
-        } else if update(t, spec.clone()).await? {
-            result.updated.push(spec.id.to_string());
+            continue;
+        };
+        let id = spec.id.to_string();
+        if update(t, spec, current).await? {
+            result.updated.push(id);
         } else {
-            result.unchanged.push(spec.id.to_string());
+            result.unchanged.push(id);
         }
     }
     result.created = add_all(t, new).await?;
     Ok(result)
 }
 
-/// Sets an existing tenant to `spec`; whether anything changed.
-async fn update(t: &Arc<Tenants>, spec: TenantSpec) -> Result<bool, AdminError> {
+/// Sets an existing tenant, whose numbers are `current`, to `spec`;
+/// whether anything changed.
+async fn update(
+    t: &Arc<Tenants>,
+    spec: TenantSpec,
+    current: Vec<Number>,
+) -> Result<bool, AdminError> {
     let id = spec.id;
-    let current = t.numbers_of(&id).unwrap_or_default();
     let mut changed = false;
     for n in spec.numbers.iter().filter(|n| !current.contains(n)) {
         t.add_number(&id, n.clone()).await?;
@@ -91,8 +99,15 @@ async fn add_all(t: &Arc<Tenants>, specs: Vec<TenantSpec>) -> Result<Vec<TenantA
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let (i, added) =
-            joined.map_err(|e| AdminError::Failed(format!("a tenant add failed: {e}")))?;
+        // A panicked add is a failure like any other; returning at once
+        // would drop the set and abort the adds still under way mid-start.
+        let (i, added) = match joined {
+            Ok(done) => done,
+            Err(e) => (
+                usize::MAX,
+                Err(AdminError::Failed(format!("a tenant add failed: {e}"))),
+            ),
+        };
         match added {
             Ok(a) => done[i] = Some(a),
             // The first in the file's order is reported.

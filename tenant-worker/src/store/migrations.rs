@@ -59,8 +59,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the schema up to date; on failure returns the version that failed.
 /// Every pending migration runs in one transaction: all or none, and one
-/// commit (with one per migration, creating a new tenant's store took 11
-/// fsyncs before its worker served; now 7).
+/// commit (with one per migration, a new tenant's worker made 10 fsyncs
+/// before it served; now 7).
 pub fn apply(conn: &Connection) -> Result<(), (usize, rusqlite::Error)> {
     let current: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))

@@ -18,7 +18,7 @@ use bulkhead_shared::time::now_rfc3339;
 use super::dialog::{contact, dialog_ids, Call, Phase};
 use super::{ids, Event, Incoming, Ua};
 use crate::agent::turn;
-use crate::sip::msg::{self, Reply};
+use crate::sip::msg::{self, Reply, Scanned};
 use crate::sip::rtp::RtpLease;
 use crate::sip::sdp;
 use crate::sip::session_timer::SessionTimer;
@@ -134,7 +134,9 @@ impl Ua {
             return self.end_unanswered(&p, 487, r, Outcome::Abandoned).await;
         }
         let Some(pt) = p.pt else {
-            return self.reject_pending(&p, 488, "Not Acceptable Here").await;
+            return self
+                .reject_pending(&p, &req, 488, "Not Acceptable Here")
+                .await;
         };
         let opening = Opening::for_route(&p.route, &self.cfg.agent.current().language);
         if is_busy(&p.route) {
@@ -143,15 +145,19 @@ impl Ua {
             self.store
                 .write(turn(&p.record_id, "system", note, 0, None))
                 .await;
-            return self.reject_pending(&p, 486, "Busy Here").await;
+            return self.reject_pending(&p, &req, 486, "Busy Here").await;
         }
         let lease = match a.media {
             Some(Ok(lease)) => lease,
             Some(Err(reason)) => {
                 tracing::info!(%reason, "refusing a call: no RTP sockets");
-                return self.reject_pending(&p, 486, "Busy Here").await;
+                return self.reject_pending(&p, &req, 486, "Busy Here").await;
             }
-            None => return self.reject_pending(&p, 500, "Server Internal Error").await,
+            None => {
+                return self
+                    .reject_pending(&p, &req, 500, "Server Internal Error")
+                    .await
+            }
         };
         let session_id = u64::from(ids::u32());
         let session = sdp::Session {
@@ -218,9 +224,14 @@ impl Ua {
     }
 
     /// A final error to a pending INVITE, the call recorded as rejected.
-    async fn reject_pending(&mut self, p: &PendingInvite, code: u16, reason: &str) {
-        let Ok(req) = msg::scan(&p.raw) else { return };
-        let r = Reply::to(&req, code, reason, Some(&p.to_tag)).finish();
+    async fn reject_pending(
+        &mut self,
+        p: &PendingInvite,
+        req: &Scanned<'_>,
+        code: u16,
+        reason: &str,
+    ) {
+        let r = Reply::to(req, code, reason, Some(&p.to_tag)).finish();
         self.end_unanswered(p, code, r, Outcome::Rejected).await;
     }
 
@@ -251,7 +262,7 @@ impl Ua {
     /// committed. Until then the call keeps its router slot, so a drain
     /// does not stop the worker between the two.
     pub(super) async fn bye_after_commit(&mut self, inc: Incoming, ok: Vec<u8>, call_id: &str) {
-        let Some(committed) = self.end_call(call_id, Outcome::Completed, true).await else {
+        let Some(committed) = self.end_call(call_id, Outcome::Completed).await else {
             return self.respond(&inc, 200, ok).await;
         };
         self.ending.insert(call_id.to_owned());

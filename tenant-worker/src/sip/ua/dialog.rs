@@ -360,7 +360,7 @@ impl Ua {
         {
             return;
         }
-        self.end_call(call_id, outcome, false).await;
+        self.end_call(call_id, outcome).await;
         let call = self.calls.get_mut(call_id).expect("checked above");
         let built = requests::in_dialog(&self.cfg, call, "BYE", "");
         let (origin, dest) = (call.origin.clone(), call.dest);
@@ -380,20 +380,19 @@ impl Ua {
             dest: call.dest,
             key: call.invite_key.clone(),
         };
-        self.end_call(call_id, outcome, false).await;
+        self.end_call(call_id, outcome).await;
         self.settle().await;
         self.respond(&inc, 487, terminated).await;
     }
 
     /// The call is over: its record says how, its sockets go back, and its
-    /// state lingers a while for late requests. With `durable`, returns
-    /// what resolves once the record is on disk (`None`: the call was
-    /// already over, or not durable).
+    /// state lingers a while for late requests. Returns what resolves once
+    /// the record is on disk, for a caller that must say so (the BYE's 200);
+    /// others drop it. `None`: the call was already over.
     pub(super) async fn end_call(
         &mut self,
         call_id: &str,
         outcome: Outcome,
-        durable: bool,
     ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
         let call = self.calls.get_mut(call_id)?;
         if call.phase == Phase::Ended {
@@ -416,12 +415,7 @@ impl Ua {
             outcome,
             duration_ms,
         };
-        let committed = if durable {
-            Some(self.store.write_committed(ended).await)
-        } else {
-            self.store.write(ended).await;
-            None
-        };
+        let committed = self.store.write_committed(ended).await;
         if let Some(lease) = self.calls.get_mut(call_id).and_then(|c| c.media.take()) {
             self.cfg.rtp.close(lease).await;
         }
@@ -429,7 +423,7 @@ impl Ua {
             self.end_leg(&leg).await;
         }
         self.expire_later(call_id.to_owned());
-        committed
+        Some(committed)
     }
 }
 

@@ -1,5 +1,5 @@
-//! A new call: the INVITE's checks, the record, ringing, the answer, and
-//! the ways a call ends before it is answered (rejection, CANCEL).
+//! A new call: the INVITE's checks and its 100 (the record, the routing's
+//! verdict and ringing follow in [`super::admit`]), the answer, and CANCEL.
 
 use bulkhead_shared::time::now_rfc3339;
 use tokio::time::Instant;
