@@ -111,7 +111,20 @@ pub async fn start(
     let cgroups = if nix::unistd::geteuid().is_root() {
         let cg = crate::cgroup::detect(&crate::cgroup::instance_name(&cfg.state_dir))
             .context("failed to set up per-tenant cgroups (on a systemd host, run bulkhead with Delegate=yes)")?;
-        tracing::info!(version = cg.version(), "per-tenant cgroups");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let fast = crate::cgroup::fast_migrations(&mounts);
+        tracing::info!(
+            version = cg.version(),
+            favordynmods = fast,
+            "per-tenant cgroups"
+        );
+        if !fast {
+            tracing::info!(
+                "each worker start waits for an RCU grace period to join its cgroups \
+                 (5-14 ms); mounting a cgroup hierarchy with -o favordynmods removes the wait \
+                 (docs/sandbox.md)"
+            );
+        }
         Some(cg)
     } else {
         None

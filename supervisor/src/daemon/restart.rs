@@ -1,13 +1,16 @@
 //! The restart policy, as in an OTP supervisor: a worker that exits on its
-//! own comes back after an exponential backoff, unless it has restarted too
-//! often within a window, in which case its tenant is marked failed (with the
-//! reason) until an admin resets it. Pure, so it is unit-tested without
-//! processes.
+//! own comes back at once the first time (every moment without a worker is
+//! callers getting 503), then after an exponential backoff, unless it has
+//! restarted too often within a window, in which case its tenant is marked
+//! failed (with the reason) until an admin resets it. Pure, so it is
+//! unit-tested without processes.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// First restart delay; each further restart within the window doubles it.
+/// Delay before the second restart within the window; each further one
+/// doubles it. The first restart is immediate: a single death is not a
+/// crash loop, and the loop is bounded by [`MAX_RESTARTS`] anyway.
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest delay between restarts.
 pub const MAX_DELAY: Duration = Duration::from_secs(5);
@@ -41,9 +44,13 @@ impl History {
         if self.recent.len() >= MAX_RESTARTS {
             return Decision::GiveUp;
         }
-        let exp = self.recent.len() as u32;
+        let earlier = self.recent.len() as u32;
         self.recent.push_back(now);
-        Decision::RestartAfter(FIRST_DELAY.saturating_mul(1 << exp.min(16)).min(MAX_DELAY))
+        if earlier == 0 {
+            return Decision::RestartAfter(Duration::ZERO);
+        }
+        let doublings = (earlier - 1).min(16);
+        Decision::RestartAfter(FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY))
     }
 
     /// `tenant reset`: forget the history.
@@ -57,7 +64,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backs_off_exponentially_then_gives_up() {
+    fn restarts_at_once_then_backs_off_exponentially_then_gives_up() {
         let mut h = History::default();
         let t0 = Instant::now();
         let delays: Vec<Decision> = (0..6)
@@ -66,18 +73,18 @@ mod tests {
         assert_eq!(
             delays,
             [
+                Decision::RestartAfter(Duration::ZERO),
                 Decision::RestartAfter(Duration::from_millis(100)),
                 Decision::RestartAfter(Duration::from_millis(200)),
                 Decision::RestartAfter(Duration::from_millis(400)),
                 Decision::RestartAfter(Duration::from_millis(800)),
-                Decision::RestartAfter(Duration::from_millis(1600)),
                 Decision::GiveUp,
             ]
         );
         h.reset();
         assert_eq!(
             h.on_exit(t0 + Duration::from_secs(10)),
-            Decision::RestartAfter(FIRST_DELAY)
+            Decision::RestartAfter(Duration::ZERO)
         );
     }
 
@@ -91,10 +98,10 @@ mod tests {
                 Decision::RestartAfter(_)
             ));
         }
-        // Two minutes later the window is empty again: a fresh, short delay.
+        // Two minutes later the window is empty again: at once, as a first death.
         assert_eq!(
             h.on_exit(t0 + Duration::from_secs(130)),
-            Decision::RestartAfter(FIRST_DELAY)
+            Decision::RestartAfter(Duration::ZERO)
         );
     }
 }

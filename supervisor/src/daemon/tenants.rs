@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::cgroup::Cgroups;
 use crate::config::Config;
-use crate::keystore::Keystore;
+use crate::keystore::{DataKey, Keystore};
 use crate::limits::Limits;
 use crate::ports::{self, TenantSockets};
 use crate::registry::{Registry, TenantRow};
@@ -70,6 +70,18 @@ impl State {
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
 /// See [`Tenants::audit_facts`].
+/// When each phase of a worker start ended, from the start: the
+/// supervisor's preparation (data directory, keys, cgroup), fork, sandbox
+/// and exec, then the worker's own start up to `Ready` (loading, store
+/// open, hardening). Logged with "worker serving" so a slow start says
+/// where its time went.
+#[derive(Debug, Clone, Copy)]
+struct StartPhases {
+    prepared: Duration,
+    execed: Duration,
+    ready: Duration,
+}
+
 #[derive(Debug)]
 pub(super) struct AuditFacts {
     pub uid: u32,
@@ -506,19 +518,32 @@ impl Tenants {
             )
         };
         let started = Instant::now();
-        let result = self.spawn_and_attach(&row, &sockets).await;
+        let result = self.spawn_and_attach(&row, &sockets, started).await;
         // Check it from outside before routing a single call to it.
-        let result = result.and_then(|(pid, handle)| match self.verify_worker(id, row.uid, pid) {
-            Ok(namespaces) => {
-                let ms = started.elapsed().as_secs_f64() * 1e3;
-                tracing::info!(tenant = %id, pid, spawn_to_serving_ms = ms, "worker serving");
-                Ok((pid, handle, namespaces))
-            }
-            Err(e) => {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                Err(format!("worker failed verification and was killed: {e}"))
-            }
-        });
+        let result =
+            result.and_then(
+                |(pid, handle, phases)| match self.verify_worker(id, row.uid, pid) {
+                    Ok(namespaces) => {
+                        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                        let total = started.elapsed();
+                        tracing::info!(
+                            tenant = %id,
+                            pid,
+                            spawn_to_serving_ms = ms(total),
+                            prepare_ms = ms(phases.prepared),
+                            exec_ms = ms(phases.execed - phases.prepared),
+                            boot_ms = ms(phases.ready - phases.execed),
+                            verify_ms = ms(total - phases.ready),
+                            "worker serving"
+                        );
+                        Ok((pid, handle, namespaces))
+                    }
+                    Err(e) => {
+                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                        Err(format!("worker failed verification and was killed: {e}"))
+                    }
+                },
+            );
         let mut live = self.live.lock().expect("live lock");
         let Some(l) = live.get_mut(id) else {
             return Err("tenant removed during start".into());
@@ -578,11 +603,12 @@ impl Tenants {
         Ok(namespaces)
     }
 
-    async fn spawn_and_attach(
-        self: &Arc<Self>,
+    /// What a worker start needs before the fork: its data directory and
+    /// root mount point, its keys (unwrapped), its cgroup with the limits.
+    fn prepare_start(
+        &self,
         row: &TenantRow,
-        sockets: &TenantSockets,
-    ) -> Result<(u32, Arc<WorkerLink>), String> {
+    ) -> Result<(WorkerSpec, DataKey, Option<DataKey>), String> {
         self.make_data_dir(&row.id, row.uid)
             .map_err(|e| format!("data directory: {e}"))?;
         // The wrapped keys come from the registry and are unwrapped before
@@ -626,7 +652,26 @@ impl Tenants {
             data_bytes: limits.cgroup()?.memory_bytes,
             isolation: self.layers(Layers::ALL),
         };
+        Ok((spec, key, pending_key))
+    }
+
+    async fn spawn_and_attach(
+        self: &Arc<Self>,
+        row: &TenantRow,
+        sockets: &TenantSockets,
+        started: Instant,
+    ) -> Result<(u32, Arc<WorkerLink>, StartPhases), String> {
+        // Files, the registry and cgroup writes: blocking work, off the
+        // runtime's threads.
+        let (spec, key, pending_key) = {
+            let (me, row) = (self.clone(), row.clone());
+            tokio::task::spawn_blocking(move || me.prepare_start(&row))
+                .await
+                .map_err(|e| format!("preparing the start: {e}"))??
+        };
+        let prepared = started.elapsed();
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
+        let execed = started.elapsed();
         let mut child = spawned.child;
         let pid = spawned.worker_pid;
         let link = Arc::new(Link::new(spawned.link).map_err(|e| e.to_string())?);
@@ -661,6 +706,7 @@ impl Tenants {
             return Err(format!("failed to send the bootstrap frame: {e}"));
         }
         let attached = worker::attach(row.id.clone(), link, self.clone()).await;
+        let ready = started.elapsed();
         let (handle, closed) = match attached {
             Ok(ok) => ok,
             Err(e) => {
@@ -688,7 +734,12 @@ impl Tenants {
                 format!("worker {reason}; {}", describe_status(status)),
             );
         });
-        Ok((pid, handle))
+        let phases = StartPhases {
+            prepared,
+            execed,
+            ready,
+        };
+        Ok((pid, handle, phases))
     }
 
     /// `tenant remove`: stops the worker, releases numbers and ports, deletes
