@@ -220,3 +220,85 @@ fn rotation_rewraps_every_key_without_touching_data_and_survives_a_crash_at_each
         assert!(sup.log().contains(said), "{step}: {}", sup.log());
     }
 }
+
+/// Whether `needle` is anywhere in the readable memory of `pid` (as root,
+/// through /proc/PID/mem).
+fn memory_holds(pid: u32, needle: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    maps.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            return false;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let mut buf = vec![0u8; (end - start) as usize];
+        mem.read_exact_at(&mut buf, start).is_ok() && buf.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[test]
+fn no_reaper_and_not_the_spawn_server_holds_a_copy_of_the_master_key() {
+    let sup = Supervisor::start();
+    sup.add_tenant("clinic", &["+15550100"]);
+    sup.add_tenant("insurance", &["+15550200"]);
+    let master = std::fs::read(sup.state_dir().join("master.key")).unwrap();
+    assert_eq!(master.len(), 32);
+    // The scan can find it: the supervisor itself holds the key.
+    assert!(
+        memory_holds(sup.pid(), &master),
+        "the scan found the master key nowhere, not even in the supervisor"
+    );
+    let ppid = |pid: u32| -> u32 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // Before the spawn server, each reaper was a fork of the supervisor and
+    // kept a copy of its memory, this key included, for its whole life.
+    for tenant in ["clinic", "insurance"] {
+        let worker = sup.cli_json(&["tenant", "show", tenant])["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        let reaper = ppid(worker);
+        assert_eq!(ppid(reaper), sup.pid(), "{tenant}'s reaper");
+        assert!(
+            !memory_holds(reaper, &master),
+            "{tenant}'s reaper holds the master key"
+        );
+        assert!(
+            !memory_holds(worker, &master),
+            "{tenant}'s worker holds the master key"
+        );
+    }
+    let server = std::fs::read_dir(format!("/proc/{}/task", sup.pid()))
+        .unwrap()
+        .map(|t| {
+            let tid = t.unwrap().file_name().into_string().unwrap();
+            std::fs::read_to_string(format!("/proc/{}/task/{tid}/children", sup.pid())).unwrap()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .map(|p| p.parse::<u32>().unwrap())
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .unwrap()
+                .trim()
+                == "bulkhead-spawn"
+        })
+        .expect("the spawn server");
+    assert!(
+        !memory_holds(server, &master),
+        "the spawn server holds the master key"
+    );
+}

@@ -201,3 +201,84 @@ fn each_worker_runs_in_its_own_cgroup_with_the_configured_limits() {
         "{pids_dir} left behind"
     );
 }
+
+fn status_field(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn open_fds(pid: u32) -> BTreeSet<String> {
+    names(&format!("/proc/{pid}/fd"))
+}
+
+/// Children of every thread of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    names(&format!("/proc/{pid}/task"))
+        .iter()
+        .map(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550500"]);
+    let b = sup.add_tenant("beta", &["+15550600"]);
+    let server = |sup: &Supervisor| {
+        children(sup.pid())
+            .into_iter()
+            .find(|p| status_field(*p, "Name:") == "bulkhead-spawn")
+            .expect("the spawn server is a child of the supervisor")
+    };
+    let first = server(&sup);
+    // Its standard streams and its socket to the supervisor: nothing of
+    // any tenant (the supervisor holds 4 descriptors per tenant).
+    assert_eq!(
+        open_fds(first),
+        ["0", "1", "2", "3"].map(String::from).into(),
+        "the spawn server's descriptors"
+    );
+    for worker in [&a, &b] {
+        let worker = worker["pid"].as_u64().unwrap() as u32;
+        let reaper: u32 = status_field(worker, "PPid:").parse().unwrap();
+        assert_eq!(status_field(reaper, "Name:"), "bulkhead-reaper");
+        assert_eq!(
+            status_field(reaper, "PPid:"),
+            sup.pid().to_string(),
+            "cloned with CLONE_PARENT: the supervisor waits for the reaper"
+        );
+        assert!(open_fds(reaper).is_empty(), "the reaper holds nothing");
+    }
+
+    // A spawn server that dies is replaced at the next start, and the
+    // workers it made are unaffected.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let c = sup.add_tenant("gamma", &["+15550700"]);
+    assert!(alive(c["pid"].as_u64().unwrap()));
+    assert_ne!(server(&sup), first, "a new spawn server");
+    for worker in [&a, &b] {
+        assert!(alive(worker["pid"].as_u64().unwrap()), "{worker}");
+    }
+    let shown = sup.cli_json(&["tenant", "show", "alpha"]);
+    assert_eq!(shown["pid"], a["pid"], "alpha's worker was not restarted");
+}

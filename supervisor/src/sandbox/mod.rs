@@ -29,7 +29,7 @@ pub struct Identity {
 
 /// The supervisor-side layers, each switchable so that `bulkhead audit` can
 /// prove which of them stops each escape on its own. Real workers get all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layers {
     /// Own uid/gid, no groups, every capability set empty.
     pub credentials: bool,
@@ -210,6 +210,12 @@ impl StepError {
             source: io::Error::from_raw_os_error(code % STEP_BASE),
         })
     }
+}
+
+/// The steps a plan for `layers` runs (`cgroups`: whether it joins any),
+/// to name a failed step from its errno outside the process that ran it.
+pub fn steps_for(layers: Option<Layers>, cgroups: bool) -> Vec<Step> {
+    steps(layers, cgroups)
 }
 
 /// The ordered steps for `layers` (`None`: no root, no isolation). Why each

@@ -42,8 +42,12 @@ pub fn enter(process: bool, network: bool) -> io::Result<()> {
 /// The reaper: close everything (std's exec-error pipe included, so the
 /// supervisor's `spawn` returns once the worker execs), wait, mirror the exit.
 fn reap(worker: libc::pid_t) -> ! {
-    // SAFETY: closing every descriptor of this process; nothing here uses them.
-    unsafe { libc::close_range(0, u32::MAX, 0) };
+    // SAFETY: prctl with a static C string (the name `ps` shows), then
+    // closing every descriptor of this process; nothing here uses them.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"bulkhead-reaper".as_ptr(), 0, 0, 0);
+        libc::close_range(0, u32::MAX, 0);
+    }
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: waitpid writes one c_int we own.

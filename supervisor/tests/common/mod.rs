@@ -150,6 +150,11 @@ impl Supervisor {
         }
     }
 
+    /// The supervisor's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("supervisor running").id()
+    }
+
     /// Sends the supervisor a signal.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let child = self.child.as_ref().expect("supervisor running");
