@@ -11,27 +11,6 @@ use common::*;
 
 const KEY_HEX: &str = "5ac1a7e0b1c2d3e4f5061728394a5b6c7d8e9fa0b1c2d3e4f5061728394a5b6c";
 
-/// The supervisor's pid: the parent of the worker's parent (its reaper).
-fn supervisor_pid(sup: &Supervisor) -> String {
-    let ppid = |pid: &str| {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let worker = sup.cli_json(&["tenant", "show", "clinic"])["pid"].to_string();
-    let parent = ppid(&worker);
-    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap();
-    if comm.trim() == "bulkhead" {
-        parent
-    } else {
-        ppid(&parent)
-    }
-}
-
 #[test]
 fn a_kms_command_supplies_the_master_key_and_a_wrong_one_is_refused() {
     let hook = tempfile::tempdir().unwrap();
@@ -54,7 +33,7 @@ fn a_kms_command_supplies_the_master_key_and_a_wrong_one_is_refused() {
 
     // The supervisor holds the key locked in RAM and dumps no core; the key
     // is in no argv or environment.
-    let pid = supervisor_pid(&sup);
+    let pid = sup.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let locked: u64 = status
         .lines()
@@ -253,16 +232,7 @@ fn no_reaper_and_not_the_spawn_server_holds_a_copy_of_the_master_key() {
         memory_holds(sup.pid(), &master),
         "the scan found the master key nowhere, not even in the supervisor"
     );
-    let ppid = |pid: u32| -> u32 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let ppid = |pid: u32| -> u32 { status_field(pid, "PPid:").parse().unwrap() };
     // Before the spawn server, each reaper was a fork of the supervisor and
     // kept a copy of its memory, this key included, for its whole life.
     for tenant in ["clinic", "insurance"] {
@@ -280,23 +250,7 @@ fn no_reaper_and_not_the_spawn_server_holds_a_copy_of_the_master_key() {
             "{tenant}'s worker holds the master key"
         );
     }
-    let server = std::fs::read_dir(format!("/proc/{}/task", sup.pid()))
-        .unwrap()
-        .map(|t| {
-            let tid = t.unwrap().file_name().into_string().unwrap();
-            std::fs::read_to_string(format!("/proc/{}/task/{tid}/children", sup.pid())).unwrap()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-        .split_whitespace()
-        .map(|p| p.parse::<u32>().unwrap())
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .unwrap()
-                .trim()
-                == "bulkhead-spawn"
-        })
-        .expect("the spawn server");
+    let server = spawn_server(&sup);
     assert!(
         !memory_holds(server, &master),
         "the spawn server holds the master key"

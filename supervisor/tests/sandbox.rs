@@ -202,32 +202,8 @@ fn each_worker_runs_in_its_own_cgroup_with_the_configured_limits() {
     );
 }
 
-fn status_field(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 fn open_fds(pid: u32) -> BTreeSet<String> {
     names(&format!("/proc/{pid}/fd"))
-}
-
-/// Children of every thread of `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    names(&format!("/proc/{pid}/task"))
-        .iter()
-        .map(|tid| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect()
 }
 
 #[test]
@@ -239,13 +215,7 @@ fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
     let sup = Supervisor::start();
     let a = sup.add_tenant("alpha", &["+15550500"]);
     let b = sup.add_tenant("beta", &["+15550600"]);
-    let server = |sup: &Supervisor| {
-        children(sup.pid())
-            .into_iter()
-            .find(|p| status_field(*p, "Name:") == "bulkhead-spawn")
-            .expect("the spawn server is a child of the supervisor")
-    };
-    let first = server(&sup);
+    let first = spawn_server(&sup);
     // Its standard streams and its socket to the supervisor: nothing of
     // any tenant (the supervisor holds 4 descriptors per tenant).
     assert_eq!(
@@ -275,7 +245,7 @@ fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let c = sup.add_tenant("gamma", &["+15550700"]);
     assert!(alive(c["pid"].as_u64().unwrap()));
-    assert_ne!(server(&sup), first, "a new spawn server");
+    assert_ne!(spawn_server(&sup), first, "a new spawn server");
     for worker in [&a, &b] {
         assert!(alive(worker["pid"].as_u64().unwrap()), "{worker}");
     }

@@ -570,6 +570,40 @@ pub fn settled_calls(port: u16, token: &str) -> Vec<Value> {
 }
 
 /// True when a process with this pid exists.
+/// A field of /proc/PID/status (`"PPid:"`, `"Name:"`), trimmed.
+pub fn status_field(pid: u32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Children of every thread of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let tid = t.unwrap().file_name().into_string().unwrap();
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// The supervisor's spawn server (a child named `bulkhead-spawn`).
+pub fn spawn_server(sup: &Supervisor) -> u32 {
+    children(sup.pid())
+        .into_iter()
+        .find(|p| status_field(*p, "Name:") == "bulkhead-spawn")
+        .expect("the spawn server is a child of the supervisor")
+}
+
 pub fn alive(pid: u64) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
