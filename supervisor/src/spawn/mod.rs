@@ -227,6 +227,10 @@ fn started(spec: &WorkerSpec, mut child: Child, link: OwnedFd) -> Result<Spawned
     })
 }
 
+/// How long a start may take from request to exec. A start takes a few
+/// milliseconds; a minute allows for a machine under heavy load.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The spawn server process and the supervisor's end of its socket.
 #[derive(Debug)]
 struct Server {
@@ -267,6 +271,13 @@ impl Server {
         }
         let process = cmd.spawn()?;
         drop(theirs);
+        // A start stuck before its exec (a hung mount, say) must not hold
+        // every later start: past this, the server is replaced.
+        nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0),
+        )?;
         Ok(Self {
             sock: ours,
             process,
@@ -274,14 +285,22 @@ impl Server {
     }
 
     fn receive(&self) -> Result<Reply, String> {
-        let mut buf = [0u8; 4096];
-        match recv_packet(self.sock.as_fd(), &mut buf) {
-            Ok(Some(r)) => {
-                serde_json::from_slice(&buf[..r.len]).map_err(|e| format!("a malformed reply: {e}"))
-            }
-            Ok(None) => Err("it exited".into()),
-            Err(e) => Err(format!("reading its reply: {e}")),
+        receive_reply(self.sock.as_fd())
+    }
+}
+
+/// One reply from the server on `sock` (which carries the receive timeout).
+fn receive_reply(sock: std::os::fd::BorrowedFd<'_>) -> Result<Reply, String> {
+    let mut buf = [0u8; 4096];
+    match recv_packet(sock, &mut buf) {
+        Ok(Some(r)) => {
+            serde_json::from_slice(&buf[..r.len]).map_err(|e| format!("a malformed reply: {e}"))
         }
+        Ok(None) => Err("it exited".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(format!(
+            "no answer within {REPLY_TIMEOUT:?} (a start stuck before its exec?)"
+        )),
+        Err(e) => Err(format!("reading its reply: {e}")),
     }
 }
 
@@ -302,6 +321,28 @@ fn reaped_child(pid: u32) -> Option<u32> {
 mod tests {
     use super::*;
     use nix::sys::socket::{getsockopt, sockopt};
+
+    #[test]
+    fn a_silent_spawn_server_is_a_timeout_not_a_hang() {
+        let (ours, server) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(0, 100_000),
+        )
+        .unwrap();
+        let err = receive_reply(ours.as_fd()).unwrap_err();
+        assert!(err.contains("no answer within"), "{err}");
+        drop(server);
+        let err = receive_reply(ours.as_fd()).unwrap_err();
+        assert_eq!(err, "it exited");
+    }
 
     #[test]
     fn a_worker_socketpair_gets_the_wider_send_buffer() {
