@@ -69,7 +69,6 @@ impl State {
 /// How often a running worker is pinged.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 
-/// See [`Tenants::audit_facts`].
 /// When each phase of a worker start ended, from the start: the
 /// supervisor's preparation (data directory, keys, cgroup), fork, sandbox
 /// and exec, then the worker's own start up to `Ready` (loading, store
@@ -82,6 +81,25 @@ struct StartPhases {
     ready: Duration,
 }
 
+impl StartPhases {
+    /// "worker serving", with the whole start (`total`, verification
+    /// included) and each phase, in milliseconds.
+    fn log(&self, id: &TenantId, pid: u32, total: Duration) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            tenant = %id,
+            pid,
+            spawn_to_serving_ms = ms(total),
+            prepare_ms = ms(self.prepared),
+            exec_ms = ms(self.execed - self.prepared),
+            boot_ms = ms(self.ready - self.execed),
+            verify_ms = ms(total - self.ready),
+            "worker serving"
+        );
+    }
+}
+
+/// See [`Tenants::audit_facts`].
 #[derive(Debug)]
 pub(super) struct AuditFacts {
     pub uid: u32,
@@ -520,30 +538,19 @@ impl Tenants {
         let started = Instant::now();
         let result = self.spawn_and_attach(&row, &sockets, started).await;
         // Check it from outside before routing a single call to it.
-        let result =
-            result.and_then(
-                |(pid, handle, phases)| match self.verify_worker(id, row.uid, pid) {
-                    Ok(namespaces) => {
-                        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                        let total = started.elapsed();
-                        tracing::info!(
-                            tenant = %id,
-                            pid,
-                            spawn_to_serving_ms = ms(total),
-                            prepare_ms = ms(phases.prepared),
-                            exec_ms = ms(phases.execed - phases.prepared),
-                            boot_ms = ms(phases.ready - phases.execed),
-                            verify_ms = ms(total - phases.ready),
-                            "worker serving"
-                        );
-                        Ok((pid, handle, namespaces))
-                    }
-                    Err(e) => {
-                        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                        Err(format!("worker failed verification and was killed: {e}"))
-                    }
-                },
-            );
+        let result = match result {
+            Ok((pid, handle, phases)) => match self.verify_worker(id, row.uid, pid) {
+                Ok(namespaces) => {
+                    phases.log(id, pid, started.elapsed());
+                    Ok((pid, handle, namespaces))
+                }
+                Err(e) => {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    Err(format!("worker failed verification and was killed: {e}"))
+                }
+            },
+            Err(e) => Err(e),
+        };
         let mut live = self.live.lock().expect("live lock");
         let Some(l) = live.get_mut(id) else {
             return Err("tenant removed during start".into());
