@@ -121,7 +121,7 @@ pub async fn start(
         if !fast {
             tracing::info!(
                 "each worker start waits for an RCU grace period to join its cgroups \
-                 (5-14 ms); mounting a cgroup hierarchy with -o favordynmods removes the wait \
+                 (4.6-14 ms measured); mounting a cgroup hierarchy with -o favordynmods removes the wait \
                  (docs/sandbox.md)"
             );
         }

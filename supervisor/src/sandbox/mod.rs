@@ -18,6 +18,7 @@ pub mod verify;
 use std::io;
 use std::os::fd::RawFd;
 
+pub use process::place_link;
 pub use rootfs::RootFs;
 
 /// Who the worker becomes.

@@ -41,6 +41,17 @@ pub const LINK_FD: i32 = 3;
 /// only by its own queue.
 const SEND_BUFFER: usize = 1 << 20;
 
+/// A close-on-exec `SOCK_SEQPACKET` socketpair: one frame per packet, to
+/// a worker or to the spawn server.
+fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
 /// Sets [`SEND_BUFFER`]: forced past `wmem_max` as root, else as far as
 /// `wmem_max` allows; the default buffer still works, so failure is logged.
 fn widen_send_buffer(fd: &OwnedFd) {
@@ -145,13 +156,7 @@ impl Spawner {
 /// sent once more to a new server; one it received is not, since the
 /// worker may exist.
 fn spawn(server: &mut Option<Server>, spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(SpawnError::Socketpair)?;
+    let (ours, theirs) = seqpacket_pair().map_err(SpawnError::Socketpair)?;
     widen_send_buffer(&ours);
     let request = serde_json::to_vec(spec).map_err(|e| SpawnError::Server(e.to_string()))?;
     let mut attempts = 0;
@@ -169,7 +174,7 @@ fn spawn(server: &mut Option<Server>, spec: &WorkerSpec) -> Result<Spawned, Spaw
             }
             return Err(SpawnError::Server(format!("sending a request: {e}")));
         }
-        match s.receive() {
+        match receive_reply(s.sock.as_fd()) {
             Ok(reply) => break reply,
             Err(e) => {
                 *server = None;
@@ -242,32 +247,17 @@ impl Server {
     /// Execs this very binary (`/proc/self/exe`, even if the file was
     /// replaced since) as the spawn server, its socket on fd 3.
     fn start() -> std::io::Result<Self> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let (ours, theirs) = seqpacket_pair()?;
         let fd = theirs.as_raw_fd();
         let mut cmd = Command::new("/proc/self/exe");
         cmd.arg0("bulkhead")
             .arg(server::ARG)
             .arg(std::process::id().to_string())
             .stdin(Stdio::null());
-        // SAFETY: dup2/fcntl on a descriptor prepared before the fork;
-        // async-signal-safe, no allocation.
+        // SAFETY: place_link makes one dup2 or fcntl on a descriptor
+        // prepared before the fork; async-signal-safe, no allocation.
         unsafe {
-            cmd.pre_exec(move || {
-                let placed = if fd == server::SERVER_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, server::SERVER_FD)
-                };
-                if placed == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || crate::sandbox::place_link(fd));
         }
         let process = cmd.spawn()?;
         drop(theirs);
@@ -282,10 +272,6 @@ impl Server {
             sock: ours,
             process,
         })
-    }
-
-    fn receive(&self) -> Result<Reply, String> {
-        receive_reply(self.sock.as_fd())
     }
 }
 
@@ -324,13 +310,7 @@ mod tests {
 
     #[test]
     fn a_silent_spawn_server_is_a_timeout_not_a_hang() {
-        let (ours, server) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (ours, server) = seqpacket_pair().unwrap();
         nix::sys::socket::setsockopt(
             &ours,
             nix::sys::socket::sockopt::ReceiveTimeout,
@@ -346,13 +326,7 @@ mod tests {
 
     #[test]
     fn a_worker_socketpair_gets_the_wider_send_buffer() {
-        let (ours, _theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (ours, _theirs) = seqpacket_pair().unwrap();
         let before = getsockopt(&ours, sockopt::SndBuf).unwrap();
         widen_send_buffer(&ours);
         let after = getsockopt(&ours, sockopt::SndBuf).unwrap();

@@ -36,8 +36,9 @@ use crate::sandbox::{rootfs, Identity, Isolation, RootFs, SandboxPlan};
 /// second is the supervisor's pid.
 pub const ARG: &str = "__bulkhead-spawn-server";
 
-/// Where the server finds its socket.
-pub const SERVER_FD: i32 = 3;
+/// Where the server finds its socket: the worker's fd, placed the same way
+/// ([`crate::sandbox::place_link`]).
+pub const SERVER_FD: i32 = LINK_FD;
 
 /// Largest request: a spec is a few hundred bytes of paths and numbers.
 pub const MAX_REQUEST: usize = 64 * 1024;
