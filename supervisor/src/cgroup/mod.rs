@@ -10,8 +10,8 @@
 //! against temp-dir fixtures.
 //!
 //! A worker joins its groups itself, in the sandbox, before it forks into
-//! its pid namespace (writing `0` to `cgroup.procs` moves the writer), so it
-//! is limited from its first instruction.
+//! its pid namespace (writing `0` to a group's `tasks` or `cgroup.procs`
+//! moves the writer), so it is limited from its first instruction.
 
 mod v1;
 mod v2;
@@ -58,7 +58,8 @@ pub enum CgroupError {
 /// Creating, joining and removing tenant groups.
 pub trait Cgroups: Send + Sync + std::fmt::Debug {
     /// Creates (or updates) `tenant`'s groups with `limits`; returns the
-    /// `cgroup.procs` files a process writes `0` to in order to join them.
+    /// files a single-threaded process writes `0` to in order to join them
+    /// (`tasks` on v1, `cgroup.procs` on v2).
     fn prepare(&self, tenant: &str, limits: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError>;
     /// Removes `tenant`'s groups (they must be empty).
     fn remove(&self, tenant: &str) -> Result<(), CgroupError>;
@@ -88,10 +89,11 @@ pub(crate) fn read_procs(path: PathBuf) -> Vec<u32> {
 }
 
 /// Whether a cgroup hierarchy in `mounts` (`/proc/mounts` text) is mounted
-/// with `favordynmods`. Without it, every move of a process into a cgroup
-/// (each worker start) waits for an RCU grace period: 4.6-14 ms measured on
-/// this project's machine, against 0.3 ms with it (docs/sandbox.md). The
-/// option is host-wide and, on Linux 6.18, cannot be turned off again
+/// with `favordynmods`. Without it, every move of a process through
+/// `cgroup.procs` (each worker start on v2) waits for an RCU grace period:
+/// 4.6-14 ms measured on this project's machine, against 0.3 ms with it
+/// (docs/sandbox.md; v1 workers join through `tasks`, which never waits).
+/// The option is host-wide and, on Linux 6.18, cannot be turned off again
 /// until reboot, so the supervisor only reports it; the admin decides.
 pub fn fast_migrations(mounts: &str) -> bool {
     mounts.lines().any(|l| {

@@ -56,9 +56,15 @@ impl Cgroups for V1 {
             self.group("pids", tenant).join("pids.max"),
             l.pids.to_string(),
         )?;
+        // `tasks`, not `cgroup.procs`: writing `0` there moves only the
+        // writer's thread (the whole worker: it is single-threaded then), and
+        // the kernel moves its own single thread without the host-wide
+        // threadgroup lock, whose write side waits for an RCU grace period.
+        // Measured on Linux 6.18: 0.6 ms for the three moves, 7.4 ms through
+        // `cgroup.procs` (docs/sandbox.md).
         Ok(CONTROLLERS
             .iter()
-            .map(|c| self.group(c, tenant).join("cgroup.procs"))
+            .map(|c| self.group(c, tenant).join("tasks"))
             .collect())
     }
 
@@ -115,7 +121,7 @@ mod tests {
         assert_eq!(read("cpu/bulkhead-1/clinic/cpu.cfs_period_us"), "100000");
         assert_eq!(read("pids/bulkhead-1/clinic/pids.max"), "64");
         assert_eq!(join.len(), 3);
-        assert!(join.iter().all(|p| p.ends_with("clinic/cgroup.procs")));
+        assert!(join.iter().all(|p| p.ends_with("clinic/tasks")));
         assert_eq!(v1.member_path("clinic"), "bulkhead-1/clinic");
         let mem = root.path().join("memory/svc/a/bulkhead-1/clinic");
         std::fs::write(mem.join("memory.usage_in_bytes"), "1048576\n").unwrap();

@@ -364,7 +364,7 @@ async fn probe_run(
     // with the live worker for its pids or memory.
     let probe_group = format!("{id}.probe");
     let limits = tenants.limits_of(id);
-    let cgroup_procs = if variant.cgroups {
+    let cgroup_join = if variant.cgroups {
         tenants
             .cgroup_join(&probe_group, &limits)
             .map_err(|e| failed("cgroup", &e))?
@@ -372,7 +372,7 @@ async fn probe_run(
         Vec::new()
     };
     let spec = WorkerSpec {
-        cgroup_procs,
+        cgroup_join,
         tasks: u64::from(limits.pids),
         data_bytes: limits
             .cgroup()

@@ -645,7 +645,7 @@ impl Tenants {
             .root_mount(&row.id)
             .map_err(|e| format!("root mount point: {e}"))?;
         let limits = self.limits_of(&row.id);
-        let cgroup_procs = self
+        let cgroup_join = self
             .cgroup_join(row.id.as_str(), &limits)
             .map_err(|e| format!("cgroup: {e}"))?;
         let spec = WorkerSpec {
@@ -654,7 +654,7 @@ impl Tenants {
             gid: row.uid,
             data_dir: self.data_dir(&row.id),
             root_mount,
-            cgroup_procs,
+            cgroup_join,
             tasks: u64::from(limits.pids),
             data_bytes: limits.cgroup()?.memory_bytes,
             isolation: self.layers(Layers::ALL),

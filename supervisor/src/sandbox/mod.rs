@@ -79,7 +79,7 @@ pub struct SandboxPlan {
     pub isolation: Option<Isolation>,
     /// Highest capability number this kernel knows (`cap_last_cap`).
     pub cap_last: u32,
-    /// `cgroup.procs` files to join.
+    /// Files to write `0` to, to join the tenant's cgroups.
     pub cgroups: Vec<std::ffi::CString>,
     /// RLIMIT_NPROC for the tenant's uid: the pids limit, a second bound
     /// beside the cgroup's.
@@ -112,7 +112,7 @@ impl SandboxPlan {
     pub fn new(
         link_fd: RawFd,
         isolation: Option<Isolation>,
-        cgroup_procs: &[std::path::PathBuf],
+        cgroup_join: &[std::path::PathBuf],
         (tasks, data): (u64, u64),
     ) -> Self {
         // Both come with the credentials layer: without an own uid the task
@@ -120,7 +120,7 @@ impl SandboxPlan {
         let own = isolation.as_ref().is_some_and(|i| i.layers.credentials);
         let (tasks, data) = (own.then_some(tasks), own.then_some(data));
         use std::os::unix::ffi::OsStrExt;
-        let cgroups = cgroup_procs
+        let cgroups = cgroup_join
             .iter()
             .map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("paths hold no NUL"))
             .collect();
@@ -130,7 +130,7 @@ impl SandboxPlan {
             .unwrap_or(63);
         let steps = steps(
             isolation.as_ref().map(|i| i.layers),
-            !cgroup_procs.is_empty(),
+            !cgroup_join.is_empty(),
         );
         Self {
             link_fd,

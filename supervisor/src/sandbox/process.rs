@@ -81,12 +81,12 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
     check(unsafe { libc::setrlimit(resource, &lim) })
 }
 
-/// Moves this process into the cgroup whose `cgroup.procs` is `procs`
-/// (writing `0` means "the writer").
-pub fn join_cgroup(procs: &std::ffi::CStr) -> io::Result<()> {
+/// Moves this (single-threaded) process into the cgroup whose `tasks` or
+/// `cgroup.procs` file is `file` (writing `0` means "the writer").
+pub fn join_cgroup(file: &std::ffi::CStr) -> io::Result<()> {
     // SAFETY: open reads a C string prepared before the fork.
-    let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    check(fd).map_err(|e| fail(b"opening a cgroup.procs file failed\n", e))?;
+    let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    check(fd).map_err(|e| fail(b"opening a cgroup's tasks file failed\n", e))?;
     // SAFETY: writes one byte from a static buffer to the descriptor just opened.
     let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
     // SAFETY: closes the descriptor just opened.

@@ -94,9 +94,9 @@ pub struct WorkerSpec {
     pub data_dir: PathBuf,
     /// An empty directory to mount the worker's root on.
     pub root_mount: PathBuf,
-    /// `cgroup.procs` files the worker joins (writes `0` to) before it forks
-    /// into its pid namespace.
-    pub cgroup_procs: Vec<PathBuf>,
+    /// Files the worker writes `0` to, to join its cgroups, before it forks
+    /// into its pid namespace ([`crate::cgroup::Cgroups::prepare`]).
+    pub cgroup_join: Vec<PathBuf>,
     /// Threads and processes the tenant's uid may have (RLIMIT_NPROC).
     pub tasks: u64,
     /// Private writable memory the worker may map (RLIMIT_DATA).
@@ -195,7 +195,7 @@ fn spawn(server: &mut Option<Server>, spec: &WorkerSpec) -> Result<Spawned, Spaw
                 Some(m) => std::io::Error::other(m),
                 None => std::io::Error::from_raw_os_error(code),
             };
-            let steps = crate::sandbox::steps_for(spec.isolation, !spec.cgroup_procs.is_empty());
+            let steps = crate::sandbox::steps_for(spec.isolation, !spec.cgroup_join.is_empty());
             Err(match StepError::decode(&source, &steps) {
                 Some(step) => SpawnError::Sandbox {
                     bin: spec.bin.clone(),

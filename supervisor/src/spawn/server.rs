@@ -186,7 +186,7 @@ fn plan(spec: &WorkerSpec, link: &OwnedFd) -> (SandboxPlan, PathBuf) {
     let plan = SandboxPlan::new(
         link.as_raw_fd(),
         isolation,
-        &spec.cgroup_procs,
+        &spec.cgroup_join,
         (spec.tasks, spec.data_bytes),
     );
     (plan, program)
