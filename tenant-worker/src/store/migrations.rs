@@ -57,6 +57,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX calls_by_start ON calls (started_at);",
 ];
 
+/// The schema version a store has once [`apply`] ran.
+#[cfg(test)]
+pub(crate) fn latest() -> usize {
+    MIGRATIONS.len()
+}
+
 /// Brings the schema up to date; on failure returns the version that failed.
 /// Every pending migration runs in one transaction: all or none, and one
 /// commit (with one per migration, a new tenant's worker made 10 fsyncs

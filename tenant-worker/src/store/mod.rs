@@ -7,6 +7,7 @@
 //! second connection (WAL lets it read while the writer writes).
 
 mod calls;
+mod create;
 mod documents;
 pub(crate) mod migrations;
 pub mod rekey;
@@ -33,6 +34,11 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("failed to create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} cannot be read with this tenant's key (wrong key, or not a Bulkhead store)")]
     WrongKey { path: PathBuf },
     #[error("failed to migrate {path} to schema version {version}: {source}")]
@@ -52,6 +58,9 @@ pub(crate) const SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous
 /// connection settings and brings the schema up to date.
 pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
     keep_sqlcipher_active();
+    if !path.exists() {
+        create::create(path, key)?;
+    }
     let open_err = |source| StoreError::Open {
         path: path.to_owned(),
         source,
@@ -105,6 +114,13 @@ pub(crate) fn export(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
         .and_then(|()| conn.execute_batch(&format!("PRAGMA backup.user_version = {version};")));
     let detached = conn.execute_batch("DETACH DATABASE backup");
     exported.and(detached)
+}
+
+/// Syncs the directory holding `path`, so a file created or renamed there
+/// survives a power loss.
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost

@@ -95,7 +95,7 @@ pub fn swap(
         return Err(fail("checkpointing the store failed", &"a reader held it"));
     }
     std::fs::rename(&copy, &job.path)
-        .and_then(|()| sync_dir(&job.path))
+        .and_then(|()| super::sync_dir(&job.path))
         .map_err(|e| fail("swapping the copy in failed", &e))?;
     crash_point(job, "rekey-renamed");
 
@@ -171,11 +171,6 @@ fn hex(bytes: &[u8]) -> Zeroizing<String> {
         out.push(char::from_digit(u32::from(b & 0xf), 16).expect("nibble"));
     }
     out
-}
-
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn crash_point(job: &Rekey, name: &str) {
