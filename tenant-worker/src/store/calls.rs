@@ -65,18 +65,16 @@ pub struct CallPage {
 }
 
 pub fn insert(conn: &Connection, c: &NewCall) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO calls (id, call_id, from_user, to_number, started_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![c.id, c.call_id, c.from, c.to, c.started_at, Outcome::InProgress.as_str()],
-    )?;
+    )?
+    .execute(params![c.id, c.call_id, c.from, c.to, c.started_at, Outcome::InProgress.as_str()])?;
     Ok(())
 }
 
 pub fn answered(conn: &Connection, id: &str, at: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE calls SET answered_at = ?2 WHERE id = ?1",
-        params![id, at],
-    )?;
+    conn.prepare_cached("UPDATE calls SET answered_at = ?2 WHERE id = ?1")?
+        .execute(params![id, at])?;
     Ok(())
 }
 
@@ -87,23 +85,21 @@ pub fn ended(
     outcome: Outcome,
     duration_ms: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE calls SET ended_at = ?2, outcome = ?3, duration_ms = ?4 WHERE id = ?1",
-        params![id, at, outcome.as_str(), duration_ms],
-    )?;
+    )?
+    .execute(params![id, at, outcome.as_str(), duration_ms])?;
+    Ok(())
+}
+
+pub fn escalated_to(conn: &Connection, id: &str, target: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET escalated_to = ?2 WHERE id = ?1")?
+        .execute(params![id, target])?;
     Ok(())
 }
 
 /// Calls a previous run left `in_progress` (the worker died mid-call) are
 /// marked `failed` at start-up: a record, not a gap.
-pub fn escalated_to(conn: &Connection, id: &str, target: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE calls SET escalated_to = ?2 WHERE id = ?1",
-        params![id, target],
-    )?;
-    Ok(())
-}
-
 pub fn mark_interrupted(conn: &Connection, at: &str) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE calls SET outcome = 'failed', ended_at = ?1 WHERE outcome = 'in_progress'",

@@ -6,6 +6,8 @@
 //! blocks on fsync and a burst of call events shares one commit; reads use a
 //! second connection (WAL lets it read while the writer writes).
 
+#[cfg(test)]
+mod bench;
 mod calls;
 mod create;
 mod documents;

@@ -17,11 +17,11 @@ pub struct Turn {
 
 /// Appends a turn; its number follows the call's last one.
 pub fn add(conn: &Connection, call: &str, t: &Turn) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO turns (call, n, speaker, text, at_ms, latency_ms)
          VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM turns WHERE call = ?1), ?2, ?3, ?4, ?5)",
-        params![call, t.speaker, t.text, t.at_ms, t.latency_ms],
-    )?;
+    )?
+    .execute(params![call, t.speaker, t.text, t.at_ms, t.latency_ms])?;
     Ok(())
 }
 
@@ -41,18 +41,14 @@ pub fn list(conn: &Connection, call: &str) -> rusqlite::Result<Vec<Turn>> {
 }
 
 pub fn set_media(conn: &Connection, call: &str, media: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE calls SET media = ?2 WHERE id = ?1",
-        params![call, media],
-    )?;
+    conn.prepare_cached("UPDATE calls SET media = ?2 WHERE id = ?1")?
+        .execute(params![call, media])?;
     Ok(())
 }
 
 pub fn set_providers(conn: &Connection, call: &str, providers: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE calls SET providers = ?2 WHERE id = ?1",
-        params![call, providers],
-    )?;
+    conn.prepare_cached("UPDATE calls SET providers = ?2 WHERE id = ?1")?
+        .execute(params![call, providers])?;
     Ok(())
 }
 
