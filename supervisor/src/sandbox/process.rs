@@ -86,7 +86,7 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
 pub fn join_cgroup(file: &std::ffi::CStr) -> io::Result<()> {
     // SAFETY: open reads a C string prepared before the fork.
     let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    check(fd).map_err(|e| fail(b"opening a cgroup's tasks file failed\n", e))?;
+    check(fd).map_err(|e| fail(b"opening a cgroup's tasks or cgroup.procs file failed\n", e))?;
     // SAFETY: writes one byte from a static buffer to the descriptor just opened.
     let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
     // SAFETY: closes the descriptor just opened.

@@ -17,17 +17,11 @@ use rusqlite::{params, Connection};
 
 use super::{ApiState, Tokens};
 use crate::agent::AgentRuntime;
+use crate::store::test_util::{env, plain};
 use crate::store::writer::Store;
 use crate::store::LiveToken;
 
 const KEY: [u8; 32] = [9; 32];
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `n` calls over the last 90 days: 1,000 callers, three dialed numbers,
 /// outcomes 80% completed, 10% escalated, 5% abandoned, 4% rejected, 1% failed.
@@ -170,9 +164,7 @@ fn timed(f: impl FnOnce()) -> f64 {
 /// with fsync), and a full read of the table, five times.
 fn cipher_cost(dir: &std::path::Path, n: u64) {
     let plain_path = dir.join("plain.db");
-    let plain = Connection::open(&plain_path).unwrap();
-    plain.execute_batch(crate::store::SETTINGS).unwrap();
-    crate::store::migrations::apply(&plain).unwrap();
+    let plain = plain(&plain_path);
     let cipher = crate::store::open(&dir.join("cipher.db"), &KEY).unwrap();
     let one_row = |c: &Connection| {
         for i in 0..300 {
@@ -233,7 +225,7 @@ fn cipher_cost(dir: &std::path::Path, n: u64) {
 #[test]
 #[ignore = "a benchmark"]
 fn cipher_settings_bench() {
-    let n = env("BENCH_CALLS", 100_000);
+    let n: u64 = env("BENCH_CALLS", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let variants: [(&str, &str); 5] = [
         ("SQLCipher 4 defaults (the worker today)", ""),
@@ -287,7 +279,7 @@ fn cipher_settings_bench() {
     // Rounds interleave plain SQLite and every setting, so drift on this
     // shared machine touches all alike; each ratio is the median of its
     // rounds, each against the same round's plain run.
-    let rounds = env("BENCH_ROUNDS", 3) as usize;
+    let rounds: usize = env("BENCH_ROUNDS", 3);
     let mut ratios = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         let plain = run(&dir.path().join(format!("plain{round}.db")), None);

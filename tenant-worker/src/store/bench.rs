@@ -7,30 +7,15 @@
 //!   cargo test --release -p bulkhead-worker insert_throughput_bench -- --ignored --nocapture
 //! with BENCH_INSERTS (2000 per run) and BENCH_ROUNDS (3).
 
-use std::path::Path;
 use std::time::Instant;
 
 use rusqlite::Connection;
 
+use super::test_util::{env, plain};
 use super::writer::{Store, Write};
 use super::NewCall;
 
 const KEY: [u8; 32] = [7; 32];
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A plain SQLite connection with the store's settings and schema.
-fn plain(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.execute_batch(super::SETTINGS).unwrap();
-    super::migrations::apply(&conn).unwrap();
-    conn
-}
 
 /// Records committed per second: `concurrent` callers on a current-thread
 /// runtime (as in a worker), `total` records between them.

@@ -23,18 +23,7 @@ pub(super) fn create(path: &Path, key: &[u8; 32]) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
-    let result = build(&tmp, key)
-        .map_err(|e| match e {
-            Build::Sql(source) => StoreError::Open {
-                path: path.to_owned(),
-                source,
-            },
-            Build::Migrate(version, source) => StoreError::Migrate {
-                path: path.to_owned(),
-                version,
-                source,
-            },
-        })
+    let result = build(&tmp, path, key)
         .and_then(|()| {
             std::fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
@@ -48,24 +37,28 @@ pub(super) fn create(path: &Path, key: &[u8; 32]) -> Result<(), StoreError> {
     result
 }
 
-enum Build {
-    Sql(rusqlite::Error),
-    Migrate(usize, rusqlite::Error),
-}
-
-/// The schema, then WAL mode; no journal and no syncing while building (the
-/// file is not the store until it is synced and renamed).
-fn build(tmp: &Path, key: &[u8; 32]) -> Result<(), Build> {
-    let conn = Connection::open(tmp).map_err(Build::Sql)?;
-    apply_key(&conn, key).map_err(Build::Sql)?;
+/// The schema, then WAL mode, in `tmp`; no journal and no syncing while
+/// building (the file is not the store until it is synced and renamed).
+/// Errors name `path`, the store being made.
+fn build(tmp: &Path, path: &Path, key: &[u8; 32]) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open(tmp).map_err(open_err)?;
+    apply_key(&conn, key).map_err(open_err)?;
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = OFF;")
-        .map_err(Build::Sql)?;
-    migrations::apply(&conn).map_err(|(v, e)| Build::Migrate(v, e))?;
+        .map_err(open_err)?;
+    migrations::apply(&conn).map_err(|(version, source)| StoreError::Migrate {
+        path: path.to_owned(),
+        version,
+        source,
+    })?;
     conn.execute_batch("PRAGMA journal_mode = WAL;")
-        .map_err(Build::Sql)?;
+        .map_err(open_err)?;
     // Closing the only connection checkpoints and removes the WAL, so the
     // whole store is in the one file synced next.
-    conn.close().map_err(|(_, e)| Build::Sql(e))
+    conn.close().map_err(|(_, e)| open_err(e))
 }
 
 /// `tenant.db.new`.
@@ -131,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_that_cannot_be_built_is_a_clear_error_and_leaves_nothing() {
+    fn a_store_that_cannot_be_built_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("tenant.db");
         let err = super::super::open(&path, &[6; 32]).unwrap_err();

@@ -147,6 +147,23 @@ pub(crate) mod test_util {
         let conn = open(&dir.path().join("tenant.db"), &[7; 32]).unwrap();
         (dir, conn)
     }
+
+    /// A plain SQLite file with the store's settings and schema: the
+    /// benchmarks' reference beside SQLCipher.
+    pub fn plain(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(SETTINGS).unwrap();
+        migrations::apply(&conn).unwrap();
+        conn
+    }
+
+    /// A benchmark knob from the environment, else `default`.
+    pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
 }
 
 #[cfg(test)]
