@@ -12,16 +12,20 @@ use serde_json::{json, Value};
 
 const NEEDLE: &str = "needle-rotation-8812";
 
-/// Whether `key` opens the tenant's store file (read as root, like an
-/// attacker holding an old key would).
+/// Whether `key` opens the tenant's store file in either store format
+/// (read as root, like an attacker holding an old key would).
 fn key_opens_store(sup: &Supervisor, id: &str, key: &[u8]) -> bool {
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let path = sup.state_dir().join("tenants").join(id).join("tenant.db");
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(&format!("PRAGMA key = \"x'{hex}'\";"))
+    ["HMAC_SHA256", "HMAC_SHA512"].iter().any(|hmac| {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA key = \"x'{hex}'\"; PRAGMA cipher_hmac_algorithm = {hmac};"
+        ))
         .unwrap();
-    conn.query_row("SELECT count(*) FROM calls", [], |r| r.get::<_, i64>(0))
-        .is_ok()
+        conn.query_row("SELECT count(*) FROM calls", [], |r| r.get::<_, i64>(0))
+            .is_ok()
+    })
 }
 
 fn pending_rotations(sup: &Supervisor) -> i64 {

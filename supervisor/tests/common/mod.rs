@@ -703,14 +703,15 @@ pub fn data_key_of(sup: &Supervisor, id: &str) -> Vec<u8> {
 }
 
 /// Opens the tenant's own store with its key (as root may, to seed data a
-/// test cannot make through the product, such as records from last month).
+/// test cannot make through the product, such as records from last month),
+/// in the store format new stores have (docs/architecture.md, "Store format").
 pub fn open_tenant_store(sup: &Supervisor, id: &str) -> rusqlite::Connection {
     let key = data_key_of(sup, id);
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     let path = sup.state_dir().join("tenants").join(id).join("tenant.db");
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(&format!(
-        "PRAGMA key = \"x'{hex}'\"; PRAGMA busy_timeout = 5000;"
+        "PRAGMA key = \"x'{hex}'\"; PRAGMA cipher_hmac_algorithm = HMAC_SHA256; PRAGMA busy_timeout = 5000;"
     ))
     .unwrap();
     conn

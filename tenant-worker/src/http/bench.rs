@@ -228,13 +228,16 @@ fn cipher_settings_bench() {
     let n: u64 = env("BENCH_CALLS", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let variants: [(&str, &str); 5] = [
-        ("SQLCipher 4 defaults (the worker today)", ""),
+        (
+            "SQLCipher 4 defaults (HMAC-SHA512: stores made before the current format)",
+            "",
+        ),
         (
             "cipher_memory_security = OFF (the default since 4.5)",
             "PRAGMA cipher_memory_security = OFF;",
         ),
         (
-            "HMAC-SHA256 instead of SHA512",
+            "HMAC-SHA256 instead of SHA512 (the current store format)",
             "PRAGMA cipher_hmac_algorithm = HMAC_SHA256;",
         ),
         ("cache 8 MB", "PRAGMA cache_size = -8192;"),

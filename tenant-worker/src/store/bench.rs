@@ -1,6 +1,7 @@
 //! Call-record insert throughput through the store's writer thread (group
 //! commit), SQLCipher against plain SQLite with the same schema and
-//! settings, in the same run (#9, BENCHMARKS.md). `K` calls at once each
+//! settings, in the same run (#9, BENCHMARKS.md): a store in the current
+//! format and one in the older, HMAC-SHA512 one. `K` calls at once each
 //! insert their record and wait for its commit, as the user agent does
 //! before it sends 180; with K = 1 every record is its own commit. Run by
 //! `scripts/bench` as
@@ -11,9 +12,9 @@ use std::time::Instant;
 
 use rusqlite::Connection;
 
-use super::test_util::{env, plain};
+use super::test_util::{env, plain, store_in};
 use super::writer::{Store, Write};
-use super::NewCall;
+use super::{Format, NewCall};
 
 const KEY: [u8; 32] = [7; 32];
 
@@ -66,38 +67,45 @@ fn insert_throughput_bench() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("| calls at once (K) | plain SQLite, records/s | SQLCipher, records/s | SQLCipher / plain |");
-    println!("|---|---|---|---|");
+    println!("| calls at once (K) | plain SQLite, records/s | SQLCipher, records/s | SQLCipher / plain | older format (HMAC-SHA512) / plain |");
+    println!("|---|---|---|---|---|");
     for concurrent in [1, 8, 64] {
-        let (mut p, mut c, mut ratio) = (vec![], vec![], vec![]);
+        let (mut p, mut c, mut ratio, mut older) = (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
-            let plain_path = dir.path().join(format!("plain-{concurrent}-{round}.db"));
-            let cipher_path = dir.path().join(format!("cipher-{concurrent}-{round}.db"));
-            let run_plain =
-                || throughput(plain(&plain_path), plain(&plain_path), concurrent, total);
-            let run_cipher = || {
-                let w = super::open(&cipher_path, &KEY).unwrap();
-                let r = super::open(&cipher_path, &KEY).unwrap();
+            let path = |kind: &str| dir.path().join(format!("{kind}-{concurrent}-{round}.db"));
+            let run_plain = || {
+                let path = path("plain");
+                throughput(plain(&path), plain(&path), concurrent, total)
+            };
+            let run_cipher = |format: Format| {
+                let path = path(&format!("{format:?}"));
+                store_in(&path, &KEY, format);
+                let w = super::open(&path, &KEY).unwrap();
+                let r = super::open(&path, &KEY).unwrap();
                 throughput(w, r, concurrent, total)
             };
-            // Alternate which runs first, so drift on a shared machine
-            // touches both alike.
-            let (pr, cr) = if round % 2 == 0 {
-                let pr = run_plain();
-                (pr, run_cipher())
-            } else {
-                let cr = run_cipher();
-                (run_plain(), cr)
-            };
-            p.push(pr);
-            c.push(cr);
-            ratio.push(cr / pr);
+            // Rotate which runs first, so drift on a shared machine
+            // touches all alike.
+            let mut rates = [0.0; 3];
+            for i in 0..3 {
+                let which = (round + i) % 3;
+                rates[which] = match which {
+                    0 => run_plain(),
+                    1 => run_cipher(Format::CURRENT),
+                    _ => run_cipher(Format::HmacSha512),
+                };
+            }
+            p.push(rates[0]);
+            c.push(rates[1]);
+            ratio.push(rates[1] / rates[0]);
+            older.push(rates[2] / rates[0]);
         }
         println!(
-            "| {concurrent} | {:.0} | {:.0} | {:.2} |",
+            "| {concurrent} | {:.0} | {:.0} | {:.2} | {:.2} |",
             median(p),
             median(c),
-            median(ratio)
+            median(ratio),
+            median(older)
         );
     }
     println!("inserts: {total} per run, median of {rounds} rounds");

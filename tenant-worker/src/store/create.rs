@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::{apply_key, migrations, StoreError};
+use super::{apply_key, migrations, Format, StoreError};
 
 /// Builds the store at `path` (which must not exist) under `key`.
 pub(super) fn create(path: &Path, key: &[u8; 32]) -> Result<(), StoreError> {
@@ -46,7 +46,7 @@ fn build(tmp: &Path, path: &Path, key: &[u8; 32]) -> Result<(), StoreError> {
         source,
     };
     let conn = Connection::open(tmp).map_err(open_err)?;
-    apply_key(&conn, key).map_err(open_err)?;
+    apply_key(&conn, key, Format::CURRENT).map_err(open_err)?;
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = OFF;")
         .map_err(open_err)?;
     migrations::apply(&conn).map_err(|(version, source)| StoreError::Migrate {

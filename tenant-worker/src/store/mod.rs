@@ -11,6 +11,7 @@ mod bench;
 mod calls;
 mod create;
 mod documents;
+mod format;
 pub(crate) mod migrations;
 pub mod rekey;
 mod tokens;
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 
 pub use calls::{mark_interrupted, CallFilter, CallPage, CallRecord, NewCall, Outcome};
 pub use documents::Document;
+pub use format::Format;
 pub use tokens::{LiveToken, TokenInfo};
 pub use transcripts::Turn;
 
@@ -67,16 +69,18 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
         path: path.to_owned(),
         source,
     };
-    let conn = Connection::open(path).map_err(open_err)?;
-    apply_key(&conn, key).map_err(open_err)?;
-    // A wrong key only shows at the first read of the file.
-    if conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .is_err()
-    {
+    let Some((conn, format)) =
+        format::open_keyed(path, |conn, format| apply_key(conn, key, format)).map_err(open_err)?
+    else {
         return Err(StoreError::WrongKey {
             path: path.to_owned(),
         });
+    };
+    if format != Format::CURRENT {
+        tracing::info!(
+            ?format,
+            "the store is in an older format (a SQLCipher 'hmac check failed' log line before this is the newer format's try); the next key rotation rewrites it"
+        );
     }
     // WAL: readers never block the writer. synchronous=FULL: a commit is on
     // disk before it returns, so a call record survives power loss, not only
@@ -107,12 +111,14 @@ fn keep_sqlcipher_active() {
 }
 
 /// Exports the store into a new file at `path`, keyed like this one (an
-/// ATTACH without KEY takes the main database's key), schema version kept.
+/// ATTACH without KEY takes the main database's key, though not its
+/// format), in the current format, schema version kept.
 pub(crate) fn export(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     conn.execute("ATTACH DATABASE ?1 AS backup", [path.to_string_lossy()])?;
     let exported = conn
-        .query_row("SELECT sqlcipher_export('backup')", [], |_| Ok(()))
+        .execute_batch(&Format::CURRENT.pragma("backup"))
+        .and_then(|()| conn.query_row("SELECT sqlcipher_export('backup')", [], |_| Ok(())))
         .and_then(|()| conn.execute_batch(&format!("PRAGMA backup.user_version = {version};")));
     let detached = conn.execute_batch("DETACH DATABASE backup");
     exported.and(detached)
@@ -126,8 +132,9 @@ pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// `PRAGMA key = "x'…'"`: a raw key, so no KDF runs (a passphrase would cost
-/// ~250 ms of PBKDF2 per open). The hex copy is zeroized on drop.
-fn apply_key(conn: &Connection, key: &[u8; 32]) -> rusqlite::Result<()> {
+/// ~250 ms of PBKDF2 per open), then the format. The hex copy is zeroized
+/// on drop.
+fn apply_key(conn: &Connection, key: &[u8; 32], format: Format) -> rusqlite::Result<()> {
     let mut pragma = Zeroizing::new(String::with_capacity(80));
     pragma.push_str("PRAGMA key = \"x'");
     for b in key {
@@ -135,6 +142,7 @@ fn apply_key(conn: &Connection, key: &[u8; 32]) -> rusqlite::Result<()> {
         pragma.push(char::from_digit(u32::from(b & 0xf), 16).expect("nibble"));
     }
     pragma.push_str("'\";");
+    pragma.push_str(&format.pragma("main"));
     conn.execute_batch(&pragma)
 }
 
@@ -155,6 +163,23 @@ pub(crate) mod test_util {
         conn.execute_batch(SETTINGS).unwrap();
         migrations::apply(&conn).unwrap();
         conn
+    }
+
+    /// A store in `format` at `path` (which must not exist), schema
+    /// current, as a build that wrote that format made it.
+    pub fn store_in(path: &Path, key: &[u8; 32], format: Format) {
+        let conn = Connection::open(path).unwrap();
+        apply_key(&conn, key, format).unwrap();
+        conn.execute_batch(SETTINGS).unwrap();
+        migrations::apply(&conn).unwrap();
+    }
+
+    /// Whether `path` reads with `key` in exactly `format`, opened by hand.
+    pub fn reads_in(path: &Path, key: &[u8; 32], format: Format) -> bool {
+        let conn = Connection::open(path).unwrap();
+        apply_key(&conn, key, format).unwrap();
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .is_ok()
     }
 
     /// A benchmark knob from the environment, else `default`.

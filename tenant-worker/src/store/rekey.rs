@@ -149,7 +149,8 @@ pub fn open_with_either(
     }
 }
 
-/// `sqlcipher_export` into a new file keyed with `key` (raw, no KDF).
+/// `sqlcipher_export` into a new file keyed with `key` (raw, no KDF), in the
+/// current format: a rotation is what rewrites a store of an older one.
 fn export_under(conn: &Connection, copy: &Path, key: &SecretKey) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let raw = Zeroizing::new(format!("x'{}'", hex(&key.0).as_str()));
@@ -158,7 +159,8 @@ fn export_under(conn: &Connection, copy: &Path, key: &SecretKey) -> rusqlite::Re
         rusqlite::params![copy.to_string_lossy(), raw.as_str()],
     )?;
     let exported = conn
-        .query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))
+        .execute_batch(&super::Format::CURRENT.pragma("rekeyed"))
+        .and_then(|()| conn.query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(())))
         .and_then(|()| conn.execute_batch(&format!("PRAGMA rekeyed.user_version = {version};")));
     let detached = conn.execute_batch("DETACH DATABASE rekeyed");
     exported.and(detached)
@@ -228,6 +230,35 @@ mod tests {
             .unwrap();
         assert_eq!(version as usize, crate::store::migrations::LATEST);
         assert!(!copy_path(&path).exists());
+    }
+
+    #[test]
+    fn a_rotation_rewrites_an_older_store_in_the_current_format() {
+        use crate::store::test_util::{reads_in, store_in};
+        use crate::store::Format;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenant.db");
+        let (old, new) = ([1u8; 32], [2u8; 32]);
+        store_in(&path, &old, Format::HmacSha512);
+        let mut writer = open(&path, &old).unwrap();
+        let reader = Mutex::new(open(&path, &old).unwrap());
+        insert_doc(&writer, "kept-across-formats");
+        let job = Rekey {
+            path: path.clone(),
+            key: SecretKey(new),
+            crash_at: None,
+        };
+        swap(&mut writer, &reader, &job).unwrap();
+        drop((writer, reader));
+        assert!(reads_in(&path, &new, Format::CURRENT));
+        assert!(!reads_in(&path, &new, Format::HmacSha512));
+        let got: String = open(&path, &new)
+            .unwrap()
+            .query_row("SELECT json FROM documents WHERE name = 'agent'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(got.contains("kept-across-formats"), "{got}");
     }
 
     #[test]
