@@ -168,6 +168,40 @@ fn the_concurrent_call_limit_holds_a_slot_until_the_call_ends() {
         .is_some());
 }
 
+/// An INVITE the worker refuses outright (here a 420 for an extension it
+/// lacks) was still counted by the router: the worker gives its slot back,
+/// or a caller could fill the tenant's limit with bad INVITEs for hours.
+#[test]
+fn invites_the_worker_refuses_give_their_slots_back() {
+    let sup = Supervisor::start_with("[limits]\nmax_concurrent_calls = 2\n");
+    sup.add_tenant("clinic", &["+15550100"]);
+    for i in 0..4 {
+        let bad = String::from_utf8(invite("+15550100", &format!("bad-{i}")))
+            .unwrap()
+            .replacen("\r\nCSeq:", "\r\nRequire: x-unknown\r\nCSeq:", 1);
+        let reply = udp_exchange(sup.sip, bad.as_bytes(), Duration::from_secs(5))
+            .expect("the bad INVITE is answered");
+        assert!(reply.starts_with("SIP/2.0 420"), "INVITE {i}: {reply}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while worker_view(&sup, "clinic")["active_calls"] != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refused INVITEs kept their slots: {}",
+            worker_view(&sup, "clinic")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let caller = Peer::new(sup.sip);
+    caller.send(&invite("+15550100", "good-1"));
+    assert!(
+        caller
+            .expect("SIP/2.0 200", Duration::from_secs(5))
+            .is_some(),
+        "a good call after them is answered"
+    );
+}
+
 #[test]
 fn per_tenant_limits_are_set_at_add_changed_live_and_kept_across_restarts() {
     // Calls ring for a minute, so each holds its slot.

@@ -120,6 +120,7 @@ impl Ua {
         let Some(p) = self.pending.remove(&a.call_id) else {
             return self.give_back(a.media).await;
         };
+        self.slot_may_be_free(a.call_id.clone());
         let Ok(req) = msg::scan(&p.raw) else {
             // Scanned once already; cannot fail on the same bytes.
             return self.give_back(a.media).await;
@@ -287,6 +288,7 @@ impl Ua {
             tracing::error!(error = %e, "failed to record the end of a call");
         }
         self.ending.remove(&b.call_id);
+        self.slot_may_be_free(b.call_id.clone());
         self.settle().await;
         self.respond(&b.inc, 200, b.ok).await;
     }

@@ -415,6 +415,7 @@ impl Ua {
             outcome,
             duration_ms,
         };
+        self.slot_may_be_free(call_id.to_owned());
         let committed = self.store.write_committed(ended).await;
         if let Some(lease) = self.calls.get_mut(call_id).and_then(|c| c.media.take()) {
             self.cfg.rtp.close(lease).await;

@@ -38,7 +38,7 @@ impl Ua {
             return self.reply(&inc, req, 482, "Loop Detected").await;
         }
         if matches!(inc.origin, Origin::Router { .. }) {
-            self.router_slots.insert(call_id.clone());
+            // Its router slot was taken in `on_message`.
         } else if let Some(auth) = self.trunk_auth() {
             if let Verdict::Challenge { stale } = self.nonces.verify(req, &auth) {
                 return self.challenge(&inc, req, &auth, stale).await;

@@ -27,6 +27,12 @@ pub(super) const NUMBER: &str = "+15550100";
 pub(super) struct Phone {
     pub events: mpsc::Sender<Event>,
     sent: mpsc::UnboundedReceiver<Sent>,
+    /// Where the phone's requests come from: the trunk unless
+    /// [`Phone::via_router`].
+    origin: Origin,
+    /// The calls reported over to the router (`CallEnded`), in order, as
+    /// [`Phone::next`] passed them.
+    pub ended: Vec<String>,
     pub store: Store,
     start: Instant,
     _dir: tempfile::TempDir,
@@ -35,6 +41,18 @@ pub(super) struct Phone {
 impl Phone {
     pub(super) fn new(answer_delay: Duration) -> Self {
         Self::with_trunk(answer_delay, TrunkPolicy::default())
+    }
+
+    /// A phone whose calls come through the shared router, so each holds
+    /// a slot under the tenant's concurrent-call limit.
+    pub(super) fn via_router(answer_delay: Duration) -> Self {
+        let mut phone = Self::new(answer_delay);
+        phone.origin = Origin::Router {
+            transport: bulkhead_shared::ipc::Transport::Udp,
+            conn: 0,
+            peer: CALLER.parse().unwrap(),
+        };
+        phone
     }
 
     fn with_trunk(answer_delay: Duration, trunk: TrunkPolicy) -> Self {
@@ -63,6 +81,10 @@ impl Phone {
         Self {
             events,
             sent,
+            origin: Origin::TrunkUdp {
+                peer: CALLER.parse().unwrap(),
+            },
+            ended: Vec::new(),
             store,
             start: Instant::now(),
             _dir: dir,
@@ -70,11 +92,8 @@ impl Phone {
     }
 
     pub(super) async fn send(&self, msg: &str) {
-        let origin = Origin::TrunkUdp {
-            peer: CALLER.parse().unwrap(),
-        };
         let ev = Event::Inbound {
-            origin,
+            origin: self.origin.clone(),
             data: msg.as_bytes().to_vec(),
         };
         self.events.send(ev).await.unwrap();
@@ -89,7 +108,7 @@ impl Phone {
                     let at = self.start.elapsed().as_secs_f64();
                     return (at, String::from_utf8(data).unwrap());
                 }
-                Sent::CallEnded(_) => continue,
+                Sent::CallEnded(call_id) => self.ended.push(call_id),
             }
         }
     }
@@ -108,14 +127,16 @@ impl Phone {
         sleep_until(self.start + Duration::from_secs_f64(secs)).await;
     }
 
-    /// Nothing more goes out before `secs`.
-    async fn quiet_until(&mut self, secs: f64) {
+    /// No SIP message goes out before `secs` (a call reported over to the
+    /// router meanwhile is noted in [`Phone::ended`]).
+    pub(super) async fn quiet_until(&mut self, secs: f64) {
         self.sleep_to(secs).await;
-        assert_eq!(
-            self.sent.try_recv().ok(),
-            None,
-            "unexpected message before {secs}s"
-        );
+        while let Ok(sent) = self.sent.try_recv() {
+            match sent {
+                Sent::CallEnded(call_id) => self.ended.push(call_id),
+                sip => panic!("unexpected message before {secs}s: {sip:?}"),
+            }
+        }
     }
 
     /// The call's recorded outcome once it is no longer in progress (the
@@ -129,7 +150,7 @@ impl Phone {
         self.store.list_calls(filter).await.unwrap().calls.len()
     }
 
-    async fn outcome(&self) -> String {
+    pub(super) async fn outcome(&self) -> String {
         for _ in 0..200 {
             let page = self
                 .store
