@@ -109,6 +109,46 @@ mod tests {
         ));
     }
 
+    /// A crash leaves committed pages only in the WAL, page 1 among them:
+    /// the try in the current format must fail as "not a database" there
+    /// too, or an older store would not open after a crash.
+    #[test]
+    fn an_older_store_left_by_a_crash_opens_from_its_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenant.db");
+        store_in(&path, &KEY, Format::HmacSha512);
+        let conn = open(&path, &KEY).unwrap();
+        // A schema change rewrites page 1 (a migration after an upgrade).
+        conn.execute_batch(
+            "CREATE TABLE later (x); INSERT INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', 7, 't');",
+        )
+        .unwrap();
+        // The files as a crash leaves them: the WAL not checkpointed.
+        let crashed = tempfile::tempdir().unwrap();
+        for name in ["tenant.db", "tenant.db-wal"] {
+            std::fs::copy(dir.path().join(name), crashed.path().join(name)).unwrap();
+        }
+        assert!(
+            std::fs::metadata(crashed.path().join("tenant.db-wal"))
+                .unwrap()
+                .len()
+                > 0
+        );
+        let reopened = open(&crashed.path().join("tenant.db"), &KEY).unwrap();
+        let version: i64 = reopened
+            .query_row(
+                "SELECT version FROM documents WHERE name = 'agent'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 7);
+        let later: i64 = reopened
+            .query_row("SELECT count(*) FROM later", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(later, 0);
+    }
+
     #[test]
     fn an_export_of_an_older_store_is_in_the_current_format() {
         let dir = tempfile::tempdir().unwrap();
