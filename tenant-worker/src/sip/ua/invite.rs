@@ -37,11 +37,13 @@ impl Ua {
             // request (RFC 3261 §8.2.2.2), not a second call.
             return self.reply(&inc, req, 482, "Loop Detected").await;
         }
-        if matches!(inc.origin, Origin::Router { .. }) {
-            // Its router slot was taken in `on_message`.
-        } else if let Some(auth) = self.trunk_auth() {
-            if let Verdict::Challenge { stale } = self.nonces.verify(req, &auth) {
-                return self.challenge(&inc, req, &auth, stale).await;
+        // Through the router it holds a slot (taken in `on_message`); from
+        // the trunk it may owe a digest answer.
+        if !matches!(inc.origin, Origin::Router { .. }) {
+            if let Some(auth) = self.trunk_auth() {
+                if let Verdict::Challenge { stale } = self.nonces.verify(req, &auth) {
+                    return self.challenge(&inc, req, &auth, stale).await;
+                }
             }
         }
         if let Err(refused) = policy::check_invite(req) {
