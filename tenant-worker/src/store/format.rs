@@ -71,6 +71,24 @@ mod tests {
 
     const KEY: [u8; 32] = [8; 32];
 
+    /// Stores the agent document at `version`.
+    fn put_agent(conn: &rusqlite::Connection, version: i64) {
+        conn.execute(
+            "INSERT OR REPLACE INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', ?1, 't')",
+            [version],
+        )
+        .unwrap();
+    }
+
+    fn agent_version(conn: &rusqlite::Connection) -> i64 {
+        conn.query_row(
+            "SELECT version FROM documents WHERE name = 'agent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_new_store_is_written_in_the_current_format_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -85,23 +103,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenant.db");
         store_in(&path, &KEY, Format::HmacSha512);
-        let conn = open(&path, &KEY).unwrap();
-        conn.execute(
-            "INSERT INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', 4, 't')",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        let again = open(&path, &KEY).unwrap();
-        let version: i64 = again
-            .query_row(
-                "SELECT version FROM documents WHERE name = 'agent'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(version, 4);
-        drop(again);
+        put_agent(&open(&path, &KEY).unwrap(), 4);
+        assert_eq!(agent_version(&open(&path, &KEY).unwrap()), 4);
         assert!(reads_in(&path, &KEY, Format::HmacSha512));
         assert!(matches!(
             open(&path, &[1; 32]),
@@ -119,10 +122,8 @@ mod tests {
         store_in(&path, &KEY, Format::HmacSha512);
         let conn = open(&path, &KEY).unwrap();
         // A schema change rewrites page 1 (a migration after an upgrade).
-        conn.execute_batch(
-            "CREATE TABLE later (x); INSERT INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', 7, 't');",
-        )
-        .unwrap();
+        conn.execute_batch("CREATE TABLE later (x);").unwrap();
+        put_agent(&conn, 7);
         // The files as a crash leaves them: the WAL not checkpointed.
         let crashed = tempfile::tempdir().unwrap();
         for name in ["tenant.db", "tenant.db-wal"] {
@@ -135,14 +136,7 @@ mod tests {
                 > 0
         );
         let reopened = open(&crashed.path().join("tenant.db"), &KEY).unwrap();
-        let version: i64 = reopened
-            .query_row(
-                "SELECT version FROM documents WHERE name = 'agent'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(version, 7);
+        assert_eq!(agent_version(&reopened), 7);
         let later: i64 = reopened
             .query_row("SELECT count(*) FROM later", [], |r| r.get(0))
             .unwrap();
