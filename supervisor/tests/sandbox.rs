@@ -216,12 +216,26 @@ fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
     let a = sup.add_tenant("alpha", &["+15550500"]);
     let b = sup.add_tenant("beta", &["+15550600"]);
     let first = spawn_server(&sup);
-    // Its standard streams and its socket to the supervisor: nothing of
+    // Its standard streams, its socket to the supervisor and a pidfd of
+    // the supervisor (for its children's parent-death check): nothing of
     // any tenant (the supervisor holds 4 descriptors per tenant).
     assert_eq!(
         open_fds(first),
-        ["0", "1", "2", "3"].map(String::from).into(),
+        ["0", "1", "2", "3", "4"].map(String::from).into(),
         "the spawn server's descriptors"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{first}/fd/4"))
+            .unwrap()
+            .to_string_lossy(),
+        "anon_inode:[pidfd]"
+    );
+    let fdinfo = std::fs::read_to_string(format!("/proc/{first}/fdinfo/4")).unwrap();
+    assert!(
+        fdinfo
+            .lines()
+            .any(|l| l.split_whitespace().eq(["Pid:", &sup.pid().to_string()])),
+        "{fdinfo}"
     );
     for worker in [&a, &b] {
         let worker = worker["pid"].as_u64().unwrap() as u32;

@@ -18,7 +18,7 @@ pub mod verify;
 use std::io;
 use std::os::fd::RawFd;
 
-pub use process::place_link;
+pub use process::{pidfd_open, place_link};
 pub use rootfs::RootFs;
 
 /// Who the worker becomes.
@@ -86,6 +86,9 @@ pub struct SandboxPlan {
     pub tasks: Option<u64>,
     /// RLIMIT_DATA: the memory limit, a second bound beside the cgroup's.
     pub data: Option<u64>,
+    /// A pidfd of the supervisor: the child's parent (through
+    /// `CLONE_PARENT`), whose death before step 7 the child must notice.
+    pub supervisor: RawFd,
     steps: Vec<Step>,
 }
 
@@ -114,6 +117,7 @@ impl SandboxPlan {
         isolation: Option<Isolation>,
         cgroup_join: &[std::path::PathBuf],
         (tasks, data): (u64, u64),
+        supervisor: RawFd,
     ) -> Self {
         // Both come with the credentials layer: without an own uid the task
         // count would be the supervisor's, and the audit switches them together.
@@ -140,6 +144,7 @@ impl SandboxPlan {
             steps,
             tasks,
             data,
+            supervisor,
         }
     }
 
@@ -171,13 +176,15 @@ impl SandboxPlan {
             Step::EnterUserNs => iso.map_or(Ok(()), |i| namespaces::enter_user(&i.user_maps)),
             Step::EnterNamespaces => {
                 let layers = iso.map_or(Layers::NONE, |i| i.layers);
-                namespaces::enter(layers.namespaces, layers.network)
+                namespaces::enter(layers.namespaces, layers.network, self.supervisor)
             }
             Step::EnterRootFs => iso.map_or(Ok(()), |i| i.rootfs.enter()),
             Step::DropBoundingSet => creds::drop_bounding_set(self.cap_last),
             Step::BecomeTenant => iso.map_or(Ok(()), |i| creds::become_tenant(i.identity)),
             Step::ClearCapabilities => creds::clear_capabilities(),
-            Step::DieWithParent => process::die_with_parent(),
+            Step::DieWithParent => {
+                process::die_with_parent(namespaces::reaper().unwrap_or(self.supervisor))
+            }
             Step::NoNewPrivs => process::no_new_privs(),
         }
     }

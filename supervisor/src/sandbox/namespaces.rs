@@ -7,10 +7,22 @@
 //! with its status. Killing either ends both (parent-death signals).
 
 use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use std::ffi::CString;
 
-use super::process::{check, die_with_parent, fail};
+use super::process::{check, die_with_parent, fail, own_pidfd};
+
+/// In the worker after [`enter`]: a pidfd of its reaper, its parent, for
+/// step 7's check. Set between fork and exec, in a single-threaded child.
+static REAPER: AtomicI32 = AtomicI32::new(-1);
+
+/// The worker's parent when [`enter`] forked one in between: its reaper.
+pub fn reaper() -> Option<RawFd> {
+    let fd = REAPER.load(Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
+}
 
 const PROCESS: libc::c_int =
     libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
@@ -18,14 +30,16 @@ const PROCESS: libc::c_int =
 /// Unshares the namespaces and forks; returns only in the grandchild (the
 /// future worker, pid 1 of its pid namespace). The reaper never returns.
 /// `process`: mount, pid, ipc and uts; `network`: net (the audit switches
-/// them off separately; a real worker always has both).
-pub fn enter(process: bool, network: bool) -> io::Result<()> {
+/// them off separately; a real worker always has both). `supervisor`: a
+/// pidfd of the supervisor, the reaper's parent.
+pub fn enter(process: bool, network: bool, supervisor: RawFd) -> io::Result<()> {
     let flags = if process { PROCESS } else { 0 } | if network { libc::CLONE_NEWNET } else { 0 };
     // The reaper dies with the supervisor; the worker (step 7) with the reaper.
-    die_with_parent()?;
+    die_with_parent(supervisor)?;
     // SAFETY: unshare with flags only.
     check(unsafe { libc::unshare(flags) })
         .map_err(|e| fail(b"unshare of namespaces failed\n", e))?;
+    let reaper = own_pidfd().map_err(|e| fail(b"pidfd_open of the reaper failed\n", e))?;
     // SAFETY: fork in a single-threaded child (we are between fork and exec
     // already); both sides only make async-signal-safe calls afterwards.
     let pid = unsafe { libc::fork() };
@@ -34,7 +48,10 @@ pub fn enter(process: bool, network: bool) -> io::Result<()> {
             b"fork into the pid namespace failed\n",
             io::Error::last_os_error(),
         )),
-        0 => Ok(()),
+        0 => {
+            REAPER.store(reaper, Ordering::Relaxed);
+            Ok(())
+        }
         worker => reap(worker),
     }
 }

@@ -100,7 +100,11 @@ pub fn join_cgroup(file: &std::ffi::CStr) -> io::Result<()> {
     Ok(())
 }
 
-pub fn die_with_parent() -> io::Result<()> {
+/// Dies with the parent, whose pidfd is `parent`, and makes sure it has not
+/// died already: a parent gone between the fork and `prctl` sent no signal.
+/// A pidfd, not `getppid()`: inside a pid namespace that is 0 whoever the
+/// parent is, and outside it a subreaper would hide the orphaning.
+pub fn die_with_parent(parent: RawFd) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     check(unsafe {
         libc::prctl(
@@ -111,15 +115,99 @@ pub fn die_with_parent() -> io::Result<()> {
             0,
         )
     })?;
-    // The supervisor may have died between fork and prctl.
-    // SAFETY: getppid has no arguments and cannot fail.
-    if unsafe { libc::getppid() } == 1 {
-        return Err(io::Error::other("supervisor exited during spawn"));
+    if exited(parent)? {
+        return Err(fail(
+            b"the parent exited during the spawn\n",
+            io::Error::from_raw_os_error(libc::ESRCH),
+        ));
     }
     Ok(())
+}
+
+/// A pidfd of the calling process (close-on-exec), for its child's
+/// [`die_with_parent`].
+pub fn own_pidfd() -> io::Result<RawFd> {
+    pidfd_open(
+        // SAFETY: getpid has no arguments and cannot fail.
+        unsafe { libc::getpid() },
+    )
+}
+
+/// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<RawFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd as RawFd)
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd is readable).
+pub fn exited(pidfd: RawFd) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: pidfd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes the one pollfd we own; timeout 0.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) };
+    check(ready)?;
+    Ok(ready == 1 && p.revents & libc::POLLIN != 0)
 }
 
 pub fn no_new_privs() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs `die_with_parent(parent)` in a forked child (its parent-death
+    /// signal must not touch the test process) and says whether it failed.
+    fn die_with_parent_fails(parent: RawFd) -> bool {
+        // SAFETY: the child makes only async-signal-safe calls (prctl, poll,
+        // write, _exit) before it exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                let code = i32::from(die_with_parent(parent).is_err());
+                // SAFETY: _exit ends the child without running the test
+                // harness's handlers.
+                unsafe { libc::_exit(code) }
+            }
+            -1 => panic!("fork: {}", io::Error::last_os_error()),
+            child => {
+                let mut status = 0;
+                // SAFETY: waitpid writes one c_int we own.
+                assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+                assert!(libc::WIFEXITED(status), "status {status}");
+                libc::WEXITSTATUS(status) == 1
+            }
+        }
+    }
+
+    #[test]
+    fn a_parent_that_exited_before_the_signal_was_set_is_caught() {
+        let mut gone = Command::new("sleep").arg("30").spawn().unwrap();
+        let fd = pidfd_open(gone.id() as libc::pid_t).unwrap();
+        assert!(!exited(fd).unwrap(), "alive while it sleeps");
+        gone.kill().unwrap();
+        gone.wait().unwrap();
+        assert!(exited(fd).unwrap());
+        assert!(die_with_parent_fails(fd));
+        // SAFETY: closes the pidfd opened above.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn a_living_parent_passes() {
+        // The test process is the forked child's parent, and alive.
+        let me = own_pidfd().unwrap();
+        assert!(!die_with_parent_fails(me));
+        // SAFETY: closes the pidfd opened above.
+        unsafe { libc::close(me) };
+    }
 }

@@ -20,7 +20,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +72,16 @@ pub fn main(args: &[OsString]) -> ExitCode {
     // parent left open without close-on-exec is none of ours to pass on.
     // SAFETY: close_range on descriptors this process does not use.
     unsafe { libc::close_range(SERVER_FD as u32 + 1, u32::MAX, 0) };
+    // Every child's parent (CLONE_PARENT): each checks it is still alive
+    // once its parent-death signal is set (sandbox step 7).
+    let supervisor_fd = match crate::sandbox::pidfd_open(supervisor) {
+        // SAFETY: pidfd_open just returned this descriptor; nothing else owns it.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+        Err(e) => {
+            eprintln!("bulkhead spawn server: pidfd_open of the supervisor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // SAFETY: the supervisor placed our socket on SERVER_FD before exec, and
     // nothing else in this fresh process owns that descriptor.
     let sock = unsafe { OwnedFd::from_raw_fd(SERVER_FD) };
@@ -87,7 +97,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         };
         let spec = serde_json::from_slice::<WorkerSpec>(&buf[..received.len]);
         let reply = match (spec, received.fds.into_iter().next()) {
-            (Ok(spec), Some(link)) => start(&spec, link),
+            (Ok(spec), Some(link)) => start(&spec, link, supervisor_fd.as_raw_fd()),
             (spec, _) => Reply::Failed {
                 pid: None,
                 code: 0,
@@ -134,9 +144,10 @@ fn die_with(supervisor: i32) -> io::Result<()> {
 }
 
 /// Makes one worker: the plan for `spec`, then clone, sandbox and exec.
-/// `link` (the worker's end of its socketpair) closes here afterwards.
-fn start(spec: &WorkerSpec, link: OwnedFd) -> Reply {
-    let (plan, program) = plan(spec, &link);
+/// `link` (the worker's end of its socketpair) closes here afterwards;
+/// `supervisor_fd` is a pidfd of the supervisor, the child's parent.
+fn start(spec: &WorkerSpec, link: OwnedFd, supervisor_fd: RawFd) -> Reply {
+    let (plan, program) = plan(spec, &link, supervisor_fd);
     let program = match CString::new(program.as_os_str().as_bytes()) {
         Ok(p) => p,
         Err(_) => {
@@ -159,7 +170,7 @@ fn start(spec: &WorkerSpec, link: OwnedFd) -> Reply {
 
 /// The sandbox plan for `spec` with the socketpair `link`, and the path to
 /// exec (inside its own root the worker binary has another path).
-fn plan(spec: &WorkerSpec, link: &OwnedFd) -> (SandboxPlan, PathBuf) {
+fn plan(spec: &WorkerSpec, link: &OwnedFd, supervisor_fd: RawFd) -> (SandboxPlan, PathBuf) {
     let me = (
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
@@ -188,6 +199,7 @@ fn plan(spec: &WorkerSpec, link: &OwnedFd) -> (SandboxPlan, PathBuf) {
         isolation,
         &spec.cgroup_join,
         (spec.tasks, spec.data_bytes),
+        supervisor_fd,
     );
     (plan, program)
 }
