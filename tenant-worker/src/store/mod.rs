@@ -111,16 +111,26 @@ fn keep_sqlcipher_active() {
 }
 
 /// Exports the store into a new file at `path`, keyed like this one (an
-/// ATTACH without KEY takes the main database's key, though not its
-/// format), in the current format, schema version kept.
+/// ATTACH without KEY takes the main database's key).
 pub(crate) fn export(conn: &Connection, path: &Path) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     conn.execute("ATTACH DATABASE ?1 AS backup", [path.to_string_lossy()])?;
+    export_attached(conn, "backup")
+}
+
+/// Fills the new, empty database attached as `schema` with the store, in
+/// the current format (an ATTACH never takes the main database's format),
+/// schema version kept; then detaches it, whatever happened.
+pub(crate) fn export_attached(conn: &Connection, schema: &str) -> rusqlite::Result<()> {
     let exported = conn
-        .execute_batch(&Format::CURRENT.pragma("backup"))
-        .and_then(|()| conn.query_row("SELECT sqlcipher_export('backup')", [], |_| Ok(())))
-        .and_then(|()| conn.execute_batch(&format!("PRAGMA backup.user_version = {version};")));
-    let detached = conn.execute_batch("DETACH DATABASE backup");
+        .query_row("PRAGMA main.user_version", [], |r| r.get::<_, i64>(0))
+        .and_then(|version| {
+            conn.execute_batch(&Format::CURRENT.pragma(schema))?;
+            conn.query_row(&format!("SELECT sqlcipher_export('{schema}')"), [], |_| {
+                Ok(())
+            })?;
+            conn.execute_batch(&format!("PRAGMA {schema}.user_version = {version};"))
+        });
+    let detached = conn.execute_batch(&format!("DETACH DATABASE {schema}"));
     exported.and(detached)
 }
 

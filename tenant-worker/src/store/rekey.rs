@@ -152,18 +152,12 @@ pub fn open_with_either(
 /// `sqlcipher_export` into a new file keyed with `key` (raw, no KDF), in the
 /// current format: a rotation is what rewrites a store of an older one.
 fn export_under(conn: &Connection, copy: &Path, key: &SecretKey) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let raw = Zeroizing::new(format!("x'{}'", hex(&key.0).as_str()));
     conn.execute(
         "ATTACH DATABASE ?1 AS rekeyed KEY ?2",
         rusqlite::params![copy.to_string_lossy(), raw.as_str()],
     )?;
-    let exported = conn
-        .execute_batch(&super::Format::CURRENT.pragma("rekeyed"))
-        .and_then(|()| conn.query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(())))
-        .and_then(|()| conn.execute_batch(&format!("PRAGMA rekeyed.user_version = {version};")));
-    let detached = conn.execute_batch("DETACH DATABASE rekeyed");
-    exported.and(detached)
+    super::export_attached(conn, "rekeyed")
 }
 
 fn hex(bytes: &[u8]) -> Zeroizing<String> {
