@@ -1,7 +1,7 @@
 //! The worker's start-up sequence, in order, and its life afterwards.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bulkhead_shared::ipc::message::{Control, ControlOp, Ready};
@@ -24,6 +24,9 @@ use bulkhead_voice::agent::routing::RoutingDoc;
 use bulkhead_shared::ipc::message::STORE_FILE;
 
 pub fn main() -> anyhow::Result<()> {
+    // Phases of the start, logged with "worker serving" (the supervisor
+    // logs the whole start; these say where the worker's part went).
+    let began = Instant::now();
     // 1. Inputs from the supervisor, before anything else runs.
     let start = bootstrap::receive()?;
     let cfg = start.boot.config.clone();
@@ -46,6 +49,7 @@ pub fn main() -> anyhow::Result<()> {
         &start.boot.data_key,
         start.boot.pending_key.as_ref(),
     )?;
+    let store_opened = began.elapsed();
     let interrupted = store::mark_interrupted(&writer, &now_rfc3339())?;
     if interrupted > 0 {
         tracing::warn!(
@@ -66,6 +70,7 @@ pub fn main() -> anyhow::Result<()> {
     //    has been read (the store is open; the sockets are still silent).
     let hardened = harden::apply(&cfg.data_dir, harden::Layers::ALL)?;
     tracing::info!(landlock = ?hardened.landlock, "hardened");
+    let hardened_at = began.elapsed();
 
     // 4. The runtime. One thread: a tenant's traffic is small, and a worker
     //    per tenant on a shared machine should stay light.
@@ -154,7 +159,14 @@ pub fn main() -> anyhow::Result<()> {
             store_key,
         }))
         .await?;
-        tracing::info!(tenant = %cfg.tenant_id, "worker serving");
+        let ms = |d: Duration| d.as_micros() as f64 / 1e3;
+        tracing::info!(
+            tenant = %cfg.tenant_id,
+            store_open_ms = ms(store_opened),
+            hardened_ms = ms(hardened_at),
+            ready_ms = ms(began.elapsed()),
+            "worker serving"
+        );
         let clients = Clients { rtp, egress };
         let shared = Shared {
             data_dir: &cfg.data_dir,

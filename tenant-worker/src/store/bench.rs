@@ -6,7 +6,8 @@
 //! before it sends 180; with K = 1 every record is its own commit. Run by
 //! `scripts/bench` as
 //!   cargo test --release -p bulkhead-worker insert_throughput_bench -- --ignored --nocapture
-//! with BENCH_INSERTS (2000 per run) and BENCH_ROUNDS (3).
+//! with BENCH_INSERTS (2000 per run), BENCH_ROUNDS (3) and BENCH_K (the
+//! K values, comma-separated; 1,8,64).
 
 use std::time::Instant;
 
@@ -69,7 +70,11 @@ fn insert_throughput_bench() {
     };
     println!("| calls at once (K) | plain SQLite, records/s | SQLCipher, records/s | SQLCipher / plain | older format (HMAC-SHA512) / plain |");
     println!("|---|---|---|---|---|");
-    for concurrent in [1, 8, 64] {
+    let ks: Vec<usize> = std::env::var("BENCH_K")
+        .ok()
+        .map(|v| v.split(',').filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 8, 64]);
+    for concurrent in ks {
         let (mut p, mut c, mut ratio, mut older) = (vec![], vec![], vec![], vec![]);
         for round in 0..rounds {
             let path = |kind: &str| dir.path().join(format!("{kind}-{concurrent}-{round}.db"));

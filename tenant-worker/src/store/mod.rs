@@ -13,6 +13,7 @@ mod create;
 mod documents;
 mod format;
 pub(crate) mod migrations;
+mod openssl;
 pub mod rekey;
 mod tokens;
 mod transcripts;
@@ -99,10 +100,14 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
 /// opening and closing on several threads at once race in that teardown
 /// (seen here as a segfault and as spurious `PRAGMA key` errors in parallel
 /// tests). One keyed in-memory connection held for the process's lifetime
-/// keeps the provider up, so the teardown never runs.
+/// keeps the provider up, so the teardown never runs. OpenSSL starts
+/// here too, before SQLCipher's first use of it ([`openssl`]).
 fn keep_sqlcipher_active() {
     static KEEPER: OnceLock<Mutex<Connection>> = OnceLock::new();
     KEEPER.get_or_init(|| {
+        if !openssl::init_trimmed() {
+            tracing::warn!("OpenSSL refused its trimmed initialization");
+        }
         let conn = Connection::open_in_memory().expect("in-memory SQLite");
         conn.execute_batch("PRAGMA key = 'keep-active'; SELECT count(*) FROM sqlite_master;")
             .expect("SQLCipher keys an in-memory database");
