@@ -40,7 +40,7 @@ impl V1 {
 }
 
 impl Cgroups for V1 {
-    fn prepare(&self, tenant: &str, l: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError> {
+    fn prepare_groups(&self, tenant: &str, l: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError> {
         for c in CONTROLLERS {
             create(&self.group(c, tenant))?;
         }
@@ -49,9 +49,6 @@ impl Cgroups for V1 {
             mem.join("memory.limit_in_bytes"),
             l.memory_bytes.to_string(),
         )?;
-        let cpu = self.group("cpu", tenant);
-        write(cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
-        write(cpu.join("cpu.cfs_quota_us"), l.cpu_quota_us.to_string())?;
         write(
             self.group("pids", tenant).join("pids.max"),
             l.pids.to_string(),
@@ -66,6 +63,12 @@ impl Cgroups for V1 {
             .iter()
             .map(|c| self.group(c, tenant).join("tasks"))
             .collect())
+    }
+
+    fn limit_cpu(&self, tenant: &str, quota_us: u64) -> Result<(), CgroupError> {
+        let cpu = self.group("cpu", tenant);
+        write(cpu.join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+        write(cpu.join("cpu.cfs_quota_us"), quota_us.to_string())
     }
 
     fn remove(&self, tenant: &str) -> Result<(), CgroupError> {
@@ -130,6 +133,25 @@ mod tests {
         assert_eq!(v1.procs("clinic"), vec![12, 34]);
         assert_eq!(v1.memory_usage("gone"), None);
         assert!(v1.procs("gone").is_empty());
+    }
+
+    #[test]
+    fn a_start_sets_the_cpu_quota_apart_from_the_other_limits() {
+        let root = tempfile::tempdir().unwrap();
+        let v1 = V1::new(root.path(), "4:memory:/\n1:cpu:/\n8:pids:/\n", "b").unwrap();
+        let limits = CgroupLimits {
+            memory_bytes: 1 << 28,
+            pids: 64,
+            cpu_quota_us: 30_000,
+        };
+        v1.prepare_groups("clinic", limits).unwrap();
+        let path = |p: &str| root.path().join(p);
+        assert!(path("pids/b/clinic/pids.max").exists());
+        assert!(path("memory/b/clinic/memory.limit_in_bytes").exists());
+        assert!(!path("cpu/b/clinic/cpu.cfs_quota_us").exists());
+        v1.limit_cpu("clinic", 30_000).unwrap();
+        let quota = std::fs::read_to_string(path("cpu/b/clinic/cpu.cfs_quota_us")).unwrap();
+        assert_eq!(quota, "30000");
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl V2 {
 }
 
 impl Cgroups for V2 {
-    fn prepare(&self, tenant: &str, l: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError> {
+    fn prepare_groups(&self, tenant: &str, l: CgroupLimits) -> Result<Vec<PathBuf>, CgroupError> {
         // Controllers must be enabled on every level above the tenant's
         // group. On a systemd host, run the supervisor with Delegate=yes so
         // its own group may do this (v2 refuses controllers on a group that
@@ -51,12 +51,15 @@ impl Cgroups for V2 {
         create(&group)?;
         write(group.join("memory.max"), l.memory_bytes.to_string())?;
         write(group.join("memory.swap.max"), "0".into()).ok();
-        write(
-            group.join("cpu.max"),
-            format!("{} {CPU_PERIOD_US}", l.cpu_quota_us),
-        )?;
         write(group.join("pids.max"), l.pids.to_string())?;
         Ok(vec![group.join("cgroup.procs")])
+    }
+
+    fn limit_cpu(&self, tenant: &str, quota_us: u64) -> Result<(), CgroupError> {
+        write(
+            self.base().join(tenant).join("cpu.max"),
+            format!("{quota_us} {CPU_PERIOD_US}"),
+        )
     }
 
     fn remove(&self, tenant: &str) -> Result<(), CgroupError> {

@@ -99,6 +99,14 @@ impl StartPhases {
     }
 }
 
+/// [`Tenants::prepare_start`]'s result.
+struct PreparedStart {
+    spec: WorkerSpec,
+    key: DataKey,
+    pending_key: Option<DataKey>,
+    cpu_quota_us: u64,
+}
+
 /// See [`Tenants::audit_facts`].
 #[derive(Debug)]
 pub(super) struct AuditFacts {
@@ -611,11 +619,10 @@ impl Tenants {
     }
 
     /// What a worker start needs before the fork: its data directory and
-    /// root mount point, its keys (unwrapped), its cgroup with the limits.
-    fn prepare_start(
-        &self,
-        row: &TenantRow,
-    ) -> Result<(WorkerSpec, DataKey, Option<DataKey>), String> {
+    /// root mount point, its keys (unwrapped), its cgroup with the limits
+    /// but the CPU quota, which the start sets while the worker loads
+    /// ([`Cgroups::prepare_groups`]) and which is returned with the rest.
+    fn prepare_start(&self, row: &TenantRow) -> Result<PreparedStart, String> {
         self.make_data_dir(&row.id, row.uid)
             .map_err(|e| format!("data directory: {e}"))?;
         // The wrapped keys come from the registry and are unwrapped before
@@ -645,9 +652,13 @@ impl Tenants {
             .root_mount(&row.id)
             .map_err(|e| format!("root mount point: {e}"))?;
         let limits = self.limits_of(&row.id);
-        let cgroup_join = self
-            .cgroup_join(row.id.as_str(), &limits)
-            .map_err(|e| format!("cgroup: {e}"))?;
+        let cgroup = limits.cgroup()?;
+        let cgroup_join = match &self.cgroups {
+            Some(cg) => cg
+                .prepare_groups(row.id.as_str(), cgroup)
+                .map_err(|e| format!("cgroup: {e}"))?,
+            None => Vec::new(),
+        };
         let spec = WorkerSpec {
             bin: self.worker_bin.clone(),
             uid: row.uid,
@@ -656,10 +667,25 @@ impl Tenants {
             root_mount,
             cgroup_join,
             tasks: u64::from(limits.pids),
-            data_bytes: limits.cgroup()?.memory_bytes,
+            data_bytes: cgroup.memory_bytes,
             isolation: self.layers(Layers::ALL),
         };
-        Ok((spec, key, pending_key))
+        Ok(PreparedStart {
+            spec,
+            key,
+            pending_key,
+            cpu_quota_us: cgroup.cpu_quota_us,
+        })
+    }
+
+    /// Sets `id`'s CPU quota (no cgroups: nothing to do).
+    fn limit_cpu(&self, id: &TenantId, quota_us: u64) -> Result<(), String> {
+        match &self.cgroups {
+            Some(cg) => cg
+                .limit_cpu(id.as_str(), quota_us)
+                .map_err(|e| format!("cgroup: {e}")),
+            None => Ok(()),
+        }
     }
 
     async fn spawn_and_attach(
@@ -670,13 +696,23 @@ impl Tenants {
     ) -> Result<(u32, Arc<WorkerLink>, StartPhases), String> {
         // Files, the registry and cgroup writes: blocking work, off the
         // runtime's threads.
-        let (spec, key, pending_key) = {
+        let PreparedStart {
+            spec,
+            key,
+            pending_key,
+            cpu_quota_us,
+        } = {
             let (me, row) = (self.clone(), row.clone());
             tokio::task::spawn_blocking(move || me.prepare_start(&row))
                 .await
                 .map_err(|e| format!("preparing the start: {e}"))??
         };
         let prepared = started.elapsed();
+        // Joined below, before the worker counts as serving.
+        let cpu_limited = {
+            let (me, id) = (self.clone(), row.id.clone());
+            tokio::task::spawn_blocking(move || me.limit_cpu(&id, cpu_quota_us))
+        };
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
         let execed = started.elapsed();
         let mut child = spawned.child;
@@ -714,6 +750,11 @@ impl Tenants {
         }
         let attached = worker::attach(row.id.clone(), link, self.clone()).await;
         let ready = started.elapsed();
+        let attached = match cpu_limited.await {
+            Ok(Ok(())) => attached,
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(format!("setting the CPU quota: {e}")),
+        };
         let (handle, closed) = match attached {
             Ok(ok) => ok,
             Err(e) => {
