@@ -101,7 +101,8 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
 /// (seen here as a segfault and as spurious `PRAGMA key` errors in parallel
 /// tests). One keyed in-memory connection held for the process's lifetime
 /// keeps the provider up, so the teardown never runs. OpenSSL starts
-/// here too, before SQLCipher's first use of it ([`openssl`]).
+/// here too ([`openssl`]): the worker's first SQLite connection is this
+/// one.
 fn keep_sqlcipher_active() {
     static KEEPER: OnceLock<Mutex<Connection>> = OnceLock::new();
     KEEPER.get_or_init(|| {

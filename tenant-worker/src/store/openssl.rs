@@ -28,8 +28,10 @@ extern "C" {
 
 /// Initializes OpenSSL without the parts above. Only the first
 /// initialization in a process counts, so this must run before anything
-/// else uses OpenSSL (after that it changes nothing). False: OpenSSL
-/// refused to initialize, and SQLCipher will fail on its own when it tries.
+/// else uses OpenSSL, and that includes the process's first SQLite
+/// connection, keyed or not (SQLite's initialization has SQLCipher draw
+/// random bytes); after that it changes nothing. False: OpenSSL refused to
+/// initialize, and SQLCipher will fail on its own when it tries.
 #[allow(unsafe_code)] // one FFI call, justified below
 pub(super) fn init_trimmed() -> bool {
     let opts = NO_LOAD_CRYPTO_STRINGS | NO_ADD_ALL_CIPHERS | NO_ADD_ALL_DIGESTS | NO_LOAD_CONFIG;
