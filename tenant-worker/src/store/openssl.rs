@@ -43,9 +43,75 @@ pub(super) fn init_trimmed() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::{c_char, c_void};
+
+    extern "C" {
+        fn EVP_get_cipherbyname(name: *const c_char) -> *const c_void;
+    }
+
+    /// Whether OpenSSL's legacy cipher names were registered (the default
+    /// start does it; the trimmed one does not, and asking cannot make it).
+    #[allow(unsafe_code)] // one FFI call, justified below
+    fn legacy_names_loaded() -> bool {
+        // SAFETY: a NUL-terminated name; the result is only compared with
+        // null, never dereferenced.
+        !unsafe { EVP_get_cipherbyname(c"AES-256-CBC".as_ptr()) }.is_null()
+    }
+
+    const CHILD: &str = "BULKHEAD_OPENSSL_CHILD";
+    const NAME: &str =
+        "store::openssl::tests::a_store_opened_first_starts_openssl_trimmed_and_works";
+
+    /// Runs this test again in a fresh process, as `mode`.
+    fn child(mode: &str) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads=1"])
+            .env(CHILD, mode)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{mode}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// In a fresh process, as in a worker: the store's open is the first
+    /// use of SQLite and OpenSSL, so the trimmed start is the one in
+    /// effect, and a store is written, exported and read back under it.
+    /// The same process with a plain SQLite connection opened first shows
+    /// the check can tell the two starts apart.
     #[test]
-    fn openssl_accepts_the_trimmed_initialization_even_when_already_up() {
-        assert!(super::init_trimmed());
-        assert!(super::init_trimmed());
+    fn a_store_opened_first_starts_openssl_trimmed_and_works() {
+        let mode = std::env::var(CHILD).unwrap_or_default();
+        match mode.as_str() {
+            "" => {
+                child("trimmed");
+                child("default");
+                return;
+            }
+            "default" => drop(rusqlite::Connection::open_in_memory().unwrap()),
+            _ => {}
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let key = [6u8; 32];
+        let conn = crate::store::open(&dir.path().join("tenant.db"), &key).unwrap();
+        assert_eq!(legacy_names_loaded(), mode == "default");
+        conn.execute(
+            "INSERT INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', 2, 't')",
+            [],
+        )
+        .unwrap();
+        crate::store::export(&conn, &dir.path().join("copy.db")).unwrap();
+        let copy = crate::store::open(&dir.path().join("copy.db"), &key).unwrap();
+        let version: i64 = copy
+            .query_row(
+                "SELECT version FROM documents WHERE name = 'agent'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 2);
     }
 }
