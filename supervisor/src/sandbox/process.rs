@@ -115,7 +115,7 @@ pub fn die_with_parent(parent: RawFd) -> io::Result<()> {
             0,
         )
     })?;
-    if exited(parent)? {
+    if exited(parent).map_err(|e| fail(b"the parent's pidfd is not open\n", e))? {
         return Err(fail(
             b"the parent exited during the spawn\n",
             io::Error::from_raw_os_error(libc::ESRCH),
@@ -144,7 +144,14 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<RawFd> {
 }
 
 /// Whether the process behind `pidfd` has exited (its pidfd is readable).
+/// A descriptor that is not open is an error, not a living process: `poll`
+/// ignores a negative one and flags a closed one `POLLNVAL`, and either
+/// would otherwise read as "alive" and let a child outlive its parent.
 pub fn exited(pidfd: RawFd) -> io::Result<bool> {
+    let not_open = || io::Error::from_raw_os_error(libc::EBADF);
+    if pidfd < 0 {
+        return Err(not_open());
+    }
     let mut p = libc::pollfd {
         fd: pidfd,
         events: libc::POLLIN,
@@ -153,6 +160,9 @@ pub fn exited(pidfd: RawFd) -> io::Result<bool> {
     // SAFETY: poll reads and writes the one pollfd we own; timeout 0.
     let ready = unsafe { libc::poll(&mut p, 1, 0) };
     check(ready)?;
+    if p.revents & libc::POLLNVAL != 0 {
+        return Err(not_open());
+    }
     Ok(ready == 1 && p.revents & libc::POLLIN != 0)
 }
 
@@ -200,6 +210,18 @@ mod tests {
         assert!(die_with_parent_fails(fd));
         // SAFETY: closes the pidfd opened above.
         unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn a_parent_descriptor_that_is_not_open_fails_closed() {
+        // Above any descriptor this process can have open (RLIMIT_NOFILE),
+        // so no other test's descriptor can take the number meanwhile.
+        let never_open = i32::MAX;
+        for fd in [-1, never_open] {
+            let err = exited(fd).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF), "fd {fd}");
+            assert!(die_with_parent_fails(fd), "fd {fd}");
+        }
     }
 
     #[test]
