@@ -72,6 +72,26 @@ pub fn main() -> anyhow::Result<()> {
     tracing::info!(landlock = ?hardened.landlock, "hardened");
     let hardened_at = began.elapsed();
 
+    //    What the tenant stored, read now on the reader (after hardening:
+    //    these are the tenant's bytes) rather than one trip through the
+    //    store's blocking pool each. A document that does not read is
+    //    logged and the defaults serve; tokens that do not read stop the
+    //    start.
+    let document = |name: &'static str| {
+        store::document_now(&reader, name)
+            .inspect_err(
+                |e| tracing::error!(document = name, error = %e, "cannot read a stored document"),
+            )
+            .ok()
+            .flatten()
+    };
+    let agent_doc = document(agent::DOCUMENT);
+    let escalation_doc = document(agent::ESCALATION);
+    let routing_doc = document(agent::ROUTING);
+    let tls_doc = document(http::tls::DOCUMENT);
+    let live_tokens =
+        store::live_tokens_now(&reader).context("failed to read the tenant's API tokens")?;
+
     // 4. The runtime. One thread: a tenant's traffic is small, and a worker
     //    per tenant on a shared machine should stay light.
     let (store, store_writer) = Store::start(writer, reader);
@@ -97,13 +117,13 @@ pub fn main() -> anyhow::Result<()> {
         let expected: transport::Expected = Arc::default();
         let egress = Arc::new(EgressClient::new(link.clone()));
         let agent = Arc::new(AgentRuntime::new(
-            initial_agent(&store, &cfg.agent, &cfg.tenant_id.to_string()).await,
+            initial_agent(agent_doc, &cfg.agent, &cfg.tenant_id.to_string()),
             egress.clone(),
         ));
-        if let Some(doc) = stored(&store, agent::ESCALATION, EscalationDoc::from_json).await {
+        if let Some(doc) = stored(escalation_doc, agent::ESCALATION, EscalationDoc::from_json) {
             agent.replace_escalation(doc);
         }
-        if let Some(doc) = stored(&store, agent::ROUTING, RoutingDoc::from_json).await {
+        if let Some(doc) = stored(routing_doc, agent::ROUTING, RoutingDoc::from_json) {
             agent.replace_routing(doc);
         }
         let out = Outbound::new(link.clone(), udp.clone());
@@ -133,14 +153,10 @@ pub fn main() -> anyhow::Result<()> {
             out,
             events_tx.clone(),
         ));
-        let tokens = Arc::new(
-            http::Tokens::load(store.clone())
-                .await
-                .context("failed to read the tenant's API tokens")?,
-        );
+        let tokens = Arc::new(http::Tokens::from_live(store.clone(), live_tokens));
         let retention = Arc::new(crate::retention::Retention::new(cfg.retention_days));
         tokio::spawn(crate::retention::run(store.clone(), retention.clone()));
-        let tls: http::tls::SharedTls = Arc::new(RwLock::new(http::tls::stored(&store).await));
+        let tls: http::tls::SharedTls = Arc::new(RwLock::new(http::tls::stored(tls_doc)));
         tokio::spawn(http::serve(
             http_listener,
             ApiState {
@@ -191,21 +207,19 @@ pub fn main() -> anyhow::Result<()> {
 /// /v1/agent`, kept in the store) when there is one, else the admin's from
 /// the tenant file, else the defaults. A stored document that no longer
 /// parses is reported and skipped, never fatal.
-async fn initial_agent(
-    store: &Store,
+fn initial_agent(
+    stored: Option<store::Document>,
     admin: &serde_json::Value,
     tenant: &str,
 ) -> bulkhead_voice::agent::AgentDoc {
     use bulkhead_voice::agent::AgentDoc;
-    match store.document(agent::DOCUMENT).await {
-        Ok(Some(doc)) => match AgentDoc::from_json(doc.json.as_bytes()) {
+    if let Some(doc) = stored {
+        match AgentDoc::from_json(doc.json.as_bytes()) {
             Ok(doc) => return doc,
             Err(e) => {
                 tracing::error!(%tenant, error = %e, "the stored agent document is invalid; using the admin's")
             }
-        },
-        Ok(None) => {}
-        Err(e) => tracing::error!(%tenant, error = %e, "cannot read the agent document"),
+        }
     }
     if admin.is_null() {
         return AgentDoc::default();
@@ -260,12 +274,12 @@ fn init_logging(filter: &str) {
 /// A configuration document the tenant stored, if any. One that no longer
 /// validates (a time zone this machine's tzdata dropped) is logged and
 /// ignored: the defaults serve rather than no calls at all.
-async fn stored<T>(
-    store: &Store,
+fn stored<T>(
+    doc: Option<store::Document>,
     name: &'static str,
     parse: fn(&[u8]) -> Result<T, bulkhead_voice::agent::DocError>,
 ) -> Option<T> {
-    let doc = store.document(name).await.ok()??;
+    let doc = doc?;
     parse(doc.json.as_bytes())
         .inspect_err(|e| tracing::error!(document = name, error = %e, "the stored document is invalid; ignoring it"))
         .ok()

@@ -52,14 +52,10 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Loads the live tokens from the store.
-    pub async fn load(store: Store) -> Result<Self, StoreError> {
-        let live = store.live_tokens().await?;
-        Ok(Self::with_rate(
-            store,
-            live,
-            (REQUESTS_PER_SECOND, REQUEST_BURST),
-        ))
+    /// A set of tokens already read (the worker's start reads them before
+    /// its runtime exists).
+    pub fn from_live(store: Store, live: Vec<LiveToken>) -> Self {
+        Self::with_rate(store, live, (REQUESTS_PER_SECOND, REQUEST_BURST))
     }
 
     /// A set with its own request budget (benchmarks raise it).
@@ -199,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_token_works_until_revoked_or_expired() {
-        let (_d, set) = tokens().await;
+        let (dir, set) = tokens().await;
         let a = api_token::issue();
         let b = api_token::issue();
         set.add(a.id.clone(), "a".into(), a.sha256_hex.clone(), None)
@@ -219,7 +215,10 @@ mod tests {
         set.revoke(&a.id).await.unwrap();
         assert_eq!(set.check(&a.token, now), None, "revoked");
         assert!(matches!(set.revoke(&a.id).await, Err(TokenError::NotFound)));
-        let reloaded = Tokens::load(set.store.clone()).await.unwrap();
+        // As the next start reads them: its own connection to the file.
+        let conn = crate::store::open(&dir.path().join("tenant.db"), &[5; 32]).unwrap();
+        let live = crate::store::live_tokens_now(&conn).unwrap();
+        let reloaded = Tokens::from_live(set.store.clone(), live);
         assert_eq!(reloaded.check(&a.token, now), None);
         assert_eq!(reloaded.live.read().unwrap().len(), 1);
     }

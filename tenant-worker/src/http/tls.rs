@@ -68,8 +68,8 @@ pub fn load(pem: &TlsPem) -> Result<Loaded, String> {
 
 /// The stored certificate, if the admin set one. One that no longer loads
 /// is logged and the port serves plain HTTP rather than nothing.
-pub async fn stored(store: &Store) -> Option<TlsAcceptor> {
-    let doc = store.document(DOCUMENT).await.ok()??;
+pub fn stored(doc: Option<crate::store::Document>) -> Option<TlsAcceptor> {
+    let doc = doc?;
     let pem: Option<TlsPem> = serde_json::from_str(&doc.json).ok()?;
     match load(&pem?) {
         Ok(loaded) => Some(loaded.acceptor),

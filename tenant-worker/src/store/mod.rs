@@ -95,6 +95,18 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Reads `name` on a connection the caller holds: the worker's start reads
+/// its stored documents on the reader before the runtime exists, where a
+/// trip through [`writer::Store`]'s blocking pool per read cost ~0.1 ms.
+pub fn document_now(conn: &Connection, name: &str) -> Result<Option<Document>, StoreError> {
+    Ok(documents::get(conn, name)?)
+}
+
+/// The live API tokens, read like [`document_now`].
+pub fn live_tokens_now(conn: &Connection) -> Result<Vec<LiveToken>, StoreError> {
+    Ok(tokens::live(conn)?)
+}
+
 /// SQLCipher initializes its crypto provider when the first keyed
 /// connection opens and tears it down when the last one closes; connections
 /// opening and closing on several threads at once race in that teardown

@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document, LiveToken,
-    NewCall, Outcome, StoreError, TokenInfo, Turn,
+    calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document, NewCall,
+    Outcome, StoreError, TokenInfo, Turn,
 };
 
 /// Most commands committed in one transaction.
@@ -203,10 +203,6 @@ impl Store {
     pub async fn expired_calls(&self, before: String) -> Result<usize, StoreError> {
         self.read(move |c| calls::count_expired(c, &before)).await
     }
-
-    pub async fn live_tokens(&self) -> Result<Vec<LiveToken>, StoreError> {
-        self.read(tokens::live).await
-    }
 }
 
 fn run_writer(mut conn: Connection, reader: &Mutex<Connection>, mut rx: mpsc::Receiver<Queued>) {
@@ -374,7 +370,7 @@ mod tests {
             3
         );
         let live: Vec<_> = store
-            .live_tokens()
+            .read(tokens::live)
             .await
             .unwrap()
             .into_iter()
