@@ -75,12 +75,12 @@ pub fn main() -> anyhow::Result<()> {
     //    What the tenant stored, read now on the reader (after hardening:
     //    these are the tenant's bytes) rather than one trip through the
     //    store's blocking pool each. A document that does not read is
-    //    logged and the defaults serve; tokens that do not read stop the
-    //    start.
+    //    logged and the worker serves without it (as for one that does not
+    //    parse); tokens that do not read stop the start.
     let document = |name: &'static str| {
         store::document_now(&reader, name)
             .inspect_err(
-                |e| tracing::error!(document = name, error = %e, "cannot read a stored document"),
+                |e| tracing::error!(tenant = %cfg.tenant_id, document = name, error = %e, "cannot read a stored document; serving without it"),
             )
             .ok()
             .flatten()
