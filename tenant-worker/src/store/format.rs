@@ -66,28 +66,10 @@ pub(super) fn open_keyed(
 #[cfg(test)]
 mod tests {
     use super::Format;
-    use crate::store::test_util::{reads_in, store_in};
+    use crate::store::test_util::{agent_version, put_agent, reads_in, store_in};
     use crate::store::{export, open, StoreError};
 
     const KEY: [u8; 32] = [8; 32];
-
-    /// Stores the agent document at `version`.
-    fn put_agent(conn: &rusqlite::Connection, version: i64) {
-        conn.execute(
-            "INSERT OR REPLACE INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', ?1, 't')",
-            [version],
-        )
-        .unwrap();
-    }
-
-    fn agent_version(conn: &rusqlite::Connection) -> i64 {
-        conn.query_row(
-            "SELECT version FROM documents WHERE name = 'agent'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-    }
 
     #[test]
     fn a_new_store_is_written_in_the_current_format_only() {

@@ -210,6 +210,25 @@ pub(crate) mod test_util {
             .is_ok()
     }
 
+    /// Stores the agent document at `version`.
+    pub fn put_agent(conn: &Connection, version: i64) {
+        conn.execute(
+            "INSERT OR REPLACE INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', ?1, 't')",
+            [version],
+        )
+        .unwrap();
+    }
+
+    /// The stored agent document's version.
+    pub fn agent_version(conn: &Connection) -> i64 {
+        conn.query_row(
+            "SELECT version FROM documents WHERE name = 'agent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
     /// A benchmark knob from the environment, else `default`.
     pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
@@ -241,15 +260,7 @@ mod tests {
             "plaintext in the copy"
         );
         assert!(!bytes.starts_with(b"SQLite format 3"));
-        let copy = open(&out, &key).unwrap();
-        let version: i64 = copy
-            .query_row(
-                "SELECT version FROM documents WHERE name = 'agent'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(test_util::agent_version(&open(&out, &key).unwrap()), 3);
         assert!(matches!(
             open(&out, &[1u8; 32]),
             Err(StoreError::WrongKey { .. })

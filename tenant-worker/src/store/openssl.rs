@@ -45,6 +45,8 @@ pub(super) fn init_trimmed() -> bool {
 mod tests {
     use std::ffi::{c_char, c_void};
 
+    use crate::store::test_util::{agent_version, put_agent};
+
     extern "C" {
         fn EVP_get_cipherbyname(name: *const c_char) -> *const c_void;
     }
@@ -98,20 +100,9 @@ mod tests {
         let key = [6u8; 32];
         let conn = crate::store::open(&dir.path().join("tenant.db"), &key).unwrap();
         assert_eq!(legacy_names_loaded(), mode == "default");
-        conn.execute(
-            "INSERT INTO documents (name, json, version, updated_at) VALUES ('agent', '{}', 2, 't')",
-            [],
-        )
-        .unwrap();
+        put_agent(&conn, 2);
         crate::store::export(&conn, &dir.path().join("copy.db")).unwrap();
         let copy = crate::store::open(&dir.path().join("copy.db"), &key).unwrap();
-        let version: i64 = copy
-            .query_row(
-                "SELECT version FROM documents WHERE name = 'agent'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(agent_version(&copy), 2);
     }
 }
