@@ -104,7 +104,8 @@ struct PreparedStart {
     spec: WorkerSpec,
     key: DataKey,
     pending_key: Option<DataKey>,
-    cpu_quota_us: u64,
+    /// None without cgroups: nothing to set.
+    cpu_quota_us: Option<u64>,
 }
 
 /// See [`Tenants::audit_facts`].
@@ -674,7 +675,7 @@ impl Tenants {
             spec,
             key,
             pending_key,
-            cpu_quota_us: cgroup.cpu_quota_us,
+            cpu_quota_us: self.cgroups.is_some().then_some(cgroup.cpu_quota_us),
         })
     }
 
@@ -709,10 +710,10 @@ impl Tenants {
         };
         let prepared = started.elapsed();
         // Joined below, before the worker counts as serving.
-        let cpu_limited = {
+        let cpu_limited = cpu_quota_us.map(|quota| {
             let (me, id) = (self.clone(), row.id.clone());
-            tokio::task::spawn_blocking(move || me.limit_cpu(&id, cpu_quota_us))
-        };
+            tokio::task::spawn_blocking(move || me.limit_cpu(&id, quota))
+        });
         let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
         let execed = started.elapsed();
         let mut child = spawned.child;
@@ -750,11 +751,13 @@ impl Tenants {
         }
         let attached = worker::attach(row.id.clone(), link, self.clone()).await;
         let ready = started.elapsed();
-        let attached = match cpu_limited.await {
-            Ok(Ok(())) => attached,
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(format!("setting the CPU quota: {e}")),
+        let cpu_set = match cpu_limited {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Err(format!("setting the CPU quota: {e}"))),
+            None => Ok(()),
         };
+        let attached = cpu_set.and(attached);
         let (handle, closed) = match attached {
             Ok(ok) => ok,
             Err(e) => {
