@@ -1,8 +1,9 @@
 //! A token bucket: `rate` tokens a second, at most `burst` saved. Used for
 //! tenants' call rates in the router, for frames from each worker and for
-//! each API token's requests.
+//! each API token's requests. And [`Occurrences`], for a log line that
+//! someone else can trigger as often as they send a packet.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -44,10 +45,43 @@ impl TokenBucket {
     }
 }
 
+/// Counts an event that a peer (a caller, a worker) can cause once per
+/// packet, so that it is logged at most once per period with its count
+/// instead of once per packet: a flood must not become a log flood.
+#[derive(Debug, Clone)]
+pub struct Occurrences {
+    period: Duration,
+    said: Option<Instant>,
+    unsaid: u64,
+}
+
+impl Occurrences {
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            said: None,
+            unsaid: 0,
+        }
+    }
+
+    /// Counts one. Returns how many to log (this one and those not yet
+    /// logged) when the last log is at least a period old, else `None`.
+    pub fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unsaid += 1;
+        if self
+            .said
+            .is_some_and(|t| now.saturating_duration_since(t) < self.period)
+        {
+            return None;
+        }
+        self.said = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn spends_the_burst_then_refills_at_the_rate() {
@@ -59,6 +93,20 @@ mod tests {
         // Idle time saves no more than the burst.
         let idle = later + Duration::from_secs(100);
         assert_eq!((0..50).filter(|_| b.take(idle)).count(), 20);
+    }
+
+    #[test]
+    fn occurrences_are_said_once_a_period_with_their_count() {
+        let start = Instant::now();
+        let mut o = Occurrences::new(Duration::from_secs(10));
+        assert_eq!(o.count(start), Some(1), "the first is said at once");
+        let quiet: Vec<_> = (1..=500)
+            .map(|ms| o.count(start + Duration::from_millis(ms)))
+            .collect();
+        assert!(quiet.iter().all(Option::is_none));
+        assert_eq!(o.count(start + Duration::from_secs(10)), Some(501));
+        assert_eq!(o.count(start + Duration::from_secs(11)), None);
+        assert_eq!(o.count(start + Duration::from_secs(60)), Some(2));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use zeroize::Zeroize;
 
 use crate::keystore::DataKey;
 use crate::ports::TenantSockets;
-use bulkhead_shared::rate::TokenBucket;
+use bulkhead_shared::rate::{Occurrences, TokenBucket};
 
 /// How long a worker may take from exec to `Ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -218,6 +218,10 @@ async fn read_frames(
     let (mut rate, burst) = frame_budget(tenants.limits_of(&tenant).calls_per_second);
     let mut budget = TokenBucket::new(rate, burst, Instant::now());
     let mut budget_read = Instant::now();
+    // Packets a compromised worker aims at strangers: within its frame
+    // budget it could send thousands a second, so they are logged with a
+    // count every ten seconds, not each.
+    let mut strangers = Occurrences::new(Duration::from_secs(10));
     let reason = loop {
         let frame = link.recv_from_worker(&mut buf).await;
         let now = Instant::now();
@@ -242,7 +246,9 @@ async fn read_frames(
             }
             Ok(Some(FromWorker::Sip(pkt))) => {
                 if !router.send_from_worker(&tenant, pkt) {
-                    tracing::warn!(%tenant, "dropped a SIP packet to a peer this tenant never heard from");
+                    if let Some(packets) = strangers.count(now) {
+                        tracing::warn!(%tenant, packets, "dropped SIP packets to peers this tenant never heard from");
+                    }
                 }
             }
             Ok(Some(FromWorker::Reply { seq, error, data })) => {

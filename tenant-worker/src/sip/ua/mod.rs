@@ -30,6 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bulkhead_shared::rate::Occurrences;
 use bulkhead_shared::Number;
 use tokio::sync::mpsc;
 
@@ -158,6 +159,8 @@ pub struct Ua {
     /// `calls`, or ends, names its Call-ID here for [`Ua::settle`].
     slot_checks: Vec<String>,
     servers: HashMap<ServerKey, ServerEntry>,
+    /// Requests answered statelessly because `servers` was full.
+    table_full: Occurrences,
     clients: HashMap<ClientKey, ClientEntry>,
     /// Digest nonces issued on the trunk.
     nonces: Nonces,
@@ -180,6 +183,7 @@ impl Ua {
             router_slots: HashSet::new(),
             slot_checks: Vec::new(),
             servers: HashMap::new(),
+            table_full: Occurrences::new(transactions::TABLE_FULL_LOG_EVERY),
             clients: HashMap::new(),
             nonces: Nonces::default(),
             legs: HashMap::new(),

@@ -14,6 +14,10 @@ use crate::sip::txn::{
 /// port), requests are still answered, statelessly: memory stays bounded.
 const MAX_SERVER_TRANSACTIONS: usize = 10_000;
 
+/// How often a full table is logged: a flood answered statelessly is one
+/// line per period with its count, not a line per request.
+pub(super) const TABLE_FULL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug)]
 pub(super) enum ServerTxn {
     Invite(ServerInvite),
@@ -59,7 +63,12 @@ impl Ua {
         invite: bool,
     ) -> Incoming {
         if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
-            tracing::warn!("server transaction table full; answering statelessly");
+            if let Some(requests) = self.table_full.count(std::time::Instant::now()) {
+                tracing::warn!(
+                    requests,
+                    "server transaction table full ({MAX_SERVER_TRANSACTIONS}); answering statelessly"
+                );
+            }
             return Incoming {
                 origin,
                 dest,
