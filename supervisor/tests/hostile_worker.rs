@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::socket::{getsockopt, send, sockopt, MsgFlags, SockType};
 
-/// A duplicate of the worker's end of its socketpair (the one SEQPACKET socket it holds).
-fn steal_link(pid: u64) -> OwnedFd {
+/// A duplicate of descriptor `target` of process `pid`, if it has one.
+fn steal_fd(pid: u64, target: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     assert!(
@@ -25,20 +25,19 @@ fn steal_link(pid: u64) -> OwnedFd {
     );
     // SAFETY: pidfd_open just returned this descriptor; nothing else owns it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
-    for target in 0..256 {
-        // SAFETY: pidfd_getfd duplicates the target's descriptor into this
-        // process and returns it, or -1; it touches no memory of ours.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
-        if fd < 0 {
-            continue;
-        }
-        // SAFETY: pidfd_getfd just returned this descriptor; nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        if getsockopt(&fd, sockopt::SockType).ok() == Some(SockType::SeqPacket) {
-            return fd;
-        }
-    }
-    panic!("worker {pid} holds no SEQPACKET socket");
+    // SAFETY: pidfd_getfd duplicates the target's descriptor into this
+    // process and returns it, or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    // SAFETY: pidfd_getfd just returned this descriptor; nothing else owns it.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A duplicate of the worker's end of its socketpair (the one SEQPACKET socket it holds).
+fn steal_link(pid: u64) -> OwnedFd {
+    (0..256)
+        .filter_map(|target| steal_fd(pid, target))
+        .find(|fd| getsockopt(fd, sockopt::SockType).ok() == Some(SockType::SeqPacket))
+        .unwrap_or_else(|| panic!("worker {pid} holds no SEQPACKET socket"))
 }
 
 /// Runs `attack` against clinic's worker while the neighbour takes calls;
@@ -126,4 +125,115 @@ fn a_raised_call_rate_raises_the_frame_budget_without_a_restart() {
     let shown = sup.cli_json(&["tenant", "show", "clinic"]);
     assert_eq!(shown["pid"].as_u64(), Some(pid), "killed: {shown}");
     assert_eq!(shown["restarts"], 0, "{shown}");
+}
+
+/// The supervisor's log without its own colours (SGR sequences), so that
+/// any escape left is one a worker wrote.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after.find(|c: char| !(c.is_ascii_digit() || c == ';'));
+        match end {
+            Some(e) if after[e..].starts_with('m') => rest = &after[e + 1..],
+            _ => {
+                out.push('\x1b');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn what_a_worker_writes_to_stderr_is_attributed_escaped_cut_and_rate_limited() {
+    use std::io::Write;
+    const FLOOD: usize = 20_000;
+    let sup = Supervisor::start();
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    sup.add_tenant("insurance", &["+15550200"]);
+    let pid = clinic["pid"].as_u64().unwrap();
+    let mut stderr = std::fs::File::from(steal_fd(pid, 2).expect("the worker has a stderr"));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let calls = s.spawn(|| sipp_uac_at(sup.dir.path(), sup.sip, "+15550200", 40, 10, "u1"));
+        // A line dressed as the supervisor's, about another tenant, with a
+        // clear-screen sequence; a megabyte without a newline; a flood.
+        let forged =
+            "2026-11-29T00:00:00.000000Z  INFO worker serving tenant=insurance FORGED\x1b[2J\n";
+        stderr.write_all(forged.as_bytes()).unwrap();
+        let mut long = vec![b'L'; 1 << 20];
+        long.push(b'\n');
+        stderr.write_all(&long).unwrap();
+        let flood: String = (0..FLOOD).map(|i| format!(" INFO FLOOD {i}\n")).collect();
+        stderr.write_all(flood.as_bytes()).unwrap();
+        let (ok, out) = calls.join().unwrap();
+        assert!(ok, "the neighbour lost calls during the flood:\n{out}");
+    });
+    // Every flood line is logged or counted as dropped (a count comes at
+    // most a second after the last drop).
+    let tally = |log: &str| {
+        let passed = log.lines().filter(|l| l.contains("FLOOD ")).count();
+        let dropped: usize = log
+            .lines()
+            .filter_map(|l| l.split("dropped=").nth(1))
+            .map(|n| {
+                n.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap()
+            })
+            .sum();
+        (passed, dropped)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = plain(&sup.log());
+        let (passed, dropped) = tally(&log);
+        if passed + dropped >= FLOOD || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let (passed, dropped) = tally(&log);
+    assert!(
+        passed + dropped >= FLOOD,
+        "{passed} logged + {dropped} dropped"
+    );
+    // At most the burst (1,000) plus 100 a second since the flood began.
+    let most = 1000 + (100.0 * (elapsed + 1.0)) as usize;
+    assert!(
+        passed > 0 && passed <= most,
+        "{passed} flood lines logged in {elapsed:.1} s"
+    );
+    let from_clinic = |l: &&str| l.contains("worker{tenant=clinic}: ");
+    for marker in ["FORGED", "FLOOD ", "LLLL", "dropped="] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(marker)).collect();
+        assert!(!lines.is_empty(), "no {marker} line:\n{log}");
+        assert!(
+            lines.iter().all(from_clinic),
+            "{marker} not under clinic: {lines:?}"
+        );
+    }
+    // The forged line is plainly the clinic worker's, and its escape is text.
+    let forged = log.lines().find(|l| l.contains("FORGED")).unwrap();
+    assert!(forged.contains("\\u{1b}[2J"), "{forged}");
+    assert!(!log.contains('\x1b'), "a worker's escape reached the log");
+    let long = log.lines().find(|l| l.contains("LLLL")).unwrap();
+    assert_eq!(long.matches('L').count(), 4096, "{}", &long[..200]);
+    assert!(
+        long.ends_with("[cut at 4096 bytes]"),
+        "{}",
+        &long[long.len() - 80..]
+    );
+    // The worker was never stalled by its own output.
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "clinic no longer answers:\n{out}");
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["pid"].as_u64(), Some(pid), "{shown}");
 }

@@ -218,7 +218,7 @@ fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
     let first = spawn_server(&sup);
     // Its standard streams, its socket to the supervisor and a pidfd of
     // the supervisor (for its children's parent-death check): nothing of
-    // any tenant (the supervisor holds 4 descriptors per tenant).
+    // any tenant (the supervisor holds 5 descriptors per tenant).
     assert_eq!(
         open_fds(first),
         ["0", "1", "2", "3", "4"].map(String::from).into(),

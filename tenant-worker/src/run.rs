@@ -260,14 +260,18 @@ fn run_probes(start: Start, spec: &bulkhead_shared::ipc::probe::ProbeSpec) -> an
     Ok(())
 }
 
-/// Logs go to stderr, which the supervisor shares with its workers; each
-/// line names the tenant.
+/// Logs go to stderr, a pipe the supervisor reads: it logs each line with
+/// its own time stamp, under this tenant's name (a worker's word for who
+/// it is would not count), with control characters escaped. So no time
+/// and no colours here.
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(false)
+        .without_time()
         .init();
 }
 

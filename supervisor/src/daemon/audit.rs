@@ -387,7 +387,7 @@ async fn probe_run(
     };
     let spawned = tenants
         .spawner
-        .spawn(spec)
+        .spawn(spec, &id.to_string())
         .await
         .map_err(|e| failed("spawn", &e))?;
     let mut child = spawned.child;

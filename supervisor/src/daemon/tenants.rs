@@ -714,7 +714,11 @@ impl Tenants {
             let (me, id) = (self.clone(), row.id.clone());
             tokio::task::spawn_blocking(move || me.limit_cpu(&id, quota))
         });
-        let spawned = self.spawner.spawn(spec).await.map_err(|e| e.to_string())?;
+        let spawned = self
+            .spawner
+            .spawn(spec, &row.id.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
         let execed = started.elapsed();
         let mut child = spawned.child;
         let pid = spawned.worker_pid;

@@ -35,8 +35,13 @@ impl Failure {
 }
 
 /// Starts `program` in a child of this process's parent, after the steps
-/// of `plan`. Returns the child's pid once the worker exec'd.
-pub fn clone_and_exec(plan: &SandboxPlan, program: &CStr) -> Result<u32, Failure> {
+/// of `plan`, with `stderr` as its fd 2. Returns the child's pid once the
+/// worker exec'd.
+pub fn clone_and_exec(
+    plan: &SandboxPlan,
+    program: &CStr,
+    stderr: libc::c_int,
+) -> Result<u32, Failure> {
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Failure::before_clone("pipe", e.into()))?;
     let devnull =
@@ -46,7 +51,7 @@ pub fn clone_and_exec(plan: &SandboxPlan, program: &CStr) -> Result<u32, Failure
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let pid = clone_parent().map_err(|e| Failure::before_clone("clone", e))?;
     if pid == 0 {
-        let code = run_child(plan, &argv, &envp, devnull.as_raw_fd());
+        let code = run_child(plan, &argv, &envp, (devnull.as_raw_fd(), stderr));
         report_and_exit(report_w.as_raw_fd(), code);
     }
     drop(report_w);
@@ -80,17 +85,18 @@ fn clone_parent() -> io::Result<libc::pid_t> {
     Ok(pid as libc::pid_t)
 }
 
-/// In the child: a clean signal state, stdin from /dev/null, `/` as the
-/// working directory, the plan's steps, exec. Returns only the errno of
-/// what failed.
+/// In the child: a clean signal state, stdin from /dev/null, stderr to
+/// the worker's own pipe (before any step, so a failing step's message
+/// reaches it too), `/` as the working directory, the plan's steps, exec.
+/// Returns only the errno of what failed.
 fn run_child(
     plan: &SandboxPlan,
     argv: &[*const libc::c_char; 2],
     envp: &[*const libc::c_char; 1],
-    devnull: libc::c_int,
+    (devnull, stderr): (libc::c_int, libc::c_int),
 ) -> i32 {
     // SAFETY: signal mask and disposition calls with values on our stack;
-    // dup2 and chdir on a descriptor and a static path. All are
+    // dup2 and chdir on descriptors and a static path. All are
     // async-signal-safe. Rust ignores SIGPIPE; the worker starts as exec'd
     // programs expect (std's Command resets the same two).
     unsafe {
@@ -98,7 +104,10 @@ fn run_child(
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        if libc::dup2(devnull, 0) == -1 || libc::chdir(c"/".as_ptr()) == -1 {
+        if libc::dup2(devnull, 0) == -1
+            || libc::dup2(stderr, 2) == -1
+            || libc::chdir(c"/".as_ptr()) == -1
+        {
             return errno();
         }
     }

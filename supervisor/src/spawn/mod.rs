@@ -2,7 +2,8 @@
 //! ([`server`]) clone and exec the supervisor's own copy of
 //! `bulkhead-worker` under the tenant's uid with the
 //! [`SandboxPlan`](crate::sandbox::SandboxPlan) steps; the caller then sends
-//! it the bootstrap frame with its sockets.
+//! it the bootstrap frame with its sockets. The worker's stderr is a pipe
+//! of its own, relayed into the supervisor's log by [`stderr`].
 //!
 //! The spawn server is started by the [`Spawner`] thread, which lives as
 //! long as the supervisor: `PR_SET_PDEATHSIG` fires when the *thread* that
@@ -13,6 +14,7 @@
 pub mod child;
 mod fork;
 pub mod server;
+pub mod stderr;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -116,7 +118,12 @@ pub struct Spawned {
     pub link: OwnedFd,
 }
 
-type Request = (WorkerSpec, oneshot::Sender<Result<Spawned, SpawnError>>);
+/// A spec, the write end of the worker's stderr pipe, and where to answer.
+type Request = (
+    WorkerSpec,
+    OwnedFd,
+    oneshot::Sender<Result<Spawned, SpawnError>>,
+);
 
 /// The spawner thread, and through it the spawn server. A spawn blocks
 /// the thread until the worker's `exec` (clone, joining the cgroups, the
@@ -134,18 +141,24 @@ impl Spawner {
             .name("spawner".into())
             .spawn(move || {
                 let mut server: Option<Server> = None;
-                while let Ok((spec, reply)) = rx.recv() {
-                    let _ = reply.send(spawn(&mut server, &spec));
+                while let Ok((spec, stderr, reply)) = rx.recv() {
+                    let _ = reply.send(spawn(&mut server, &spec, stderr));
                 }
             })
             .expect("spawn the spawner thread");
         Self { tx }
     }
 
-    pub async fn spawn(&self, spec: WorkerSpec) -> Result<Spawned, SpawnError> {
+    /// Starts a worker for `tenant`, whose stderr (and its sandbox steps')
+    /// is relayed into the log under that name from here on, whether or
+    /// not the start succeeds.
+    pub async fn spawn(&self, spec: WorkerSpec, tenant: &str) -> Result<Spawned, SpawnError> {
+        let (read, write) =
+            stderr::pipe().map_err(|e| SpawnError::Server(format!("a pipe: {e}")))?;
+        tokio::spawn(stderr::relay(read, tenant.to_owned()));
         let (reply, wait) = oneshot::channel();
         self.tx
-            .send((spec, reply))
+            .send((spec, write, reply))
             .map_err(|_| SpawnError::SpawnerGone)?;
         wait.await.map_err(|_| SpawnError::SpawnerGone)?
     }
@@ -154,8 +167,12 @@ impl Spawner {
 /// One spawn through the server, starting a server first when there is
 /// none (or the last one failed). A request the server never received is
 /// sent once more to a new server; one it received is not, since the
-/// worker may exist.
-fn spawn(server: &mut Option<Server>, spec: &WorkerSpec) -> Result<Spawned, SpawnError> {
+/// worker may exist. `stderr` becomes the worker's fd 2.
+fn spawn(
+    server: &mut Option<Server>,
+    spec: &WorkerSpec,
+    stderr: OwnedFd,
+) -> Result<Spawned, SpawnError> {
     let (ours, theirs) = seqpacket_pair().map_err(SpawnError::Socketpair)?;
     widen_send_buffer(&ours);
     let request = serde_json::to_vec(spec).map_err(|e| SpawnError::Server(e.to_string()))?;
@@ -167,7 +184,7 @@ fn spawn(server: &mut Option<Server>, spec: &WorkerSpec) -> Result<Spawned, Spaw
                 Some(Server::start().map_err(|e| SpawnError::Server(format!("starting it: {e}")))?);
         }
         let s = server.as_ref().expect("just started");
-        if let Err(e) = send_packet(s.sock.as_fd(), &request, &[theirs.as_fd()]) {
+        if let Err(e) = send_packet(s.sock.as_fd(), &request, &[theirs.as_fd(), stderr.as_fd()]) {
             *server = None;
             if attempts < 2 {
                 continue;
@@ -182,7 +199,7 @@ fn spawn(server: &mut Option<Server>, spec: &WorkerSpec) -> Result<Spawned, Spaw
             }
         }
     };
-    drop(theirs);
+    drop((theirs, stderr));
     match reply {
         Reply::Started { pid } => started(spec, Child::adopt(pid), ours),
         Reply::Failed { pid, code, message } => {

@@ -2,7 +2,7 @@
 //! with [`ARG`], that makes every worker process.
 //!
 //! Why not fork the supervisor itself: its fork copies the page tables of
-//! a process holding every tenant's state and four descriptors per tenant,
+//! a process holding every tenant's state and five descriptors per tenant,
 //! and each reaper then kept a copy-on-write snapshot of the supervisor, so
 //! the supervisor paid page copies on its own writes for as long as the
 //! reapers lived. A profile of `apply` of 1,000 tenants put the forks at a
@@ -11,8 +11,9 @@
 //! reapers share nothing worth copying.
 //!
 //! Protocol, over a `SOCK_SEQPACKET` socketpair on fd 3: the supervisor sends
-//! a [`WorkerSpec`] as JSON with the worker's end of its socketpair attached;
-//! the server answers one [`Reply`]. One request at a time.
+//! a [`WorkerSpec`] as JSON with two descriptors attached, the worker's end
+//! of its socketpair and the write end of its stderr pipe; the server
+//! answers one [`Reply`]. One request at a time.
 //!
 //! The worker's first process is cloned with `CLONE_PARENT`, so it is the
 //! supervisor's child (see [`super::child`]): its parent-death signal and
@@ -96,15 +97,19 @@ pub fn main(args: &[OsString]) -> ExitCode {
             }
         };
         let spec = serde_json::from_slice::<WorkerSpec>(&buf[..received.len]);
-        let reply = match (spec, received.fds.into_iter().next()) {
-            (Ok(spec), Some(link)) => start(&spec, link, supervisor_fd.as_raw_fd()),
-            (spec, _) => Reply::Failed {
+        let mut fds = received.fds.into_iter();
+        let reply = match (spec, fds.next(), fds.next()) {
+            (Ok(spec), Some(link), Some(stderr)) => {
+                start(&spec, link, &stderr, supervisor_fd.as_raw_fd())
+            }
+            (spec, _, _) => Reply::Failed {
                 pid: None,
                 code: 0,
                 message: Some(format!(
                     "malformed spawn request ({})",
                     spec.err()
-                        .map_or("no socketpair attached".into(), |e| e.to_string())
+                        .map_or("a socketpair and a pipe must be attached".into(), |e| e
+                            .to_string())
                 )),
             },
         };
@@ -144,9 +149,10 @@ fn die_with(supervisor: i32) -> io::Result<()> {
 }
 
 /// Makes one worker: the plan for `spec`, then clone, sandbox and exec.
-/// `link` (the worker's end of its socketpair) closes here afterwards;
-/// `supervisor_fd` is a pidfd of the supervisor, the child's parent.
-fn start(spec: &WorkerSpec, link: OwnedFd, supervisor_fd: RawFd) -> Reply {
+/// `link` (the worker's end of its socketpair) closes here afterwards, and
+/// so does `stderr` (the worker's fd 2); `supervisor_fd` is a pidfd of
+/// the supervisor, the child's parent.
+fn start(spec: &WorkerSpec, link: OwnedFd, stderr: &OwnedFd, supervisor_fd: RawFd) -> Reply {
     let (plan, program) = plan(spec, &link, supervisor_fd);
     let program = match CString::new(program.as_os_str().as_bytes()) {
         Ok(p) => p,
@@ -158,7 +164,7 @@ fn start(spec: &WorkerSpec, link: OwnedFd, supervisor_fd: RawFd) -> Reply {
             }
         }
     };
-    match super::fork::clone_and_exec(&plan, &program) {
+    match super::fork::clone_and_exec(&plan, &program, stderr.as_raw_fd()) {
         Ok(pid) => Reply::Started { pid },
         Err(failure) => Reply::Failed {
             pid: failure.pid,
