@@ -127,6 +127,41 @@ fn a_raised_call_rate_raises_the_frame_budget_without_a_restart() {
     assert_eq!(shown["restarts"], 0, "{shown}");
 }
 
+#[test]
+fn a_burst_right_after_a_raised_call_rate_is_within_the_new_budget() {
+    // The budget is re-read once a second; a burst within that second of
+    // `tenant limits` raising the rate used to be judged by the old one,
+    // and the worker was killed as a flood (a capacity run's first burst
+    // on a fresh tenant lost 10% of its calls that way).
+    let sup = Supervisor::start_with("[limits]\ncalls_per_second = 1\n");
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let pid = clinic["pid"].as_u64().unwrap();
+    let link = steal_link(pid);
+    let frame = b"\x05{\"seq\":999999,\"error\":null}";
+    // One frame: the supervisor reads the (old) budget now.
+    send(link.as_raw_fd(), frame, MsgFlags::empty()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let raised = Instant::now();
+    sup.cli_json(&["tenant", "limits", "clinic", "calls_per_second=10000"]);
+    // 5000 frames at once: past the old budget (bursts of 2040), inside the new.
+    let mut sent = 0;
+    while sent < 5000 {
+        match send(link.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => sent += 1,
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_micros(100)),
+            Err(e) => panic!("the supervisor hung up after {sent} frames: {e}"),
+        }
+    }
+    assert!(
+        raised.elapsed() < Duration::from_millis(900),
+        "the burst must land inside the budget's second to test this"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let shown = sup.cli_json(&["tenant", "show", "clinic"]);
+    assert_eq!(shown["pid"].as_u64(), Some(pid), "killed: {shown}");
+    assert_eq!(shown["restarts"], 0, "{shown}");
+}
+
 /// The supervisor's log without its own colours (SGR sequences), so that
 /// any escape left is one a worker wrote.
 fn plain(log: &str) -> String {

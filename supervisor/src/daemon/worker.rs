@@ -233,9 +233,22 @@ async fn read_frames(
             budget_read = now;
         }
         if !budget.take(now) {
-            break format!(
-                "sent frames faster than {rate}/s (flooding the supervisor); stopped as misbehaving"
-            );
+            // Before calling this a flood: `tenant limits` may have raised
+            // the call rate since the last read, and a burst at the new
+            // rate must not get the worker killed. A raise starts a full
+            // bucket at the new rate.
+            let (fresh, burst) = frame_budget(tenants.limits_of(&tenant).calls_per_second);
+            if fresh > rate {
+                budget = TokenBucket::new(fresh, burst, now);
+            } else {
+                budget.set(fresh, burst);
+            }
+            (rate, budget_read) = (fresh, now);
+            if !budget.take(now) {
+                break format!(
+                    "sent frames faster than {rate}/s (flooding the supervisor); stopped as misbehaving"
+                );
+            }
         }
         match frame {
             Ok(None) => break "closed its socketpair (exited)".to_string(),
