@@ -93,6 +93,16 @@ pub async fn start(
     if let Err(e) = crate::self_protect::protect_process() {
         tracing::warn!(error = %e, "could not make the supervisor undumpable");
     }
+    match crate::self_protect::raise_open_files() {
+        Ok(files) if files < 1000 * crate::self_protect::FILES_PER_TENANT => tracing::warn!(
+            open_files = files,
+            "the open-files limit leaves room for about {} running tenants; raise the hard limit \
+             (systemd: LimitNOFILE=) for more",
+            files / crate::self_protect::FILES_PER_TENANT
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let registry = Registry::open(&state.join("registry.db"))?;
     // Before the key is loaded: a rotation a crash interrupted decides
     // which file is the master key.
