@@ -80,6 +80,8 @@ pub enum SpawnError {
         #[source]
         source: crate::sandbox::StepError,
     },
+    #[error("failed to create the worker's stderr pipe: {0} (out of descriptors? see the open-files limit)")]
+    StderrPipe(std::io::Error),
     #[error("the spawner thread is gone")]
     SpawnerGone,
     #[error("the spawn server failed: {0} (the next start runs a new one)")]
@@ -153,8 +155,7 @@ impl Spawner {
     /// is relayed into the log under that name from here on, whether or
     /// not the start succeeds.
     pub async fn spawn(&self, spec: WorkerSpec, tenant: &str) -> Result<Spawned, SpawnError> {
-        let (read, write) =
-            stderr::pipe().map_err(|e| SpawnError::Server(format!("a pipe: {e}")))?;
+        let (read, write) = stderr::pipe().map_err(SpawnError::StderrPipe)?;
         tokio::spawn(stderr::relay(read, tenant.to_owned()));
         let (reply, wait) = oneshot::channel();
         self.tx
