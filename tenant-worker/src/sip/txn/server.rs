@@ -49,14 +49,19 @@ impl ServerInvite {
             }
             _ => return Vec::new(), // a response after the final one is dropped
         }
+        if (200..300).contains(&code) {
+            // Accepted answers no retransmitted INVITE (the user agent
+            // repeats its 2xx itself), so nothing is kept for the 32 s
+            // the transaction lasts: at a full table (10,000), a 2xx with
+            // SDP each was several MB.
+            self.last = None;
+            self.state = InviteState::Accepted;
+            return vec![Output::Send(response), Output::Arm(Timer::L, SIXTY_FOUR_T1)];
+        }
         self.last = Some(response.clone());
         let mut out = vec![Output::Send(response)];
         match code {
             100..=199 => {}
-            200..=299 => {
-                self.state = InviteState::Accepted;
-                out.push(Output::Arm(Timer::L, SIXTY_FOUR_T1));
-            }
             _ => {
                 self.state = InviteState::Completed;
                 if !self.reliable {
@@ -113,6 +118,11 @@ impl ServerInvite {
     #[cfg(test)]
     pub fn is_terminated(&self) -> bool {
         self.state == InviteState::Terminated
+    }
+
+    #[cfg(test)]
+    pub fn keeps_a_response(&self) -> bool {
+        self.last.is_some()
     }
 }
 

@@ -137,8 +137,13 @@ fn invite_server_absorbs_invites_after_a_2xx_until_l() {
     let (mut clock, mut tx) = (VirtualClock::default(), ServerInvite::new(false));
     clock.apply(tx.respond(180, b"180".to_vec()));
     clock.apply(tx.on_retransmission());
+    assert!(tx.keeps_a_response());
     clock.apply(tx.respond(200, b"200".to_vec()));
     assert!(tx.on_retransmission().is_empty());
+    assert!(
+        !tx.keeps_a_response(),
+        "Accepted holds no response for its 32 s"
+    );
     // The user agent's own 2xx retransmission passes through.
     clock.apply(tx.respond(200, b"200 again".to_vec()));
     assert!(tx.respond(486, b"late".to_vec()).is_empty());
