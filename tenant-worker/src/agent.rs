@@ -5,6 +5,7 @@
 //! stays small), and each call's agent task, whose events become
 //! transcript rows and SIP.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bulkhead_voice::agent::escalation::EscalationDoc;
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 
 use bulkhead_voice::agent::MediaUpdate;
 use bulkhead_voice::media::g711::Law;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::egress::EgressClient;
 use crate::providers::http::ProviderHttp;
@@ -63,6 +64,30 @@ fn parse_data_limit(limits: &str) -> Option<u64> {
     soft.parse().ok()
 }
 
+/// Opens the embedded speech engines. The C libraries do not survive a
+/// failed allocation (a NULL dereference kills the worker), so they are
+/// opened only when the tenant's memory limit leaves them room.
+fn open_voices() -> (Opened<Espeak>, Opened<Sphinx>) {
+    let room = data_limit();
+    let tts = if room < TTS_NEEDS {
+        Err(too_small("espeak-ng", room, TTS_NEEDS))
+    } else {
+        Espeak::shared().map_err(|e| e.to_string())
+    };
+    let stt = if room < STT_NEEDS {
+        Err(too_small("PocketSphinx", room, STT_NEEDS))
+    } else {
+        Sphinx::start(DECODERS).map_err(|e| e.to_string())
+    };
+    for e in [tts.as_ref().err(), stt.as_ref().err()]
+        .into_iter()
+        .flatten()
+    {
+        tracing::warn!(error = %e, "an embedded speech provider is unavailable");
+    }
+    (tts, stt)
+}
+
 fn too_small(what: &str, room: u64, needs: u64) -> String {
     format!(
         "{what} needs a memory limit of at least {} MiB; this tenant's is {} MiB (raise limits.memory)",
@@ -76,9 +101,13 @@ pub struct AgentRuntime {
     doc: RwLock<Arc<AgentDoc>>,
     escalation: RwLock<Arc<EscalationDoc>>,
     routing: RwLock<Arc<RoutingDoc>>,
-    /// Opened once, on a blocking thread that later callers wait for; a
-    /// call that ends meanwhile stops waiting but never starts a second load.
+    /// Opened once, on one blocking thread that the first call starts and
+    /// that outlives it; calls wait for it without a thread of their own.
     voices: Arc<OnceLock<(Opened<Espeak>, Opened<Sphinx>)>>,
+    /// The load has started.
+    voices_started: AtomicBool,
+    /// Told once the load is over (`voices` is set).
+    voices_opened: Arc<Notify>,
     /// How a network provider reaches its server.
     http: Arc<ProviderHttp>,
     /// Tests of the SIP layer run without agents.
@@ -114,6 +143,8 @@ impl AgentRuntime {
             escalation: RwLock::new(Arc::new(EscalationDoc::default())),
             routing: RwLock::new(Arc::new(RoutingDoc::default())),
             voices: Arc::default(),
+            voices_started: AtomicBool::new(false),
+            voices_opened: Arc::default(),
             enabled: true,
         }
     }
@@ -159,43 +190,43 @@ impl AgentRuntime {
         self.routing().route(jiff::Timestamp::now(), active)
     }
 
+    /// The speech engines, once opened: the first call starts the load,
+    /// every call waits for it, and later calls only clone them. Waiting
+    /// on a blocking thread each (a trip through the pool per call) grew
+    /// the pool to its 16 threads in a 200-call burst on a fresh worker,
+    /// each with a malloc arena it kept, and was 9% of the user agent's
+    /// thread afterwards.
     async fn voices(&self) -> (Opened<Espeak>, Opened<Sphinx>) {
-        // Opened by the first call; every later one only clones them. A
-        // trip through the blocking pool for that (a thread woken, a
-        // future awaited) was 9% of the user agent's thread in a capacity
-        // profile.
-        if let Some(opened) = self.voices.get() {
-            return opened.clone();
+        loop {
+            // Registered before the check, so the load's end is not missed.
+            let opened = self.voices_opened.notified();
+            if let Some(voices) = self.voices.get() {
+                return voices.clone();
+            }
+            if !self.voices_started.swap(true, Ordering::AcqRel) {
+                self.start_opening_voices();
+            }
+            opened.await;
         }
+    }
+
+    /// One blocking thread opens the engines; a task waits for it, so the
+    /// load ends (and is told) even if every call waiting for it has ended.
+    fn start_opening_voices(&self) {
         let cell = Arc::clone(&self.voices);
-        let opened = tokio::task::spawn_blocking(move || {
-            cell.get_or_init(|| {
-                // The C libraries do not survive a failed allocation (a
-                // NULL dereference kills the worker), so they are opened
-                // only when the tenant's memory limit leaves them room.
-                let room = data_limit();
-                let tts = if room < TTS_NEEDS {
-                    Err(too_small("espeak-ng", room, TTS_NEEDS))
-                } else {
-                    Espeak::shared().map_err(|e| e.to_string())
-                };
-                let stt = if room < STT_NEEDS {
-                    Err(too_small("PocketSphinx", room, STT_NEEDS))
-                } else {
-                    Sphinx::start(DECODERS).map_err(|e| e.to_string())
-                };
-                for e in [tts.as_ref().err(), stt.as_ref().err()]
-                    .into_iter()
-                    .flatten()
-                {
-                    tracing::warn!(error = %e, "an embedded speech provider is unavailable");
-                }
-                (tts, stt)
-            })
-            .clone()
-        })
-        .await;
-        opened.unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())))
+        let opened = Arc::clone(&self.voices_opened);
+        let load = tokio::task::spawn_blocking({
+            let cell = Arc::clone(&cell);
+            move || {
+                cell.get_or_init(open_voices);
+            }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = load.await {
+                let _ = cell.set((Err(e.to_string()), Err(e.to_string())));
+            }
+            opened.notify_waiters();
+        });
     }
 
     /// Starts the agent on an answered call, handing it the call's RTP
@@ -419,5 +450,59 @@ Max data size             67108864             67108864             bytes\n";
         assert_eq!(parse_data_limit("garbage"), None);
         // This process can read its own.
         assert!(data_limit() > 0);
+    }
+
+    /// The first caller starts the load and may hang up before it ends
+    /// (its call over); everyone else still gets the engines, from one load.
+    #[test]
+    fn callers_share_one_load_that_outlives_the_caller_that_started_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let runtime = Arc::new(AgentRuntime::new(
+                AgentDoc::default(),
+                Arc::new(EgressClient::direct()),
+            ));
+            let first = tokio::spawn({
+                let r = Arc::clone(&runtime);
+                async move { r.voices().await }
+            });
+            while !runtime.voices_started.load(Ordering::Acquire) {
+                tokio::task::yield_now().await;
+            }
+            first.abort();
+            let callers: Vec<_> = (0..200)
+                .map(|i| {
+                    let r = Arc::clone(&runtime);
+                    tokio::spawn(async move {
+                        let (tts, stt) = r.voices().await;
+                        (i, tts.is_ok(), stt.is_ok())
+                    })
+                })
+                .collect();
+            // Half of them hang up while waiting.
+            tokio::task::yield_now().await;
+            for c in callers.iter().step_by(2) {
+                c.abort();
+            }
+            let wait = async {
+                let mut done = Vec::new();
+                for c in callers {
+                    if let Ok(got) = c.await {
+                        done.push(got);
+                    }
+                }
+                done
+            };
+            let done = tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+                .await
+                .expect("callers still waiting for the engines");
+            assert!(done.len() >= 100, "{} of 200 callers finished", done.len());
+            let opened = runtime.voices.get().expect("the load set the cell");
+            let want = (opened.0.is_ok(), opened.1.is_ok());
+            assert!(done.iter().all(|(_, tts, stt)| (*tts, *stt) == want));
+        });
     }
 }
