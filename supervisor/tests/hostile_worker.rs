@@ -132,7 +132,7 @@ fn a_burst_right_after_a_raised_call_rate_is_within_the_new_budget() {
     // The budget is re-read once a second; a burst within that second of
     // `tenant limits` raising the rate used to be judged by the old one,
     // and the worker was killed as a flood (a capacity run's first burst
-    // on a fresh tenant lost 10% of its calls that way).
+    // on a fresh tenant lost up to 12% of its calls that way).
     let sup = Supervisor::start_with("[limits]\ncalls_per_second = 1\n");
     let clinic = sup.add_tenant("clinic", &["+15550100"]);
     let pid = clinic["pid"].as_u64().unwrap();

@@ -194,8 +194,7 @@ impl AgentRuntime {
     /// every call waits for it, and later calls only clone them. Waiting
     /// on a blocking thread each (a trip through the pool per call) grew
     /// the pool to its 16 threads in a 200-call burst on a fresh worker,
-    /// each with a malloc arena it kept, and was 9% of the user agent's
-    /// thread afterwards.
+    /// and was 9% of the user agent's thread in a capacity profile.
     async fn voices(&self) -> (Opened<Espeak>, Opened<Sphinx>) {
         loop {
             // Registered before the check, so the load's end is not missed.
