@@ -167,8 +167,9 @@ fn escaped(line: &str) -> String {
 }
 
 /// Reads `pipe` (a worker's stderr) to its end, logging what it carries
-/// under `worker{tenant=…}`. Ends when the worker and its reaper have both
-/// exited (every write end is closed).
+/// under `worker{tenant=…}`. Ends when every write end is closed: the
+/// worker has exited, and anything it started that kept its stderr (the
+/// reaper closes its copy at once).
 pub async fn relay(pipe: OwnedFd, tenant: String) {
     // An error span: enabled under every filter that logs anything, so no
     // relayed line appears without the tenant it came from.
