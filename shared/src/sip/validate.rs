@@ -80,7 +80,7 @@ pub fn request(msg: &Scanned<'_>) -> Result<(), Invalid> {
         }
     }
     let top = top.ok_or(bad("Missing Via"))?;
-    if via::top_via(msg).is_none() || has_empty_params(top.split(',').next().unwrap_or(top)) {
+    if via::top_via_of(top).is_none() || has_empty_params(top.split(',').next().unwrap_or(top)) {
         return Err(bad("Malformed Via"));
     }
     Ok(())
