@@ -206,6 +206,96 @@ fn open_fds(pid: u32) -> BTreeSet<String> {
     names(&format!("/proc/{pid}/fd"))
 }
 
+/// `pid`'s descriptors of namespaces: fd number → `net:[…]` and the like.
+fn namespace_fds(pid: u32) -> std::collections::BTreeMap<String, String> {
+    open_fds(pid)
+        .into_iter()
+        .filter_map(|fd| {
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+            let link = link.to_string_lossy().into_owned();
+            ["net:[", "uts:[", "ipc:["]
+                .iter()
+                .any(|k| link.starts_with(k))
+                .then_some((fd, link))
+        })
+        .collect()
+}
+
+fn namespace_of(pid: u64, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn host_namespaces() -> BTreeSet<String> {
+    ["net", "uts", "ipc"]
+        .iter()
+        .map(|k| namespace_of(u64::from(std::process::id()), k))
+        .collect()
+}
+
+/// The namespaces the spawn server holds that are not its own: the set
+/// it made for the next start. It makes that set after answering a start,
+/// in its own thread for a moment, so this waits (a liveness bound, not a
+/// speed check) until it holds one of each kind besides the host's.
+fn made_ahead(server: u32) -> BTreeSet<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let own: BTreeSet<String> = ["net", "uts", "ipc"]
+            .iter()
+            .map(|k| namespace_of(u64::from(server), k))
+            .collect();
+        let held: BTreeSet<String> = namespace_fds(server)
+            .into_values()
+            .filter(|l| !own.contains(l))
+            .collect();
+        if held.len() == 3 && own == host_namespaces() {
+            return held;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spawn server holds no set made ahead: {held:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_start_enters_namespaces_made_for_it_alone() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550800"]);
+    let server = spawn_server(&sup);
+    let host = host_namespaces();
+    let of = |w: &serde_json::Value| -> BTreeSet<String> {
+        let pid = w["pid"].as_u64().unwrap();
+        ["net", "uts", "ipc"]
+            .iter()
+            .map(|k| namespace_of(pid, k))
+            .collect()
+    };
+    let held = made_ahead(server);
+    assert_eq!(held.len(), 3, "one of each kind: {held:?}");
+    assert!(held.is_disjoint(&host), "the host's: {held:?}");
+    assert!(held.is_disjoint(&of(&a)), "alpha's: {held:?}");
+    // The next start gets exactly that set, and a new one is made.
+    let b = sup.add_tenant("beta", &["+15550900"]);
+    assert_eq!(of(&b), held, "beta entered the namespaces made for it");
+    let next = made_ahead(server);
+    assert_eq!(next.len(), 3, "{next:?}");
+    for used in [&held, &of(&a), &host] {
+        assert!(next.is_disjoint(used), "{next:?} reuses {used:?}");
+    }
+    // Only loopback in a network namespace made ahead, as in one unshared.
+    assert_eq!(interfaces(&b["pid"].to_string()), ["lo"]);
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550900", 1, "u1");
+    assert!(ok, "{out}\n{}", sup.log());
+}
+
 #[test]
 fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
     assert!(
@@ -216,11 +306,16 @@ fn workers_come_from_a_spawn_server_that_holds_no_tenant_descriptors() {
     let a = sup.add_tenant("alpha", &["+15550500"]);
     let b = sup.add_tenant("beta", &["+15550600"]);
     let first = spawn_server(&sup);
-    // Its standard streams, its socket to the supervisor and a pidfd of
-    // the supervisor (for its children's parent-death check): nothing of
-    // any tenant (the supervisor holds 5 descriptors per tenant).
+    // Its standard streams, its socket to the supervisor, a pidfd of the
+    // supervisor (for its children's parent-death check), and namespaces
+    // (its own, to return to, and those made for the next start): nothing
+    // of any tenant (the supervisor holds 5 descriptors per tenant).
+    made_ahead(first);
+    let namespaces: BTreeSet<String> = namespace_fds(first).into_keys().collect();
+    assert_eq!(namespaces.len(), 6, "{namespaces:?}");
+    let others: BTreeSet<String> = open_fds(first).difference(&namespaces).cloned().collect();
     assert_eq!(
-        open_fds(first),
+        others,
         ["0", "1", "2", "3", "4"].map(String::from).into(),
         "the spawn server's descriptors"
     );

@@ -89,6 +89,9 @@ pub struct SandboxPlan {
     /// A pidfd of the supervisor: the child's parent (through
     /// `CLONE_PARENT`), whose death before step 7 the child must notice.
     pub supervisor: RawFd,
+    /// Namespaces made ahead for this start (root only, no user namespace);
+    /// `None`: the child unshares all of its own.
+    pub premade: Option<namespaces::Premade>,
     steps: Vec<Step>,
 }
 
@@ -145,6 +148,7 @@ impl SandboxPlan {
             tasks,
             data,
             supervisor,
+            premade: None,
         }
     }
 
@@ -176,7 +180,8 @@ impl SandboxPlan {
             Step::EnterUserNs => iso.map_or(Ok(()), |i| namespaces::enter_user(&i.user_maps)),
             Step::EnterNamespaces => {
                 let layers = iso.map_or(Layers::NONE, |i| i.layers);
-                namespaces::enter(layers.namespaces, layers.network, self.supervisor)
+                let premade = self.premade.filter(|_| !layers.user_ns);
+                namespaces::enter(layers.namespaces, layers.network, self.supervisor, premade)
             }
             Step::EnterRootFs => iso.map_or(Ok(()), |i| i.rootfs.enter()),
             Step::DropBoundingSet => creds::drop_bounding_set(self.cap_last),

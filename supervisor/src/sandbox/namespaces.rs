@@ -27,15 +27,46 @@ pub fn reaper() -> Option<RawFd> {
 const PROCESS: libc::c_int =
     libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
 
-/// Unshares the namespaces and forks; returns only in the grandchild (the
+/// Fresh network, uts and ipc namespaces the spawn server made ahead of
+/// this start ([`crate::spawn::fresh_ns`]): entered instead of unshared.
+#[derive(Debug, Clone, Copy)]
+pub struct Premade {
+    pub net: RawFd,
+    pub uts: RawFd,
+    pub ipc: RawFd,
+}
+
+/// Enters new namespaces and forks; returns only in the grandchild (the
 /// future worker, pid 1 of its pid namespace). The reaper never returns.
 /// `process`: mount, pid, ipc and uts; `network`: net (the audit switches
 /// them off separately; a real worker always has both). `supervisor`: a
-/// pidfd of the supervisor, the reaper's parent.
-pub fn enter(process: bool, network: bool, supervisor: RawFd) -> io::Result<()> {
-    let flags = if process { PROCESS } else { 0 } | if network { libc::CLONE_NEWNET } else { 0 };
+/// pidfd of the supervisor, the reaper's parent. `premade`: those of the
+/// namespaces wanted that are entered rather than unshared.
+pub fn enter(
+    process: bool,
+    network: bool,
+    supervisor: RawFd,
+    premade: Option<Premade>,
+) -> io::Result<()> {
+    let mut flags =
+        if process { PROCESS } else { 0 } | if network { libc::CLONE_NEWNET } else { 0 };
     // The reaper dies with the supervisor; the worker (step 7) with the reaper.
     die_with_parent(supervisor)?;
+    if let Some(p) = premade {
+        for (fd, kind) in [
+            (p.net, libc::CLONE_NEWNET),
+            (p.uts, libc::CLONE_NEWUTS),
+            (p.ipc, libc::CLONE_NEWIPC),
+        ] {
+            if flags & kind != 0 {
+                // SAFETY: setns on a namespace descriptor the plan keeps
+                // open until exec; no memory is touched.
+                check(unsafe { libc::setns(fd, kind) })
+                    .map_err(|e| fail(b"setns into a namespace made ahead failed\n", e))?;
+                flags &= !kind;
+            }
+        }
+    }
     // SAFETY: unshare with flags only.
     check(unsafe { libc::unshare(flags) })
         .map_err(|e| fail(b"unshare of namespaces failed\n", e))?;

@@ -13,6 +13,7 @@
 
 pub mod child;
 mod fork;
+mod fresh_ns;
 pub mod server;
 pub mod stderr;
 

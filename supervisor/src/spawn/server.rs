@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use bulkhead_shared::ipc::fds::{recv_packet, send_packet};
 use serde::{Deserialize, Serialize};
 
+use super::fresh_ns::{FreshNamespaces, Pool};
 use super::{WorkerSpec, LINK_FD};
 use crate::sandbox::namespaces::UserMaps;
 use crate::sandbox::{rootfs, Identity, Isolation, RootFs, SandboxPlan};
@@ -87,6 +88,8 @@ pub fn main(args: &[OsString]) -> ExitCode {
     // nothing else in this fresh process owns that descriptor.
     let sock = unsafe { OwnedFd::from_raw_fd(SERVER_FD) };
     let mut buf = vec![0u8; MAX_REQUEST];
+    let mut fresh = Pool::new();
+    refill(&mut fresh);
     loop {
         let received = match recv_packet(sock.as_fd(), &mut buf) {
             Ok(Some(r)) => r,
@@ -99,9 +102,13 @@ pub fn main(args: &[OsString]) -> ExitCode {
         let spec = serde_json::from_slice::<WorkerSpec>(&buf[..received.len]);
         let mut fds = received.fds.into_iter();
         let reply = match (spec, fds.next(), fds.next()) {
-            (Ok(spec), Some(link), Some(stderr)) => {
-                start(&spec, link, &stderr, supervisor_fd.as_raw_fd())
-            }
+            (Ok(spec), Some(link), Some(stderr)) => start(
+                &spec,
+                link,
+                &stderr,
+                supervisor_fd.as_raw_fd(),
+                fresh.take(),
+            ),
             (spec, _, _) => Reply::Failed {
                 pid: None,
                 code: 0,
@@ -118,6 +125,16 @@ pub fn main(args: &[OsString]) -> ExitCode {
             eprintln!("bulkhead spawn server: answering: {e}");
             return ExitCode::FAILURE;
         }
+        // While the worker boots, not on its start's path.
+        refill(&mut fresh);
+    }
+}
+
+/// Makes the next start's namespaces; a failure is said once, and every
+/// later start unshares its own.
+fn refill(pool: &mut Pool) {
+    if let Err(e) = pool.refill() {
+        eprintln!("bulkhead spawn server: namespaces made ahead are off: {e}");
     }
 }
 
@@ -151,9 +168,17 @@ fn die_with(supervisor: i32) -> io::Result<()> {
 /// Makes one worker: the plan for `spec`, then clone, sandbox and exec.
 /// `link` (the worker's end of its socketpair) closes here afterwards, and
 /// so does `stderr` (the worker's fd 2); `supervisor_fd` is a pidfd of
-/// the supervisor, the child's parent.
-fn start(spec: &WorkerSpec, link: OwnedFd, stderr: &OwnedFd, supervisor_fd: RawFd) -> Reply {
-    let (plan, program) = plan(spec, &link, supervisor_fd);
+/// the supervisor, the child's parent. `fresh`: namespaces made for this
+/// start, closed here once the child entered them (or failed).
+fn start(
+    spec: &WorkerSpec,
+    link: OwnedFd,
+    stderr: &OwnedFd,
+    supervisor_fd: RawFd,
+    fresh: Option<FreshNamespaces>,
+) -> Reply {
+    let (mut plan, program) = plan(spec, &link, supervisor_fd);
+    plan.premade = fresh.as_ref().map(FreshNamespaces::raw);
     let program = match CString::new(program.as_os_str().as_bytes()) {
         Ok(p) => p,
         Err(_) => {
