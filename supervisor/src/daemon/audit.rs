@@ -385,13 +385,14 @@ async fn probe_run(
         root_mount,
         isolation: tenants.layers(variant.sandbox),
     };
+    let (ours, theirs) = crate::spawn::worker_socketpair().map_err(|e| failed("socketpair", &e))?;
     let spawned = tenants
         .spawner
-        .spawn(spec, &id.to_string())
+        .spawn(spec, &id.to_string(), theirs)
         .await
         .map_err(|e| failed("spawn", &e))?;
     let mut child = spawned.child;
-    let link = Link::new(spawned.link).map_err(|e| failed("link", &e))?;
+    let link = Link::new(ours).map_err(|e| failed("link", &e))?;
     // Sockets of its own, bound to loopback: a probe never sees real traffic.
     let sockets = dummy_sockets().map_err(|e| failed("sockets", &e))?;
     let in_root = tenants

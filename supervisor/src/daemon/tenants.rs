@@ -29,7 +29,7 @@ use crate::registry::{Registry, TenantRow};
 use crate::router::admission::GateCounts;
 use crate::router::Router;
 use crate::sandbox::{rootfs, verify, Layers};
-use crate::spawn::{Spawner, WorkerSpec};
+use crate::spawn::{self, Spawner, WorkerSpec};
 use bulkhead_shared::api_token as tokens;
 
 pub mod backup;
@@ -714,15 +714,8 @@ impl Tenants {
             let (me, id) = (self.clone(), row.id.clone());
             tokio::task::spawn_blocking(move || me.limit_cpu(&id, quota))
         });
-        let spawned = self
-            .spawner
-            .spawn(spec, &row.id.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
-        let execed = started.elapsed();
-        let mut child = spawned.child;
-        let pid = spawned.worker_pid;
-        let link = Arc::new(Link::new(spawned.link).map_err(|e| e.to_string())?);
+        let (ours, theirs) = spawn::worker_socketpair().map_err(|e| e.to_string())?;
+        let link = Arc::new(Link::new(ours).map_err(|e| e.to_string())?);
         let config = WorkerConfig {
             tenant_id: row.id.clone(),
             numbers: row.numbers.clone(),
@@ -748,11 +741,21 @@ impl Tenants {
             crash_at: std::env::var("BULKHEAD_CRASH_AT").ok(),
         };
         let settle = pending_key.is_some();
-        if let Err(e) = worker::bootstrap(&link, key, pending_key, config, sockets).await {
-            let _ = child.kill();
-            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-            return Err(format!("failed to send the bootstrap frame: {e}"));
-        }
+        // Sent before the spawn: the frame waits in the empty socketpair
+        // and the worker reads it the moment it starts, rather than after
+        // the spawn's answer has come back here (0.1–0.45 ms of every
+        // start spent waiting, BENCHMARKS.md).
+        worker::bootstrap(&link, key, pending_key, config, sockets)
+            .await
+            .map_err(|e| format!("failed to send the bootstrap frame: {e}"))?;
+        let spawned = self
+            .spawner
+            .spawn(spec, &row.id.to_string(), theirs)
+            .await
+            .map_err(|e| e.to_string())?;
+        let execed = started.elapsed();
+        let mut child = spawned.child;
+        let pid = spawned.worker_pid;
         let attached = worker::attach(row.id.clone(), link, self.clone()).await;
         let ready = started.elapsed();
         let cpu_set = match cpu_limited {

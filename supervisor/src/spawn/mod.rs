@@ -1,9 +1,10 @@
-//! Starting one worker: make its socketpair, have the spawn server
-//! ([`server`]) clone and exec the supervisor's own copy of
-//! `bulkhead-worker` under the tenant's uid with the
-//! [`SandboxPlan`](crate::sandbox::SandboxPlan) steps; the caller then sends
-//! it the bootstrap frame with its sockets. The worker's stderr is a pipe
-//! of its own, relayed into the supervisor's log by [`stderr`].
+//! Starting one worker: make its socketpair ([`worker_socketpair`]), have
+//! the spawn server ([`server`]) clone and exec the supervisor's own copy
+//! of `bulkhead-worker` under the tenant's uid with the
+//! [`SandboxPlan`](crate::sandbox::SandboxPlan) steps. The caller may send
+//! the bootstrap frame before the spawn: it waits in the socketpair and the
+//! worker reads it as it starts. The worker's stderr is a pipe of its own,
+//! relayed into the supervisor's log by [`stderr`].
 //!
 //! The spawn server is started by the [`Spawner`] thread, which lives as
 //! long as the supervisor: `PR_SET_PDEATHSIG` fires when the *thread* that
@@ -111,19 +112,31 @@ pub struct WorkerSpec {
     pub isolation: Option<Layers>,
 }
 
-/// A started worker: the supervisor's child (the reaper, when isolated),
-/// the worker's own pid as the host sees it, and the supervisor's end of
-/// the socketpair.
+/// A started worker: the supervisor's child (the reaper, when isolated)
+/// and the worker's own pid as the host sees it.
 #[derive(Debug)]
 pub struct Spawned {
     pub child: Child,
     pub worker_pid: u32,
-    pub link: OwnedFd,
 }
 
-/// A spec, the write end of the worker's stderr pipe, and where to answer.
+/// The worker's end of its socketpair, for [`Spawner::spawn`].
+#[derive(Debug)]
+pub struct WorkerEnd(OwnedFd);
+
+/// A new worker's socketpair: the supervisor's end (with room for bursts,
+/// see [`SEND_BUFFER`]) and the end the worker finds on [`LINK_FD`].
+pub fn worker_socketpair() -> Result<(OwnedFd, WorkerEnd), SpawnError> {
+    let (ours, theirs) = seqpacket_pair().map_err(SpawnError::Socketpair)?;
+    widen_send_buffer(&ours);
+    Ok((ours, WorkerEnd(theirs)))
+}
+
+/// A spec, the worker's end of its socketpair, the write end of its
+/// stderr pipe, and where to answer.
 type Request = (
     WorkerSpec,
+    WorkerEnd,
     OwnedFd,
     oneshot::Sender<Result<Spawned, SpawnError>>,
 );
@@ -144,23 +157,28 @@ impl Spawner {
             .name("spawner".into())
             .spawn(move || {
                 let mut server: Option<Server> = None;
-                while let Ok((spec, stderr, reply)) = rx.recv() {
-                    let _ = reply.send(spawn(&mut server, &spec, stderr));
+                while let Ok((spec, link, stderr, reply)) = rx.recv() {
+                    let _ = reply.send(spawn(&mut server, &spec, link, stderr));
                 }
             })
             .expect("spawn the spawner thread");
         Self { tx }
     }
 
-    /// Starts a worker for `tenant`, whose stderr (and its sandbox steps')
-    /// is relayed into the log under that name from here on, whether or
-    /// not the start succeeds.
-    pub async fn spawn(&self, spec: WorkerSpec, tenant: &str) -> Result<Spawned, SpawnError> {
+    /// Starts a worker for `tenant` on `link`, whose stderr (and its
+    /// sandbox steps') is relayed into the log under that name from here
+    /// on, whether or not the start succeeds.
+    pub async fn spawn(
+        &self,
+        spec: WorkerSpec,
+        tenant: &str,
+        link: WorkerEnd,
+    ) -> Result<Spawned, SpawnError> {
         let (read, write) = stderr::pipe().map_err(SpawnError::StderrPipe)?;
         tokio::spawn(stderr::relay(read, tenant.to_owned()));
         let (reply, wait) = oneshot::channel();
         self.tx
-            .send((spec, write, reply))
+            .send((spec, link, write, reply))
             .map_err(|_| SpawnError::SpawnerGone)?;
         wait.await.map_err(|_| SpawnError::SpawnerGone)?
     }
@@ -173,10 +191,9 @@ impl Spawner {
 fn spawn(
     server: &mut Option<Server>,
     spec: &WorkerSpec,
+    WorkerEnd(theirs): WorkerEnd,
     stderr: OwnedFd,
 ) -> Result<Spawned, SpawnError> {
-    let (ours, theirs) = seqpacket_pair().map_err(SpawnError::Socketpair)?;
-    widen_send_buffer(&ours);
     let request = serde_json::to_vec(spec).map_err(|e| SpawnError::Server(e.to_string()))?;
     let mut attempts = 0;
     let reply = loop {
@@ -203,7 +220,7 @@ fn spawn(
     };
     drop((theirs, stderr));
     match reply {
-        Reply::Started { pid } => started(spec, Child::adopt(pid), ours),
+        Reply::Started { pid } => started(spec, Child::adopt(pid)),
         Reply::Failed { pid, code, message } => {
             if let Some(pid) = pid {
                 let mut child = Child::adopt(pid);
@@ -230,7 +247,7 @@ fn spawn(
 }
 
 /// The worker exec'd: find its pid (the reaper's one child when isolated).
-fn started(spec: &WorkerSpec, mut child: Child, link: OwnedFd) -> Result<Spawned, SpawnError> {
+fn started(spec: &WorkerSpec, mut child: Child) -> Result<Spawned, SpawnError> {
     let worker_pid = if spec.isolation.is_some() {
         reaped_child(child.id())
     } else {
@@ -244,11 +261,7 @@ fn started(spec: &WorkerSpec, mut child: Child, link: OwnedFd) -> Result<Spawned
             source: std::io::Error::other("the worker did not start"),
         });
     };
-    Ok(Spawned {
-        child,
-        worker_pid,
-        link,
-    })
+    Ok(Spawned { child, worker_pid })
 }
 
 /// How long a start may take from request to exec. A start takes a few
