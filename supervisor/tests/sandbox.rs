@@ -200,6 +200,19 @@ fn each_worker_runs_in_its_own_cgroup_with_the_configured_limits() {
         !std::path::Path::new(&pids_dir).exists(),
         "{pids_dir} left behind"
     );
+    // Stopping the supervisor removes the other tenants' groups and its
+    // own directory of them: no empty tree per supervisor that ever ran.
+    let beta_dir = std::path::PathBuf::from(if v2 {
+        format!("/sys/fs/cgroup{}", path_of(&gb, "pids"))
+    } else {
+        format!("/sys/fs/cgroup/pids{}", path_of(&gb, "pids"))
+    });
+    let instance = beta_dir.parent().unwrap().to_owned();
+    assert!(beta_dir.exists() && instance.exists());
+    let mut sup = sup;
+    sup.stop();
+    assert!(!beta_dir.exists(), "{} left behind", beta_dir.display());
+    assert!(!instance.exists(), "{} left behind", instance.display());
 }
 
 fn open_fds(pid: u32) -> BTreeSet<String> {

@@ -84,6 +84,10 @@ pub trait Cgroups: Send + Sync + std::fmt::Debug {
     fn limit_cpu(&self, tenant: &str, quota_us: u64) -> Result<(), CgroupError>;
     /// Removes `tenant`'s groups (they must be empty).
     fn remove(&self, tenant: &str) -> Result<(), CgroupError>;
+    /// Removes this supervisor's own directory of tenant groups (it must
+    /// hold none): at shutdown, so that a host does not collect one empty
+    /// tree per supervisor that ever ran.
+    fn remove_instance(&self) -> Result<(), CgroupError>;
     /// The path a member's `/proc/PID/cgroup` shows for this tenant.
     fn member_path(&self, tenant: &str) -> String;
     /// `v1` or `v2`.

@@ -78,6 +78,13 @@ impl Cgroups for V1 {
         Ok(())
     }
 
+    fn remove_instance(&self) -> Result<(), CgroupError> {
+        for base in self.bases.values() {
+            remove_dir(base.clone())?;
+        }
+        Ok(())
+    }
+
     fn member_path(&self, tenant: &str) -> String {
         format!("{}/{tenant}", self.instance)
     }

@@ -66,6 +66,10 @@ impl Cgroups for V2 {
         remove_dir(self.base().join(tenant))
     }
 
+    fn remove_instance(&self) -> Result<(), CgroupError> {
+        remove_dir(self.base())
+    }
+
     fn member_path(&self, tenant: &str) -> String {
         format!("{}/{tenant}", self.instance)
     }

@@ -820,20 +820,7 @@ impl Tenants {
             .remove(id, shred)
             .map_err(AdminError::from_registry)?;
         let _ = std::fs::remove_dir(self.cfg.state_dir.join("roots").join(id.as_str()));
-        if let Some(cg) = &self.cgroups {
-            // The reaper leaves the group a moment after the worker.
-            let mut result = cg.remove(id.as_str());
-            for _ in 0..50 {
-                if result.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                result = cg.remove(id.as_str());
-            }
-            if let Err(e) = result {
-                tracing::warn!(tenant = %id, error = %e, "could not remove the tenant's cgroup");
-            }
-        }
+        self.remove_cgroups(id).await;
         let dir = self.data_dir(id);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| {
@@ -1127,10 +1114,37 @@ impl Tenants {
             .map(|l| l.row.numbers.clone())
     }
 
-    /// Stops every worker (supervisor shutdown).
+    /// Stops every worker (supervisor shutdown), then removes the tenants'
+    /// cgroups and this supervisor's directory of them; a group something
+    /// is still in stays, for the next start's `kill_leftovers`.
     pub async fn stop_all(&self) {
-        for id in self.ids() {
-            self.stop_worker(&id).await;
+        let ids = self.ids();
+        for id in &ids {
+            self.stop_worker(id).await;
+        }
+        let Some(cg) = &self.cgroups else { return };
+        for id in &ids {
+            self.remove_cgroups(id).await;
+        }
+        if let Err(e) = cg.remove_instance() {
+            tracing::warn!(error = %e, "could not remove this supervisor's cgroup directory");
+        }
+    }
+
+    /// Removes `id`'s cgroups, once its processes are gone: the reaper
+    /// leaves a moment after the worker, so this retries for half a second.
+    async fn remove_cgroups(&self, id: &TenantId) {
+        let Some(cg) = &self.cgroups else { return };
+        let mut result = cg.remove(id.as_str());
+        for _ in 0..50 {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            result = cg.remove(id.as_str());
+        }
+        if let Err(e) = result {
+            tracing::warn!(tenant = %id, error = %e, "could not remove the tenant's cgroup");
         }
     }
 }
