@@ -1119,9 +1119,7 @@ impl Tenants {
     /// is still in stays, for the next start's `kill_leftovers`.
     pub async fn stop_all(&self) {
         let ids = self.ids();
-        for id in &ids {
-            self.stop_worker(id).await;
-        }
+        self.stop_workers(&ids).await;
         let Some(cg) = &self.cgroups else { return };
         for id in &ids {
             self.remove_cgroups(id).await;

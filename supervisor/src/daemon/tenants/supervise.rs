@@ -164,32 +164,60 @@ impl Tenants {
 
     /// Stops the worker (SIGTERM, then SIGKILL) and waits for it to exit.
     pub(super) async fn stop_worker(&self, id: &TenantId) {
-        let pid = {
-            let mut live = self.live.lock().expect("live lock");
-            let Some(l) = live.get_mut(id) else { return };
-            l.state = State::Stopped;
-            self.router.set_worker(id, None);
-            l.pid
-        };
-        let Some(pid) = pid else { return };
-        let pid = Pid::from_raw(pid as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        for _ in 0..50 {
-            if kill(pid, None).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if self
-                .live
-                .lock()
-                .expect("live lock")
-                .get(id)
-                .is_none_or(|l| l.pid.is_none())
-            {
-                return;
+        self.stop_workers(std::slice::from_ref(id)).await;
+    }
+
+    /// Stops the workers of `ids` at once: every one is sent SIGTERM first,
+    /// then each is waited for against one shared deadline and killed past
+    /// it. One at a time, each stop took at least one 20 ms poll: 1.1 s
+    /// for 50 idle tenants, so about 22 s for 1,000.
+    pub(super) async fn stop_workers(&self, ids: &[TenantId]) {
+        let signalled: Vec<(&TenantId, Pid)> = ids
+            .iter()
+            .filter_map(|id| Some((id, self.signal_stop(id)?)))
+            .collect();
+        let deadline = Instant::now() + STOP_GRACE;
+        for (id, pid) in signalled {
+            if !self.exited_by(id, pid, deadline).await {
+                let _ = kill(pid, Signal::SIGKILL);
             }
         }
-        let _ = kill(pid, Signal::SIGKILL);
+    }
+
+    /// Marks `id` stopped, takes it off the router and sends its worker
+    /// SIGTERM; `None` when it has no worker.
+    fn signal_stop(&self, id: &TenantId) -> Option<Pid> {
+        let pid = {
+            let mut live = self.live.lock().expect("live lock");
+            let l = live.get_mut(id)?;
+            l.state = State::Stopped;
+            self.router.set_worker(id, None);
+            l.pid?
+        };
+        let pid = Pid::from_raw(pid as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        Some(pid)
+    }
+
+    /// Whether `id`'s worker `pid` is gone (or its exit was handled) by
+    /// `deadline`.
+    async fn exited_by(&self, id: &TenantId, pid: Pid, deadline: Instant) -> bool {
+        loop {
+            let handled = || {
+                self.live
+                    .lock()
+                    .expect("live lock")
+                    .get(id)
+                    .is_none_or(|l| l.pid.is_none())
+            };
+            if kill(pid, None).is_err() || handled() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(STOP_POLL).await;
+        }
     }
 
     /// Kills processes a previous supervisor left in the tenant's cgroup
@@ -215,3 +243,10 @@ impl Tenants {
         tracing::error!(tenant = %id, "leftover processes survived SIGKILL for 2 s");
     }
 }
+
+/// How long a worker has to exit after SIGTERM (its store's last commit and
+/// close) before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a stopping worker is looked for.
+const STOP_POLL: Duration = Duration::from_millis(5);
