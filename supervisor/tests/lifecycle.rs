@@ -271,6 +271,32 @@ fn workers_die_with_a_killed_supervisor() {
 }
 
 #[test]
+fn stopping_the_supervisor_stops_every_worker_and_kills_one_that_will_not_stop() {
+    let mut sup = Supervisor::start();
+    let pids: Vec<u64> = [
+        ("clinic", "+15550100"),
+        ("agency", "+15550200"),
+        ("firm", "+15550300"),
+    ]
+    .iter()
+    .map(|(id, n)| sup.add_tenant(id, &[n])["pid"].as_u64().unwrap())
+    .collect();
+    // A worker that cannot act on SIGTERM (stopped) is killed after the
+    // grace; the others exit on their own meanwhile.
+    let stuck = nix::unistd::Pid::from_raw(pids[1] as i32);
+    nix::sys::signal::kill(stuck, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    sup.signal(nix::sys::signal::Signal::SIGINT);
+    let status = sup
+        .wait_exit(Duration::from_secs(30))
+        .expect("the supervisor exits on its own");
+    assert!(status.success(), "{status:?}\n{}", sup.log());
+    for pid in pids {
+        assert!(!alive(pid), "worker {pid} outlived the supervisor's stop");
+    }
+    assert!(sup.log().contains("stopping workers"), "{}", sup.log());
+}
+
+#[test]
 fn a_restarted_supervisor_kills_processes_left_in_a_tenants_cgroup() {
     let mut sup = Supervisor::start();
     let t = sup.add_tenant("clinic", &["+15550100"]);
