@@ -5,23 +5,21 @@
 //! stays small), and each call's agent task, whose events become
 //! transcript rows and SIP.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use bulkhead_voice::agent::escalation::EscalationDoc;
 use bulkhead_voice::agent::routing::{Opening, Route, RoutingDoc};
 use bulkhead_voice::agent::{self, AgentDoc, AgentEvent, CallMedia};
-use bulkhead_voice::speech::espeak::Espeak;
-use bulkhead_voice::speech::sphinx::Sphinx;
 use std::net::SocketAddr;
 
 use bulkhead_voice::agent::MediaUpdate;
 use bulkhead_voice::media::g711::Law;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::egress::EgressClient;
+use crate::engines::{Engines, SpeechEngines};
+use crate::providers::choose;
 use crate::providers::http::ProviderHttp;
-use crate::providers::{choose, Opened};
 use crate::sip::rtp::{RtpClient, RtpLease};
 use crate::sip::ua::{Event, Transfer};
 use crate::store::writer::{Store, Write};
@@ -32,82 +30,13 @@ use tokio::net::UdpSocket;
 pub const DOCUMENT: &str = "agent";
 pub const ESCALATION: &str = "escalation";
 pub const ROUTING: &str = "routing";
-/// Decoder threads: each holds 28 MiB of model, and one decodes an
-/// utterance in ~0.1–0.2× real time (BENCHMARKS.md has the concurrency this
-/// carries), so one per worker.
-const DECODERS: usize = 1;
-
-/// The memory limit (RLIMIT_DATA, set from `limits.memory`) below which a
-/// provider is not opened. A worker with both open after 20 calls: 51 MB
-/// of VmData, 50 MB resident (docs/voice.md).
-const TTS_NEEDS: u64 = 32 << 20;
-const STT_NEEDS: u64 = 80 << 20;
-
-/// The worker's data limit in bytes (unlimited: `u64::MAX`), read from
-/// `/proc/self/limits`: seccomp does not allow `prlimit64`, and a failed
-/// call must not read as "unlimited".
-fn data_limit() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    parse_data_limit(&limits).unwrap_or(0)
-}
-
-/// The soft "Max data size" of a `/proc/PID/limits` text.
-fn parse_data_limit(limits: &str) -> Option<u64> {
-    let soft = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max data size"))?
-        .split_whitespace()
-        .next()?;
-    if soft == "unlimited" {
-        return Some(u64::MAX);
-    }
-    soft.parse().ok()
-}
-
-/// Opens the embedded speech engines. The C libraries do not survive a
-/// failed allocation (a NULL dereference kills the worker), so they are
-/// opened only when the tenant's memory limit leaves them room.
-fn open_voices() -> (Opened<Espeak>, Opened<Sphinx>) {
-    let room = data_limit();
-    let tts = if room < TTS_NEEDS {
-        Err(too_small("espeak-ng", room, TTS_NEEDS))
-    } else {
-        Espeak::shared().map_err(|e| e.to_string())
-    };
-    let stt = if room < STT_NEEDS {
-        Err(too_small("PocketSphinx", room, STT_NEEDS))
-    } else {
-        Sphinx::start(DECODERS).map_err(|e| e.to_string())
-    };
-    for e in [tts.as_ref().err(), stt.as_ref().err()]
-        .into_iter()
-        .flatten()
-    {
-        tracing::warn!(error = %e, "an embedded speech provider is unavailable");
-    }
-    (tts, stt)
-}
-
-fn too_small(what: &str, room: u64, needs: u64) -> String {
-    format!(
-        "{what} needs a memory limit of at least {} MiB; this tenant's is {} MiB (raise limits.memory)",
-        needs >> 20,
-        room >> 20
-    )
-}
-
 #[derive(Debug)]
 pub struct AgentRuntime {
     doc: RwLock<Arc<AgentDoc>>,
     escalation: RwLock<Arc<EscalationDoc>>,
     routing: RwLock<Arc<RoutingDoc>>,
-    /// Opened once, on one blocking thread that the first call starts and
-    /// that outlives it; calls wait for it without a thread of their own.
-    voices: Arc<OnceLock<(Opened<Espeak>, Opened<Sphinx>)>>,
-    /// The load has started.
-    voices_started: AtomicBool,
-    /// Told once the load is over (`voices` is set).
-    voices_opened: Arc<Notify>,
+    /// The embedded speech engines: opened by a call, released when quiet.
+    engines: Arc<SpeechEngines>,
     /// How a network provider reaches its server.
     http: Arc<ProviderHttp>,
     /// Tests of the SIP layer run without agents.
@@ -142,9 +71,7 @@ impl AgentRuntime {
             doc: RwLock::new(Arc::new(doc)),
             escalation: RwLock::new(Arc::new(EscalationDoc::default())),
             routing: RwLock::new(Arc::new(RoutingDoc::default())),
-            voices: Arc::default(),
-            voices_started: AtomicBool::new(false),
-            voices_opened: Arc::default(),
+            engines: Arc::default(),
             enabled: true,
         }
     }
@@ -190,42 +117,14 @@ impl AgentRuntime {
         self.routing().route(jiff::Timestamp::now(), active)
     }
 
-    /// The speech engines, once opened: the first call starts the load,
-    /// every call waits for it, and later calls only clone them. Waiting
-    /// on a blocking thread each (a trip through the pool per call) grew
-    /// the pool to its 16 threads in a 200-call burst on a fresh worker,
-    /// and was 9% of the user agent's thread in a capacity profile.
-    async fn voices(&self) -> (Opened<Espeak>, Opened<Sphinx>) {
-        loop {
-            // Registered before the check, so the load's end is not missed.
-            let opened = self.voices_opened.notified();
-            if let Some(voices) = self.voices.get() {
-                return voices.clone();
-            }
-            if !self.voices_started.swap(true, Ordering::AcqRel) {
-                self.start_opening_voices();
-            }
-            opened.await;
-        }
+    /// The speech engines, opened by the first call that needs them.
+    async fn voices(&self) -> Engines {
+        self.engines.get().await
     }
 
-    /// One blocking thread opens the engines; a task waits for it, so the
-    /// load ends (and is told) even if every call waiting for it has ended.
-    fn start_opening_voices(&self) {
-        let cell = Arc::clone(&self.voices);
-        let opened = Arc::clone(&self.voices_opened);
-        let load = tokio::task::spawn_blocking({
-            let cell = Arc::clone(&cell);
-            move || {
-                cell.get_or_init(open_voices);
-            }
-        });
-        tokio::spawn(async move {
-            if let Err(e) = load.await {
-                let _ = cell.set((Err(e.to_string()), Err(e.to_string())));
-            }
-            opened.notify_waiters();
-        });
+    /// The engines' cell, for the worker's quiet-time check.
+    pub fn engines(&self) -> Arc<SpeechEngines> {
+        Arc::clone(&self.engines)
     }
 
     /// Starts the agent on an answered call, handing it the call's RTP
@@ -254,7 +153,10 @@ impl AgentRuntime {
             sending: true,
         });
         let runtime = Arc::clone(self);
+        let running = self.engines.call_started();
         tokio::spawn(async move {
+            // The call's agent runs until this task ends.
+            let _running = running;
             let RtpLease {
                 port,
                 rtp: socket,
@@ -428,80 +330,5 @@ async fn relay(mut events: mpsc::Receiver<AgentEvent>, mut call: Relay) {
                     .await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_data_limit_is_read_from_proc_limits() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
-Max cpu time              unlimited            unlimited            seconds\n\
-Max data size             67108864             67108864             bytes\n";
-        assert_eq!(parse_data_limit(text), Some(64 << 20));
-        let unlimited = text.replace(
-            "67108864             67108864",
-            "unlimited            unlimited",
-        );
-        assert_eq!(parse_data_limit(&unlimited), Some(u64::MAX));
-        assert_eq!(parse_data_limit("garbage"), None);
-        // This process can read its own.
-        assert!(data_limit() > 0);
-    }
-
-    /// The first caller starts the load and may hang up before it ends
-    /// (its call over); everyone else still gets the engines, from one load.
-    #[test]
-    fn callers_share_one_load_that_outlives_the_caller_that_started_it() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let runtime = Arc::new(AgentRuntime::new(
-                AgentDoc::default(),
-                Arc::new(EgressClient::direct()),
-            ));
-            let first = tokio::spawn({
-                let r = Arc::clone(&runtime);
-                async move { r.voices().await }
-            });
-            while !runtime.voices_started.load(Ordering::Acquire) {
-                tokio::task::yield_now().await;
-            }
-            first.abort();
-            let callers: Vec<_> = (0..200)
-                .map(|i| {
-                    let r = Arc::clone(&runtime);
-                    tokio::spawn(async move {
-                        let (tts, stt) = r.voices().await;
-                        (i, tts.is_ok(), stt.is_ok())
-                    })
-                })
-                .collect();
-            // Half of them hang up while waiting.
-            tokio::task::yield_now().await;
-            for c in callers.iter().step_by(2) {
-                c.abort();
-            }
-            let wait = async {
-                let mut done = Vec::new();
-                for c in callers {
-                    if let Ok(got) = c.await {
-                        done.push(got);
-                    }
-                }
-                done
-            };
-            let done = tokio::time::timeout(std::time::Duration::from_secs(60), wait)
-                .await
-                .expect("callers still waiting for the engines");
-            assert!(done.len() >= 100, "{} of 200 callers finished", done.len());
-            let opened = runtime.voices.get().expect("the load set the cell");
-            let want = (opened.0.is_ok(), opened.1.is_ok());
-            assert!(done.iter().all(|(_, tts, stt)| (*tts, *stt) == want));
-        });
     }
 }

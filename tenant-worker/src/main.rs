@@ -11,6 +11,7 @@ mod agent;
 mod backup;
 mod bootstrap;
 mod egress;
+mod engines;
 mod harden;
 mod http;
 mod probe;

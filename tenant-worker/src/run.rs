@@ -120,6 +120,8 @@ pub fn main() -> anyhow::Result<()> {
             initial_agent(agent_doc, &cfg.agent, &cfg.tenant_id.to_string()),
             egress.clone(),
         ));
+        // Engines released and heap handed back once the tenant is quiet.
+        tokio::spawn(agent.engines().release_when_quiet());
         if let Some(doc) = stored(escalation_doc, agent::ESCALATION, EscalationDoc::from_json) {
             agent.replace_escalation(doc);
         }

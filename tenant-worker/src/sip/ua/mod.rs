@@ -244,6 +244,7 @@ impl Ua {
             Event::Expire { call_id } => {
                 if self.calls.get(&call_id).is_some_and(Call::is_over) {
                     self.calls.remove(&call_id);
+                    transactions::shrink_when_sparse(&mut self.calls);
                     self.slot_may_be_free(call_id);
                 }
             }
