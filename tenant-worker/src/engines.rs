@@ -5,9 +5,11 @@
 //!
 //! Why release: a worker that ever took a call held its recognizer (28 MiB
 //! of model) and whatever its busiest minute had allocated, for good; glibc
-//! keeps freed heap. 1,000 tenants that each took one call would hold tens
-//! of GiB while idle. The price is one load (about 150 ms, on a blocking
-//! thread, while the greeting plays) on the first call after a quiet spell.
+//! keeps freed heap. 1,000 tenants that each once had a busy minute would
+//! hold about 80 GB while idle (docs/voice.md). The price: the first call
+//! after a quiet spell waits for one load of the recognizer (138–176 ms,
+//! on a blocking thread) before its agent starts. espeak-ng is one global
+//! per process and is never released.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
