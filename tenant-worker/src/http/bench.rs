@@ -254,7 +254,7 @@ fn cipher_settings_bench() {
             c.execute_batch(&format!("PRAGMA key = \"x'{hex}'\"; {extra}"))
                 .unwrap();
         }
-        c.execute_batch(crate::store::SETTINGS).unwrap();
+        crate::store::configure(&c).unwrap();
         crate::store::migrations::apply(&c).unwrap();
         let batch = timed(|| seed(&c, n));
         let single = timed(|| {

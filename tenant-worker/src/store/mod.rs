@@ -57,7 +57,23 @@ pub enum StoreError {
 }
 
 /// Every connection's settings (the benchmark gives a plain SQLite file the same).
-pub(crate) const SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;";
+const SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;";
+
+/// Applies [`SETTINGS`] and the query planner stability guarantee (QPSG)
+/// to `conn`. Without the QPSG, SQLite 3.54 marks a statement whose plan
+/// read a bound value (a `LIMIT ?`, or the transcript insert's
+/// `WHERE call = ?1` subquery) to be parsed and planned again at its next
+/// run: the writer re-prepared the turn insert on every turn, 15% of its
+/// CPU during a call burst (BENCHMARKS.md). Our statements are cached and
+/// reused, so one plan per statement is what we want anyway.
+pub(crate) fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SETTINGS)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
 
 /// Opens (creating when absent) the store at `path` with `key`, applies the
 /// connection settings and brings the schema up to date.
@@ -86,7 +102,7 @@ pub fn open(path: &Path, key: &[u8; 32]) -> Result<Connection, StoreError> {
     // WAL: readers never block the writer. synchronous=FULL: a commit is on
     // disk before it returns, so a call record survives power loss, not only
     // a crash of the worker (docs/architecture.md, "Durability").
-    conn.execute_batch(SETTINGS).map_err(open_err)?;
+    configure(&conn).map_err(open_err)?;
     migrations::apply(&conn).map_err(|(version, source)| StoreError::Migrate {
         path: path.to_owned(),
         version,
@@ -188,7 +204,7 @@ pub(crate) mod test_util {
     /// benchmarks' reference beside SQLCipher.
     pub fn plain(path: &Path) -> Connection {
         let conn = Connection::open(path).unwrap();
-        conn.execute_batch(SETTINGS).unwrap();
+        configure(&conn).unwrap();
         migrations::apply(&conn).unwrap();
         conn
     }
@@ -198,7 +214,7 @@ pub(crate) mod test_util {
     pub fn store_in(path: &Path, key: &[u8; 32], format: Format) {
         let conn = Connection::open(path).unwrap();
         apply_key(&conn, key, format).unwrap();
-        conn.execute_batch(SETTINGS).unwrap();
+        configure(&conn).unwrap();
         migrations::apply(&conn).unwrap();
     }
 

@@ -15,13 +15,13 @@ pub struct Turn {
     pub latency_ms: Option<i64>,
 }
 
+const ADD: &str = "INSERT INTO turns (call, n, speaker, text, at_ms, latency_ms)
+     VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM turns WHERE call = ?1), ?2, ?3, ?4, ?5)";
+
 /// Appends a turn; its number follows the call's last one.
 pub fn add(conn: &Connection, call: &str, t: &Turn) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO turns (call, n, speaker, text, at_ms, latency_ms)
-         VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM turns WHERE call = ?1), ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![call, t.speaker, t.text, t.at_ms, t.latency_ms])?;
+    conn.prepare_cached(ADD)?
+        .execute(params![call, t.speaker, t.text, t.at_ms, t.latency_ms])?;
     Ok(())
 }
 
@@ -92,5 +92,38 @@ mod tests {
         // A turn for a call that does not exist is refused.
         conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         assert!(add(&conn, "nope", &turn("agent", "x")).is_err());
+    }
+
+    #[test]
+    fn a_turn_insert_is_planned_once_not_at_every_turn() {
+        let (_dir, conn) = crate::store::test_util::temp_store();
+        let turn = Turn {
+            speaker: "agent".into(),
+            text: "hello".into(),
+            at_ms: 5,
+            latency_ms: None,
+        };
+        for i in 0..4 {
+            let id = format!("c{i}");
+            calls::insert(
+                &conn,
+                &NewCall {
+                    id: id.clone(),
+                    call_id: format!("{id}@x"),
+                    from: "1".into(),
+                    to: "+15550100".into(),
+                    started_at: "2026-01-01T00:00:00Z".into(),
+                },
+            )
+            .unwrap();
+            add(&conn, &id, &turn).unwrap();
+            add(&conn, &id, &turn).unwrap();
+        }
+        let stmt = conn.prepare_cached(ADD).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::Run), 8);
+        // Without the planner stability guarantee SQLite re-prepares this
+        // statement at each run after the first (7 here).
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        assert_eq!(list(&conn, "c3").unwrap().len(), 2);
     }
 }
