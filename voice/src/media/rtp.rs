@@ -78,13 +78,25 @@ pub fn write(
     ssrc: u32,
     payload: &[u8],
 ) {
+    write_header(out, marker, payload_type, seq, timestamp, ssrc);
+    out.extend_from_slice(payload);
+}
+
+/// [`write`] without the payload, for a caller that encodes it in place.
+pub fn write_header(
+    out: &mut Vec<u8>,
+    marker: bool,
+    payload_type: u8,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+) {
     out.clear();
     out.push(0x80);
     out.push(if marker { 0x80 } else { 0 } | (payload_type & 0x7F));
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&ssrc.to_be_bytes());
-    out.extend_from_slice(payload);
 }
 
 #[cfg(test)]

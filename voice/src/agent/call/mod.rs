@@ -12,6 +12,7 @@
 
 mod bridge;
 mod model;
+mod outbox;
 mod output;
 mod quality;
 mod turns;
@@ -83,11 +84,10 @@ struct Call {
     media: CallMedia,
     events: mpsc::Sender<AgentEvent>,
     started: Instant,
-    queue: VecDeque<Vec<u8>>,
+    /// The agent's audio, sent one frame per tick.
+    outbox: outbox::Outbox,
     /// The agent's voice (synthesis off the media loop).
     voice: VoiceTask,
-    /// Audio short of a whole frame, waiting for the rest of its stream.
-    carry: Vec<i16>,
     seq: u16,
     timestamp: u32,
     ssrc: u32,
@@ -166,7 +166,6 @@ pub async fn run(
         model_spoke: false,
         tasks,
         voice,
-        carry: Vec::new(),
         on_hold: false,
         grammar_key: h.finish(),
         rules,
@@ -175,7 +174,7 @@ pub async fn run(
         media,
         events,
         started: Instant::now(),
-        queue: VecDeque::new(),
+        outbox: outbox::Outbox::default(),
         seq: random as u16,
         timestamp: (random >> 16) as u32,
         ssrc: (random >> 32) as u32,
@@ -314,7 +313,7 @@ impl Call {
             return false;
         }
         self.report_if_due().await;
-        let idle = self.queue.is_empty()
+        let idle = self.outbox.is_empty()
             && !self.voice.busy()
             && ear.utterance.is_none()
             && self.awaiting_reply.is_none()

@@ -16,7 +16,7 @@ impl Call {
             self.conversation
                 .push(Message::new(Role::Assistant, text.to_owned()));
         }
-        let silent = self.queue.is_empty() && !self.voice.busy();
+        let silent = self.outbox.is_empty() && !self.voice.busy();
         self.voice.say(text);
         match self.awaiting_reply.take() {
             Some(ended) if silent => {
@@ -33,19 +33,15 @@ impl Call {
         match spoken {
             Spoken::Audio { generation, pcm } => {
                 if self.voice.current(generation) {
-                    self.carry.extend_from_slice(&pcm);
-                    let whole = self.carry.len() / FRAME * FRAME;
-                    let frames: Vec<i16> = self.carry.drain(..whole).collect();
-                    self.enqueue(&frames);
+                    self.outbox.push(&pcm);
                 }
             }
             Spoken::Done { generation, audio } => {
                 self.voice.finished();
                 if self.voice.current(generation) {
-                    let rest = std::mem::take(&mut self.carry);
-                    self.enqueue(&rest);
+                    self.outbox.end_sentence();
                 }
-                if !audio && self.queue.is_empty() {
+                if !audio && self.outbox.is_empty() {
                     // Nothing to time the reply by.
                     self.flush_pending().await;
                 }
@@ -57,21 +53,10 @@ impl Call {
         }
     }
 
-    /// Encodes `pcm` into frames, the last padded with silence.
-    pub(super) fn enqueue(&mut self, pcm: &[i16]) {
-        for chunk in pcm.chunks(FRAME) {
-            let mut frame = Vec::with_capacity(FRAME);
-            self.media.law.encode(chunk, &mut frame);
-            frame.resize(FRAME, self.media.law.silence());
-            self.queue.push_back(frame);
-        }
-    }
-
     /// Stops the agent mid-sentence: queued audio and sentences still to
     /// come are dropped.
     pub(super) async fn interrupt(&mut self) {
-        self.queue.clear();
-        self.carry.clear();
+        self.outbox.clear();
         self.voice.interrupt();
         self.talk_spurt_start = true;
         self.flush_pending().await;
@@ -87,9 +72,6 @@ impl Call {
     /// A re-negotiated session: a new address or codec, hold or resume.
     pub(super) async fn apply(&mut self, update: MediaUpdate) {
         if update.law != self.media.law {
-            // Queued audio is encoded in the old codec.
-            self.queue.clear();
-            self.carry.clear();
             self.media.law = update.law;
         }
         self.media.peer = update.peer;
@@ -111,26 +93,26 @@ impl Call {
         if self.on_hold {
             return Ok(());
         }
-        let Some(frame) = self.queue.pop_front() else {
+        if self.outbox.is_empty() {
             return Ok(());
-        };
+        }
         // The first packet of a talk spurt carries the marker bit.
         let marker = self.talk_spurt_start;
-        self.talk_spurt_start = self.queue.is_empty();
-        let mut packet = Vec::with_capacity(rtp::HEADER + frame.len());
-        rtp::write(
+        let mut packet = Vec::with_capacity(rtp::HEADER + FRAME);
+        rtp::write_header(
             &mut packet,
             marker,
             self.media.law.payload_type(),
             self.seq,
             self.timestamp,
             self.ssrc,
-            &frame,
         );
+        self.outbox.encode_next(self.media.law, &mut packet);
+        self.talk_spurt_start = self.outbox.is_empty();
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(FRAME as u32);
         self.media.socket.send_to(&packet, self.media.peer).await?;
-        self.sent(frame.len());
+        self.sent(FRAME);
         if let Some((text, ended)) = self.pending_reply.take() {
             let _ = self
                 .events
