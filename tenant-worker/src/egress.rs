@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use bulkhead_shared::ipc::{FromWorker, Link};
+use crate::uplink::Uplink;
+use bulkhead_shared::ipc::FromWorker;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -22,7 +23,7 @@ type Answer = Result<OwnedFd, String>;
 
 #[derive(Debug)]
 enum Route {
-    Broker(Arc<Link>),
+    Broker(Uplink),
     /// Unit tests outside a sandbox connect themselves.
     #[cfg(test)]
     Direct,
@@ -36,7 +37,7 @@ pub struct EgressClient {
 }
 
 impl EgressClient {
-    pub fn new(link: Arc<Link>) -> Self {
+    pub fn new(link: Uplink) -> Self {
         Self::with(Route::Broker(link))
     }
 

@@ -20,6 +20,7 @@ mod retention;
 mod run;
 mod sip;
 mod store;
+mod uplink;
 
 use std::process::ExitCode;
 

@@ -18,6 +18,7 @@ use crate::sip::rtp::RtpClient;
 use crate::sip::transport::{self, Outbound};
 use crate::sip::ua::{Event, Ua, UaConfig};
 use crate::store::{self, writer::Store};
+use crate::uplink::Uplink;
 use bulkhead_voice::agent::escalation::EscalationDoc;
 use bulkhead_voice::agent::routing::RoutingDoc;
 
@@ -103,6 +104,7 @@ pub fn main() -> anyhow::Result<()> {
         .context("failed to build the runtime")?;
     let result = rt.block_on(async move {
         let link = Arc::new(Link::new(link)?);
+        let uplink = Uplink::start(Arc::clone(&link));
         sip_udp.set_nonblocking(true)?;
         sip_tcp.set_nonblocking(true)?;
         http_listener.set_nonblocking(true)?;
@@ -115,7 +117,7 @@ pub fn main() -> anyhow::Result<()> {
         let trunk: transport::SharedTrunk = Arc::new(RwLock::new(cfg.trunk.clone()));
         let (events_tx, events_rx) = mpsc::channel(1024);
         let expected: transport::Expected = Arc::default();
-        let egress = Arc::new(EgressClient::new(link.clone()));
+        let egress = Arc::new(EgressClient::new(uplink.clone()));
         let agent = Arc::new(AgentRuntime::new(
             initial_agent(agent_doc, &cfg.agent, &cfg.tenant_id.to_string()),
             egress.clone(),
@@ -128,8 +130,8 @@ pub fn main() -> anyhow::Result<()> {
         if let Some(doc) = stored(routing_doc, agent::ROUTING, RoutingDoc::from_json) {
             agent.replace_routing(doc);
         }
-        let out = Outbound::new(link.clone(), udp.clone());
-        let rtp = Arc::new(RtpClient::new(link.clone()));
+        let out = Outbound::new(uplink.clone(), udp.clone());
+        let rtp = Arc::new(RtpClient::new(uplink.clone()));
         let ua_cfg = UaConfig {
             rtp: rtp.clone(),
             numbers: numbers.clone(),
@@ -171,12 +173,13 @@ pub fn main() -> anyhow::Result<()> {
             tls.clone(),
         ));
 
-        link.send_to_supervisor(&FromWorker::Ready(Ready {
-            pid: std::process::id(),
-            landlock: hardened.landlock.as_str().into(),
-            store_key,
-        }))
-        .await?;
+        uplink
+            .send_to_supervisor(&FromWorker::Ready(Ready {
+                pid: std::process::id(),
+                landlock: hardened.landlock.as_str().into(),
+                store_key,
+            }))
+            .await?;
         let ms = |d: Duration| d.as_micros() as f64 / 1e3;
         tracing::info!(
             tenant = %cfg.tenant_id,
@@ -196,7 +199,7 @@ pub fn main() -> anyhow::Result<()> {
             numbers: &numbers,
             trunk: &trunk,
         };
-        serve_link(&link, &shared, events_tx, &clients).await
+        serve_link(&link, &uplink, &shared, events_tx, &clients).await
     });
     // Orderly exit: drop every task (and its Store clone), then let the
     // writer commit what is queued and close the store.
@@ -313,6 +316,7 @@ struct Clients {
 /// a worker never outlives its supervisor's link.
 async fn serve_link(
     link: &Arc<Link>,
+    uplink: &Uplink,
     shared: &Shared<'_>,
     events: mpsc::Sender<Event>,
     clients: &Clients,
@@ -395,7 +399,7 @@ async fn serve_link(
                     }
                     ControlOp::Backup => {
                         // Beside this loop: heartbeats go on while it copies.
-                        let (link, store) = (link.clone(), shared.store.clone());
+                        let (link, store) = (uplink.clone(), shared.store.clone());
                         let data_dir = shared.data_dir.to_owned();
                         tokio::spawn(async move {
                             let (error, data) = match fds.into_iter().next() {
@@ -422,7 +426,7 @@ async fn serve_link(
                         // The frame held the key in hex.
                         buf.fill(0);
                         // Beside this loop, like a backup: it copies the store.
-                        let (link, store) = (link.clone(), shared.store.clone());
+                        let (link, store) = (uplink.clone(), shared.store.clone());
                         let job = store::rekey::Rekey {
                             path: shared.data_dir.join(STORE_FILE),
                             key,
@@ -449,7 +453,8 @@ async fn serve_link(
                     }
                     ControlOp::Ping => None,
                 };
-                link.send_to_supervisor(&FromWorker::Reply { seq, error, data })
+                uplink
+                    .send_to_supervisor(&FromWorker::Reply { seq, error, data })
                     .await?;
             }
             Ok(Some(ToWorker::Bootstrap(_))) => tracing::warn!("ignoring a second bootstrap frame"),

@@ -7,7 +7,9 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{
+    recvmsg, sendmmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
+};
 
 /// Most descriptors one frame may carry. Bounded so that a hostile peer cannot
 /// make us allocate or hold an unbounded number of descriptors.
@@ -30,6 +32,35 @@ pub fn send_packet(sock: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>]) -> 
         ));
     }
     Ok(())
+}
+
+/// Sends `frames` in order, one packet each, in one system call
+/// (`sendmmsg`), without descriptors. Returns how many were sent: fewer
+/// than all when the socket buffer filled; `WouldBlock` when none was.
+pub fn send_packets(sock: BorrowedFd<'_>, frames: &[Vec<u8>]) -> io::Result<usize> {
+    let mut headers = MultiHeaders::<()>::preallocate(frames.len(), None);
+    let iovs: Vec<[IoSlice<'_>; 1]> = frames.iter().map(|f| [IoSlice::new(f)]).collect();
+    let addresses = vec![None; frames.len()];
+    let no_cmsgs: [ControlMessage<'_>; 0] = [];
+    let sent = sendmmsg(
+        sock.as_raw_fd(),
+        &mut headers,
+        &iovs,
+        addresses,
+        no_cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+    )?;
+    let mut count = 0;
+    for (msg, frame) in sent.zip(frames) {
+        if msg.bytes != frame.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short packet write",
+            ));
+        }
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// One received packet: its length in the caller's buffer and any descriptors.

@@ -56,6 +56,20 @@ impl Link {
         }
     }
 
+    /// Sends `frames` in order, as many per system call as the socket
+    /// buffer takes, waiting while it is full.
+    pub async fn send_packets(&self, mut frames: &[Vec<u8>]) -> io::Result<()> {
+        while !frames.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            if let Ok(sent) =
+                guard.try_io(|inner| fds::send_packets(inner.get_ref().as_fd(), frames))
+            {
+                frames = &frames[sent?..];
+            }
+        }
+        Ok(())
+    }
+
     /// Sends one packet if the socket buffer has room right now. Used where a
     /// slow peer must never stall the sender (the router's fan-out).
     pub fn try_send_packet(&self, frame: &[u8]) -> io::Result<()> {

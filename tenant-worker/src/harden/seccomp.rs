@@ -160,6 +160,11 @@ pub const ALLOWED: &[(i64, &str, &str)] = &[
     (libc::SYS_recvmsg, "recvmsg", "the socketpair"),
     (libc::SYS_sendmsg, "sendmsg", "the socketpair"),
     (
+        libc::SYS_sendmmsg,
+        "sendmmsg",
+        "the socketpair, frames in batches",
+    ),
+    (
         libc::SYS_accept4,
         "accept4",
         "TCP connections on the passed listeners",

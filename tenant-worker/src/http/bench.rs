@@ -86,7 +86,9 @@ fn start_server(path: std::path::PathBuf) -> (u16, String) {
             let tokens = Tokens::with_rate(store.clone(), live, (1e9, 1e9));
             let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
             let link = Arc::new(bulkhead_shared::ipc::link::Link::new(a.into()).unwrap());
-            let egress = Arc::new(crate::egress::EgressClient::new(link));
+            let egress = Arc::new(crate::egress::EgressClient::new(
+                crate::uplink::Uplink::start(link),
+            ));
             let state = ApiState {
                 store,
                 numbers: Arc::new(RwLock::new(Vec::new())),

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bulkhead_shared::ipc::{FromWorker, Link};
+use crate::uplink::Uplink;
+use bulkhead_shared::ipc::FromWorker;
 use tokio::sync::oneshot;
 
 /// How long the supervisor may take to answer. Generous: on a loaded
@@ -52,7 +53,7 @@ type Answer = Result<RtpLease, String>;
 
 #[derive(Debug)]
 enum Supplier {
-    Supervisor(Arc<Link>),
+    Supervisor(Uplink),
     /// The user agent's tests: loopback sockets bound here.
     #[cfg(test)]
     Loopback,
@@ -67,7 +68,7 @@ pub struct RtpClient {
 }
 
 impl RtpClient {
-    pub fn new(link: Arc<Link>) -> Self {
+    pub fn new(link: Uplink) -> Self {
         Self::with(Supplier::Supervisor(link))
     }
 

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::uplink::Uplink;
 use bulkhead_shared::cidr;
-use bulkhead_shared::ipc::{FromWorker, Link, SipPacket, Transport};
+use bulkhead_shared::ipc::{FromWorker, SipPacket, Transport};
 use bulkhead_shared::sip::stream::{spawn_writer, MessageReader};
 use bulkhead_shared::trunk::TrunkPolicy;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -71,7 +72,7 @@ pub struct Outbound {
 #[derive(Debug, Clone)]
 enum Wire {
     Sockets {
-        link: Arc<Link>,
+        link: Uplink,
         udp: Arc<UdpSocket>,
     },
     /// The user agent's tests: every message lands in a channel.
@@ -88,7 +89,7 @@ pub enum Sent {
 }
 
 impl Outbound {
-    pub fn new(link: Arc<Link>, udp: Arc<UdpSocket>) -> Self {
+    pub fn new(link: Uplink, udp: Arc<UdpSocket>) -> Self {
         Self {
             wire: Wire::Sockets { link, udp },
             tcp: Default::default(),
