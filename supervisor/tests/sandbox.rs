@@ -39,6 +39,40 @@ fn each_worker_has_its_own_namespaces() {
     }
 }
 
+/// Field 41 of `/proc/PID/task/TID/stat`: the scheduling policy.
+fn policies(pid: &serde_json::Value) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+            // After the command name's closing parenthesis: field 3 onwards.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            rest.split(' ').nth(41 - 3).unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn workers_run_as_batch_and_never_preempt_the_router() {
+    assert!(
+        root_required(),
+        "the sandbox tests run as root (scripts/test in CI is root)"
+    );
+    let sup = Supervisor::start();
+    let a = sup.add_tenant("alpha", &["+15550300"]);
+    let worker = policies(&a["pid"]);
+    assert!(worker.len() > 1, "the worker's threads: {worker:?}");
+    assert!(
+        worker.iter().all(|p| *p == libc::SCHED_BATCH as u32),
+        "worker threads' policies: {worker:?}"
+    );
+    let supervisor = policies(&serde_json::json!(sup.pid()));
+    assert!(
+        supervisor.iter().all(|p| *p == libc::SCHED_OTHER as u32),
+        "supervisor threads' policies: {supervisor:?}"
+    );
+}
+
 #[test]
 fn a_worker_sees_only_its_own_minimal_root() {
     assert!(

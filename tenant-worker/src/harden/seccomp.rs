@@ -4,7 +4,8 @@
 //! nothing). Notably absent: `socket` (no new network sockets at all),
 //! `bind`, `listen`, `connect`, `execve`, `ptrace`, `mount`, `umount2`,
 //! `unshare`, `setns`, `bpf`, `keyctl`, `process_vm_readv/writev`,
-//! `init_module`, `kill`.
+//! `init_module`, `kill`, and the `sched_set*` calls (the supervisor
+//! starts a worker under `SCHED_BATCH`; it cannot take that back).
 //!
 //! Derived from `strace -f` of workers serving SIP over UDP and TCP, the
 //! tenant API and admin control messages (docs/sandbox.md), plus the calls
@@ -277,6 +278,9 @@ mod tests {
             "pivot_root",
             "chroot",
             "perf_event_open",
+            "sched_setscheduler",
+            "sched_setattr",
+            "sched_setparam",
         ] {
             assert!(
                 !allowed.contains(&forbidden),
