@@ -1,11 +1,15 @@
 //! libespeak-ng (Debian `libespeak-ng1`): text to 22,050 Hz speech,
 //! resampled here to the telephone's 8 kHz. The engine is one global per
-//! process, so one thread owns it and synthesizes jobs in turn.
+//! process, so one thread owns it and synthesizes jobs in turn. What it made
+//! recently is kept in a cache that callers read themselves: a greeting
+//! already made comes back without a trip to that thread and back, two
+//! thread wake-ups per call (BENCHMARKS.md, seventh session).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_int, c_short, c_uint, c_void, CString};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 
@@ -168,10 +172,25 @@ impl Cache {
     }
 }
 
+type SharedCache = Arc<Mutex<Cache>>;
+
+fn cached(cache: &SharedCache, key: &(String, String)) -> Option<Arc<[i16]>> {
+    cache.lock().unwrap_or_else(|p| p.into_inner()).get(key)
+}
+
 /// A handle to the synthesis thread; cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Espeak {
     jobs: mpsc::Sender<Job>,
+    cache: SharedCache,
+    /// Jobs the thread received (read by the tests).
+    jobs_received: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Espeak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Espeak").finish_non_exhaustive()
+    }
 }
 
 impl Espeak {
@@ -186,6 +205,9 @@ impl Espeak {
     fn start() -> Result<Self, SpeechError> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (jobs, rx) = mpsc::channel::<Job>();
+        let cache = SharedCache::default();
+        let jobs_received = Arc::new(AtomicU64::new(0));
+        let (thread_cache, received) = (Arc::clone(&cache), Arc::clone(&jobs_received));
         std::thread::Builder::new()
             .name("espeak-ng".into())
             .spawn(move || {
@@ -199,18 +221,22 @@ impl Espeak {
                         return;
                     }
                 };
-                let mut cache = Cache::default();
                 for job in rx {
+                    received.fetch_add(1, Ordering::Relaxed);
                     // The call ended while the job waited: nobody will play it.
                     if job.reply.is_closed() {
                         continue;
                     }
                     let key = (job.voice, job.text);
-                    let speech = match cache.get(&key) {
+                    // Asked for again while it was being made for another call.
+                    let speech = match cached(&thread_cache, &key) {
                         Some(hit) => Ok(hit),
                         None => engine.speak(&key.0, 160, &key.1).map(|pcm| {
                             let pcm: Arc<[i16]> = pcm.into();
-                            cache.put(key, Arc::clone(&pcm));
+                            thread_cache
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .put(key, Arc::clone(&pcm));
                             pcm
                         }),
                     };
@@ -219,22 +245,34 @@ impl Espeak {
             })
             .map_err(|e| SpeechError::Failed(format!("cannot start the espeak-ng thread: {e}")))?;
         ready_rx.recv().map_err(|_| SpeechError::Stopped)??;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            cache,
+            jobs_received,
+        })
     }
 
     /// 8 kHz speech for `text` in `voice` (an espeak-ng voice name such as
     /// `en-us+f3`). Recent results are kept: a greeting, a fixed answer or a
     /// prompt is synthesized once, not on every call.
     pub async fn synthesize(&self, voice: &str, text: &str) -> Result<Arc<[i16]>, SpeechError> {
+        let (voice, text) = (voice.to_owned(), text.to_owned());
+        let key = (voice, text);
+        if let Some(hit) = cached(&self.cache, &key) {
+            return Ok(hit);
+        }
         let (reply, rx) = oneshot::channel();
+        let (voice, text) = key;
         self.jobs
-            .send(Job {
-                voice: voice.to_owned(),
-                text: text.to_owned(),
-                reply,
-            })
+            .send(Job { voice, text, reply })
             .map_err(|_| SpeechError::Stopped)?;
         rx.await.map_err(|_| SpeechError::Stopped)?
+    }
+
+    /// How many jobs the synthesis thread has received (cache hits never
+    /// reach it).
+    pub fn jobs_received(&self) -> u64 {
+        self.jobs_received.load(Ordering::Relaxed)
     }
 }
 
