@@ -13,7 +13,9 @@
 //!
 //! Frames leave in the order they were queued. The queue is bounded, so a
 //! supervisor that stops reading still stalls the worker rather than its
-//! memory growing.
+//! memory growing. Frames still queued when the worker exits are dropped:
+//! it exits only when the supervisor stops it (SIGTERM, after a drain
+//! when asked for one) or closes the link, and nothing then waits for them.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
