@@ -107,17 +107,19 @@ mod tests {
         }
     }
 
+    /// The next `n` frames; a frame that never comes fails the test
+    /// rather than hanging it.
     async fn receive(supervisor: &Link, n: usize) -> Vec<FromWorker> {
         let mut buf = vec![0; MAX_FRAME];
         let mut got = Vec::new();
-        for _ in 0..n {
-            got.push(
-                supervisor
-                    .recv_from_worker(&mut buf)
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+        for i in 0..n {
+            let frame = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                supervisor.recv_from_worker(&mut buf),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("frame {i} of {n} never came"));
+            got.push(frame.unwrap().unwrap());
         }
         got
     }
