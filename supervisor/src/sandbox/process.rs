@@ -52,12 +52,11 @@ pub fn place_link(fd: RawFd) -> io::Result<()> {
     check(unsafe { libc::dup2(fd, LINK_FD) })
 }
 
-/// No core dumps (a core file would hold the tenant's data key), bounded
-/// files and tasks, and the batch scheduling policy ([`run_as_batch`]).
-/// No core dumps, bounded files, and at most `tasks` threads and processes
-/// for the tenant's uid (the kernel ignores this for root). Without own uids
-/// (`None`) the count would be shared with the supervisor's uid, so it is
-/// left alone.
+/// The batch scheduling policy ([`run_as_batch`]), no core dumps (a core
+/// file would hold the tenant's data key), bounded files, and at most
+/// `tasks` threads and processes for the tenant's uid (the kernel ignores
+/// this for root). Without own uids (`None`) the count would be shared with
+/// the supervisor's uid, so it is left alone.
 /// `data` bounds the process's private writable memory (RLIMIT_DATA counts
 /// anonymous mappings too), a second bound beside the memory cgroup.
 pub fn limit_resources(tasks: Option<u64>, data: Option<u64>) -> io::Result<()> {

@@ -256,8 +256,7 @@ impl Espeak {
     /// `en-us+f3`). Recent results are kept: a greeting, a fixed answer or a
     /// prompt is synthesized once, not on every call.
     pub async fn synthesize(&self, voice: &str, text: &str) -> Result<Arc<[i16]>, SpeechError> {
-        let (voice, text) = (voice.to_owned(), text.to_owned());
-        let key = (voice, text);
+        let key = (voice.to_owned(), text.to_owned());
         if let Some(hit) = cached(&self.cache, &key) {
             return Ok(hit);
         }
