@@ -7,6 +7,8 @@
 //! second connection (WAL lets it read while the writer writes).
 
 #[cfg(test)]
+mod aged_bench;
+#[cfg(test)]
 mod bench;
 mod calls;
 mod create;

@@ -13,7 +13,7 @@ mod dialog;
 mod escalate;
 #[cfg(test)]
 mod escalate_tests;
-mod ids;
+pub(crate) mod ids;
 mod invite;
 mod refer;
 #[cfg(test)]
