@@ -179,9 +179,15 @@ fn aged_store_bench() {
     for (cipher, ids) in kinds {
         filled(&path(&format!("{cipher}-{ids:?}.db")), cipher, ids);
     }
+    let mib = |cipher: bool, ids: Ids| {
+        let p = path(&format!("{cipher}-{ids:?}.db"));
+        std::fs::metadata(p).unwrap().len() as f64 / (1 << 20) as f64
+    };
     println!(
-        "filled 4 stores of {aged} calls in {:.1} s",
-        t.elapsed().as_secs_f64()
+        "filled 4 stores of {aged} calls in {:.1} s; SQLCipher files: random ids {:.1} MiB, time first {:.1} MiB",
+        t.elapsed().as_secs_f64(),
+        mib(true, Ids::Random),
+        mib(true, Ids::TimeFirst)
     );
     let mut rates = vec![vec![]; kinds.len()];
     for round in 0..rounds {
