@@ -325,7 +325,8 @@ fn calls_api_bench() {
         t.elapsed().as_secs_f64()
     );
     cipher_cost(dir.path(), n);
-    // A day 60 days back: about 1/90 of the log, far from the newest page.
+    // A day 60 or 85 days back: about 1/90 of the log, far from the newest
+    // page.
     let day = |d: u64| {
         bulkhead_shared::time::rfc3339(
             std::time::SystemTime::now() - Duration::from_secs(d * 86_400),
@@ -344,6 +345,18 @@ fn calls_api_bench() {
         (
             "one day, 60 days back",
             format!("/v1/calls?limit=50&since={}&until={}", day(60), day(59)),
+        ),
+        (
+            "one day, 85 days back",
+            format!("/v1/calls?limit=50&since={}&until={}", day(85), day(84)),
+        ),
+        (
+            "failed, in one day 60 days back",
+            format!(
+                "/v1/calls?limit=50&outcome=failed&since={}&until={}",
+                day(60),
+                day(59)
+            ),
         ),
         (
             "last page (cursor)",

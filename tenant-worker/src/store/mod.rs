@@ -10,6 +10,7 @@
 mod aged_bench;
 #[cfg(test)]
 mod bench;
+mod call_log;
 mod calls;
 mod create;
 mod documents;
@@ -27,7 +28,8 @@ use std::sync::{Mutex, OnceLock};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-pub use calls::{mark_interrupted, CallFilter, CallPage, CallRecord, NewCall, Outcome};
+pub use call_log::{CallFilter, CallPage, CallRecord};
+pub use calls::{mark_interrupted, NewCall, Outcome};
 pub use documents::Document;
 pub use format::Format;
 pub use tokens::{LiveToken, TokenInfo};

@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document, NewCall,
-    Outcome, StoreError, TokenInfo, Turn,
+    call_log, calls, documents, tokens, transcripts, CallFilter, CallPage, CallRecord, Document,
+    NewCall, Outcome, StoreError, TokenInfo, Turn,
 };
 
 /// Most commands committed in one transaction.
@@ -173,11 +173,11 @@ impl Store {
     }
 
     pub async fn list_calls(&self, filter: CallFilter) -> Result<CallPage, StoreError> {
-        self.read(move |c| calls::list(c, &filter)).await
+        self.read(move |c| call_log::list(c, &filter)).await
     }
 
     pub async fn get_call(&self, id: String) -> Result<Option<CallRecord>, StoreError> {
-        self.read(move |c| calls::get(c, &id)).await
+        self.read(move |c| call_log::get(c, &id)).await
     }
 
     pub async fn transcript(&self, id: String) -> Result<Vec<Turn>, StoreError> {
