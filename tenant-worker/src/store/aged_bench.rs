@@ -17,8 +17,9 @@ use std::time::Instant;
 
 use rusqlite::{params, Connection};
 
+use super::bench::calls_per_second;
 use super::test_util::{env, plain, store_in};
-use super::writer::{Store, Write};
+use super::writer::Write;
 use super::{Format, NewCall, Outcome, Turn};
 
 const KEY: [u8; 32] = [9; 32];
@@ -93,63 +94,41 @@ fn run(
     total: usize,
     first_ms: u64,
 ) -> f64 {
-    let (store, handle) = Store::start(writer, reader);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let per = total / concurrent;
-    let started = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..concurrent)
-            .map(|k| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    for i in 0..per {
-                        let n = 1_000_000 + (k * per + i) as u64;
-                        let id = ids.id(first_ms + n);
-                        let call = NewCall {
-                            id: id.clone(),
-                            call_id: format!("{n}@new.invalid"),
-                            from: format!("+1555{:07}", n % 9973),
-                            to: "+15552223333".into(),
-                            started_at: "2026-11-29T03:00:00Z".into(),
-                        };
-                        store.write_durable(Write::InsertCall(call)).await.unwrap();
-                        for t in 1..=6 {
-                            let turn = Turn {
-                                speaker: "agent".into(),
-                                text: TEXT.into(),
-                                at_ms: t * 4000,
-                                latency_ms: None,
-                            };
-                            store
-                                .write(Write::Turn {
-                                    call: id.clone(),
-                                    turn,
-                                })
-                                .await;
-                        }
-                        let end = Write::Ended {
-                            id,
-                            at: "2026-11-29T03:01:00Z".into(),
-                            outcome: Outcome::Completed,
-                            duration_ms: 60_000,
-                        };
-                        store.write_durable(end).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    drop(store);
-    drop(rt);
-    handle.join().unwrap();
-    (per * concurrent) as f64 / seconds
+    calls_per_second(
+        writer,
+        reader,
+        concurrent,
+        total,
+        move |store, n| async move {
+            let n = 1_000_000 + n as u64;
+            let id = ids.id(first_ms + n);
+            let call = NewCall {
+                id: id.clone(),
+                call_id: format!("{n}@new.invalid"),
+                from: format!("+1555{:07}", n % 9973),
+                to: "+15552223333".into(),
+                started_at: "2026-11-29T03:00:00Z".into(),
+            };
+            store.write_durable(Write::InsertCall(call)).await.unwrap();
+            for t in 1..=6 {
+                let turn = Turn {
+                    speaker: "agent".into(),
+                    text: TEXT.into(),
+                    at_ms: t * 4000,
+                    latency_ms: None,
+                };
+                let call = id.clone();
+                store.write(Write::Turn { call, turn }).await;
+            }
+            let end = Write::Ended {
+                id,
+                at: "2026-11-29T03:01:00Z".into(),
+                outcome: Outcome::Completed,
+                duration_ms: 60_000,
+            };
+            store.write_durable(end).await.unwrap();
+        },
+    )
 }
 
 #[test]

@@ -19,9 +19,20 @@ use super::{Format, NewCall};
 
 const KEY: [u8; 32] = [7; 32];
 
-/// Records committed per second: `concurrent` callers on a current-thread
-/// runtime (as in a worker), `total` records between them.
-fn throughput(writer: Connection, reader: Connection, concurrent: usize, total: usize) -> f64 {
+/// Calls per second through the store's writer: `concurrent` tasks on a
+/// current-thread runtime (as in a worker) make `total` calls between
+/// them, call `n` (0..total) being `one_call(store, n)`.
+pub(super) fn calls_per_second<F, Fut>(
+    writer: Connection,
+    reader: Connection,
+    concurrent: usize,
+    total: usize,
+    one_call: F,
+) -> f64
+where
+    F: Fn(Store, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let (store, handle) = Store::start(writer, reader);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -30,25 +41,18 @@ fn throughput(writer: Connection, reader: Connection, concurrent: usize, total: 
     let per = total / concurrent;
     let started = Instant::now();
     rt.block_on(async {
-        let callers: Vec<_> = (0..concurrent)
+        let tasks: Vec<_> = (0..concurrent)
             .map(|k| {
-                let store = store.clone();
+                let (store, one_call) = (store.clone(), one_call.clone());
                 tokio::spawn(async move {
                     for i in 0..per {
-                        let call = NewCall {
-                            id: format!("call-{k}-{i}"),
-                            call_id: format!("{k}-{i}@bench.invalid"),
-                            from: "+15550001111".into(),
-                            to: "+15552223333".into(),
-                            started_at: "2026-11-29T03:00:00Z".into(),
-                        };
-                        store.write_durable(Write::InsertCall(call)).await.unwrap();
+                        one_call(store.clone(), k * per + i).await;
                     }
                 })
             })
             .collect();
-        for caller in callers {
-            caller.await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
         }
     });
     let seconds = started.elapsed().as_secs_f64();
@@ -56,6 +60,20 @@ fn throughput(writer: Connection, reader: Connection, concurrent: usize, total: 
     drop(rt);
     handle.join().unwrap();
     (per * concurrent) as f64 / seconds
+}
+
+/// Records committed per second, each awaited until committed.
+fn throughput(writer: Connection, reader: Connection, concurrent: usize, total: usize) -> f64 {
+    calls_per_second(writer, reader, concurrent, total, |store, n| async move {
+        let call = NewCall {
+            id: format!("call-{n}"),
+            call_id: format!("{n}@bench.invalid"),
+            from: "+15550001111".into(),
+            to: "+15552223333".into(),
+            started_at: "2026-11-29T03:00:00Z".into(),
+        };
+        store.write_durable(Write::InsertCall(call)).await.unwrap();
+    })
 }
 
 #[test]
