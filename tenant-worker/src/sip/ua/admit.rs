@@ -192,6 +192,7 @@ impl Ua {
             answered_at: None,
             timer: p.timer,
             timer_generation: 0,
+            timer_task: None,
             media: Some(lease),
             agent: None,
             leg: None,
@@ -200,7 +201,9 @@ impl Ua {
             refer: None,
         };
         let call_id = a.call_id;
-        self.calls.insert(call_id.clone(), call);
+        let replaced = self.calls.insert(call_id.clone(), call);
+        debug_assert!(replaced.is_none(), "a Call-ID admitted twice");
+        self.live_calls += 1;
         if self.cfg.answer_delay.is_zero() {
             self.answer(&call_id).await;
         } else {

@@ -74,6 +74,9 @@ pub(super) struct Call {
     pub timer: Option<SessionTimer>,
     /// Raised at each (re)arming; a due event of another generation is stale.
     pub timer_generation: u64,
+    /// The armed session timer or probe: stopped when the call ends, so a
+    /// call over holds no task until a deadline up to 15 minutes away.
+    pub timer_task: Option<tokio::task::AbortHandle>,
     /// The call's RTP/RTCP sockets, held from the INVITE to the end.
     pub media: Option<RtpLease>,
     /// The voice agent on the call; dropping it stops the agent.
@@ -310,7 +313,11 @@ impl Ua {
             call_id: call_id.to_owned(),
             generation: call.timer_generation,
         };
-        self.schedule(ev, after);
+        let task = self.schedule(ev, after);
+        let call = self.calls.get_mut(call_id).expect("checked above");
+        if let Some(old) = call.timer_task.replace(task) {
+            old.abort();
+        }
     }
 
     pub(super) async fn dialog_timer_due(&mut self, call_id: &str, generation: u64) {
@@ -407,8 +414,12 @@ impl Ua {
             _ => 0,
         };
         call.phase = Phase::Ended;
+        self.live_calls -= 1;
         call.pending_2xx = None;
         call.agent = None;
+        if let Some(task) = call.timer_task.take() {
+            task.abort();
+        }
         let ended = Write::Ended {
             id: call.record_id.clone(),
             at: now_rfc3339(),
@@ -423,7 +434,7 @@ impl Ua {
         if let Some(leg) = self.calls.get_mut(call_id).and_then(|c| c.leg.take()) {
             self.end_leg(&leg).await;
         }
-        self.expire_later(call_id.to_owned());
+        self.linger(call_id.to_owned());
         Some(committed)
     }
 }

@@ -77,8 +77,7 @@ impl Ua {
         };
         // The tenant's routing: its own concurrent-call limit (the calls up
         // and those still being set up), then its hours.
-        let active = self.calls.values().filter(|c| !c.is_over()).count()
-            + self.pending.values().filter(|p| p.wants_media()).count();
+        let active = self.live_calls + self.pending.values().filter(|p| p.wants_media()).count();
         let pending = PendingInvite {
             inc,
             raw: raw.to_vec(),

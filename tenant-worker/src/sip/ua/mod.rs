@@ -15,6 +15,7 @@ mod escalate;
 mod escalate_tests;
 pub(crate) mod ids;
 mod invite;
+mod linger;
 mod refer;
 #[cfg(test)]
 mod refer_tests;
@@ -80,10 +81,8 @@ pub enum Event {
         call_id: String,
         generation: u64,
     },
-    /// Forget a finished call.
-    Expire {
-        call_id: String,
-    },
+    /// The oldest ended call's linger may be over: forget the calls due.
+    Expire,
     /// The voice agent finished the call: hang up.
     AgentHangUp {
         call_id: String,
@@ -147,6 +146,11 @@ pub struct Ua {
     out: Outbound,
     events: mpsc::Sender<Event>,
     calls: HashMap<String, Call>,
+    /// How many of `calls` are not over: the tenant's concurrent calls,
+    /// kept as a count because `calls` also holds the ended ones lingering.
+    live_calls: usize,
+    /// The ended calls in `calls`, oldest first.
+    lingering: linger::Lingering,
     /// INVITEs whose record is being committed, by Call-ID.
     pending: HashMap<String, admit::PendingInvite>,
     /// Calls whose end is being committed before their BYE's 200.
@@ -161,6 +165,8 @@ pub struct Ua {
     servers: HashMap<ServerKey, ServerEntry>,
     /// Requests answered statelessly because `servers` was full.
     table_full: Occurrences,
+    /// Ended calls forgotten early because `lingering` was full.
+    lingering_full: Occurrences,
     clients: HashMap<ClientKey, ClientEntry>,
     /// Digest nonces issued on the trunk.
     nonces: Nonces,
@@ -178,12 +184,15 @@ impl Ua {
             out,
             events,
             calls: HashMap::new(),
+            live_calls: 0,
+            lingering: linger::Lingering::new(linger::MAX_LINGERING),
             pending: HashMap::new(),
             ending: HashSet::new(),
             router_slots: HashSet::new(),
             slot_checks: Vec::new(),
             servers: HashMap::new(),
             table_full: Occurrences::new(transactions::TABLE_FULL_LOG_EVERY),
+            lingering_full: Occurrences::new(transactions::TABLE_FULL_LOG_EVERY),
             clients: HashMap::new(),
             nonces: Nonces::default(),
             legs: HashMap::new(),
@@ -241,11 +250,14 @@ impl Ua {
                 call_id,
                 generation,
             } => self.dialog_timer_due(&call_id, generation).await,
-            Event::Expire { call_id } => {
-                if self.calls.get(&call_id).is_some_and(Call::is_over) {
-                    self.calls.remove(&call_id);
-                    transactions::shrink_when_sparse(&mut self.calls);
-                    self.slot_may_be_free(call_id);
+            Event::Expire => {
+                let now = tokio::time::Instant::now();
+                while let Some(call_id) = self.lingering.pop_expired(now) {
+                    self.forget(call_id);
+                }
+                self.lingering.shrink_when_sparse();
+                if let Some(at) = self.lingering.next_expiry() {
+                    self.schedule(Event::Expire, at.saturating_duration_since(now));
                 }
             }
         }
@@ -270,6 +282,11 @@ impl Ua {
         debug_assert!(
             self.router_slots.iter().all(|id| self.is_live(id)),
             "a call ended without naming its router slot (slot_may_be_free)"
+        );
+        debug_assert_eq!(
+            self.live_calls,
+            self.calls.values().filter(|c| !c.is_over()).count(),
+            "the count of calls in progress drifted"
         );
         for call_id in over {
             self.out.call_ended(call_id).await;
@@ -463,16 +480,42 @@ impl Ua {
         self.cfg.numbers.read().expect("numbers lock").contains(n)
     }
 
-    fn schedule(&self, ev: Event, after: Duration) {
+    /// Sends `ev` to this user agent after `after`; the handle stops it.
+    fn schedule(&self, ev: Event, after: Duration) -> tokio::task::AbortHandle {
         let events = self.events.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let _ = events.send(ev).await;
-        });
+        })
+        .abort_handle()
     }
 
-    fn expire_later(&self, call_id: String) {
-        self.schedule(Event::Expire { call_id }, LINGER);
+    /// Keeps an ended call for late requests, [`LINGER`] long (or less,
+    /// once [`linger::MAX_LINGERING`] calls are kept).
+    fn linger(&mut self, call_id: String) {
+        let first = self.lingering.len() == 0;
+        if let Some(oldest) = self.lingering.push(call_id, tokio::time::Instant::now()) {
+            if let Some(calls) = self.lingering_full.count(std::time::Instant::now()) {
+                tracing::warn!(
+                    calls,
+                    "{} ended calls kept for late requests; forgetting the oldest early",
+                    linger::MAX_LINGERING
+                );
+            }
+            self.forget(oldest);
+        }
+        if first {
+            self.schedule(Event::Expire, LINGER);
+        }
+    }
+
+    /// Drops an ended call's state.
+    fn forget(&mut self, call_id: String) {
+        if self.calls.get(&call_id).is_some_and(Call::is_over) {
+            self.calls.remove(&call_id);
+            transactions::shrink_when_sparse(&mut self.calls);
+            self.slot_may_be_free(call_id);
+        }
     }
 }
 

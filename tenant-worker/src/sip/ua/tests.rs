@@ -682,3 +682,34 @@ async fn a_caller_gone_silent_after_its_ack_is_probed_with_options_and_then_hung
     phone.send(&response_to(&bye, 200)).await;
     assert_eq!(phone.outcome().await, "failed");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ended_calls_call_id_is_a_merged_request_while_it_lingers_and_new_after() {
+    let mut phone = Phone::new(Duration::ZERO);
+    let ok = answered_call(&mut phone, "", "").await;
+    let tag = to_tag_of(&ok);
+    phone
+        .send(&request("ACK", 1, "ack1", Some(&tag), "", ""))
+        .await;
+    let ended = phone.start.elapsed().as_secs_f64();
+    phone
+        .send(&request("BYE", 2, "bye", Some(&tag), "", ""))
+        .await;
+    // The same Call-ID again, on a new transaction, right behind the BYE
+    // (its 200 waits for the disk, and paused time may jump meanwhile):
+    // still that call's, so not a second call.
+    phone
+        .send(&request("INVITE", 1, "again", None, "", ""))
+        .await;
+    let (_, merged) = phone.until("SIP/2.0 4").await;
+    assert!(merged.starts_with("SIP/2.0 482"), "{merged}");
+    // Once the call is forgotten (64·T1 after its end) it is a new call.
+    phone
+        .sleep_to(ended + super::LINGER.as_secs_f64() + 1.0)
+        .await;
+    phone
+        .send(&request("INVITE", 1, "later", None, "", ""))
+        .await;
+    phone.until("SIP/2.0 180").await;
+    assert_eq!(phone.calls().await, 2);
+}
