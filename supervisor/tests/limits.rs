@@ -225,8 +225,15 @@ fn per_tenant_limits_are_set_at_add_changed_live_and_kept_across_restarts() {
         insurance["limits"]["max_concurrent_calls"], 100,
         "the configured default"
     );
-    let group = memory_cgroup_of(clinic["pid"].as_u64().unwrap());
+    let pid = clinic["pid"].as_u64().unwrap();
+    let group = memory_cgroup_of(pid);
     assert_eq!(memory_limit_of(&group), 128 << 20);
+    // With its own uid (root), the worker's rlimits are second bounds.
+    let own_uid = nix::unistd::geteuid().is_root();
+    if own_uid {
+        assert_eq!(rlimit_of(pid, "Max data size"), (128u64 << 20).to_string());
+        assert_eq!(rlimit_of(pid, "Max processes"), "64");
+    }
 
     // The first answer past 100 Trying: 180 when admitted, 503 when not.
     let ring = |number: &str, call_id: &str| {
@@ -261,10 +268,26 @@ fn per_tenant_limits_are_set_at_add_changed_live_and_kept_across_restarts() {
         "clinic",
         "max_concurrent_calls=2",
         "memory=192M",
+        "pids=48",
     ]);
     assert_eq!(changed["limits"]["max_concurrent_calls"], 2, "{changed}");
     assert_eq!(changed["pid"], clinic["pid"], "no restart");
     assert_eq!(memory_limit_of(&group), 192 << 20);
+    if own_uid && has_cap_sys_resource() {
+        // The worker's own bounds follow too: a memory limit raised in the
+        // cgroup alone left its allocations refused at the old one.
+        assert_eq!(rlimit_of(pid, "Max data size"), (192u64 << 20).to_string());
+        assert_eq!(rlimit_of(pid, "Max processes"), "48");
+    } else if own_uid {
+        // No process may change another's rlimits here: they keep their
+        // values until the worker restarts, and the log says how to apply them.
+        assert_eq!(rlimit_of(pid, "Max data size"), (128u64 << 20).to_string());
+        assert!(
+            sup.log().contains("lacks CAP_SYS_RESOURCE"),
+            "{}",
+            sup.log()
+        );
+    }
     let (_p, now) = ring("+15550100", "pl-5");
     assert!(now.starts_with("SIP/2.0 180"), "{now}");
 
@@ -288,6 +311,11 @@ fn per_tenant_limits_are_set_at_add_changed_live_and_kept_across_restarts() {
     let shown = sup.cli_json(&["tenant", "show", "clinic"]);
     assert_eq!(shown["limits"]["max_concurrent_calls"], 2, "{shown}");
     assert_eq!(shown["limits"]["memory"], "192M");
-    let group = memory_cgroup_of(shown["pid"].as_u64().unwrap());
+    let pid = shown["pid"].as_u64().unwrap();
+    let group = memory_cgroup_of(pid);
     assert_eq!(memory_limit_of(&group), 192 << 20);
+    if own_uid {
+        assert_eq!(rlimit_of(pid, "Max data size"), (192u64 << 20).to_string());
+        assert_eq!(rlimit_of(pid, "Max processes"), "48");
+    }
 }

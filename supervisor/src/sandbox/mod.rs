@@ -18,7 +18,7 @@ pub mod verify;
 use std::io;
 use std::os::fd::RawFd;
 
-pub use process::{pidfd_open, place_link};
+pub use process::{pidfd_open, place_link, set_worker_limits};
 pub use rootfs::RootFs;
 
 /// Who the worker becomes.

@@ -72,6 +72,32 @@ pub fn limit_resources(tasks: Option<u64>, data: Option<u64>) -> io::Result<()> 
     }
 }
 
+/// Sets a running worker's RLIMIT_NPROC and RLIMIT_DATA (soft and hard),
+/// so that `tenant limits` changes them live as it changes the cgroup's:
+/// a memory limit raised only in the cgroup left the worker's allocations
+/// refused at the old bound (BENCHMARKS.md, ninth session). Raising a hard
+/// limit needs CAP_SYS_RESOURCE, which the supervisor has as root.
+pub fn set_worker_limits(pid: u32, tasks: u64, data: u64) -> io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    set_limit_of(pid, libc::RLIMIT_NPROC, tasks)?;
+    set_limit_of(pid, libc::RLIMIT_DATA, data)
+}
+
+fn set_limit_of(
+    pid: libc::pid_t,
+    resource: libc::__rlimit_resource_t,
+    value: u64,
+) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: prlimit reads the struct we pass by reference; the old value
+    // is not asked for (null).
+    check(unsafe { libc::prlimit(pid, resource, &lim, std::ptr::null_mut()) })
+}
+
 /// `SCHED_BATCH` for the worker and every thread it starts: a worker woken
 /// (a frame from the router, its writer's commit) never preempts the
 /// running task, the router included; it runs on an idle core or when the
@@ -189,6 +215,38 @@ pub fn no_new_privs() -> io::Result<()> {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn a_running_process_gets_new_task_and_data_limits() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let limit = |name: &str| {
+            let text = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap()
+                .to_owned();
+            line[name.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        // Lowering needs no capability for a process of our own uid.
+        set_worker_limits(child.id(), 1000, 512 << 20).unwrap();
+        assert_eq!(limit("Max data size"), (512u64 << 20).to_string());
+        assert_eq!(limit("Max processes"), "1000");
+        // Raising a hard limit needs CAP_SYS_RESOURCE; where it is
+        // withheld, the refusal is EPERM (what the supervisor reports).
+        match set_worker_limits(child.id(), 1000, 768 << 20) {
+            Ok(()) => assert_eq!(limit("Max data size"), (768u64 << 20).to_string()),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let gone = set_worker_limits(child.id(), 1000, 512 << 20).unwrap_err();
+        assert_eq!(gone.raw_os_error(), Some(libc::ESRCH));
+    }
 
     /// Runs `die_with_parent(parent)` in a forked child (its parent-death
     /// signal must not touch the test process) and says whether it failed.

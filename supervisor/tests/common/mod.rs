@@ -645,6 +645,34 @@ pub fn memory_cgroup_of(pid: u64) -> PathBuf {
 }
 
 /// The memory limit in bytes of the cgroup directory `dir` (v1 or v2).
+/// A process's limit `name` as `/proc/PID/limits` shows it (its soft
+/// value; the worker's soft and hard values are equal).
+pub fn rlimit_of(pid: u64, name: &str) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in\n{limits}"));
+    line[name.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Whether this process (and so a supervisor it starts) holds
+/// CAP_SYS_RESOURCE, which changing another process's rlimits needs; some
+/// containers withhold it from root.
+pub fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap();
+    const CAP_SYS_RESOURCE: u32 = 24; // linux/capability.h
+    u64::from_str_radix(eff.trim(), 16).unwrap() & (1 << CAP_SYS_RESOURCE) != 0
+}
+
 pub fn memory_limit_of(dir: &Path) -> u64 {
     let file = ["memory.limit_in_bytes", "memory.max"]
         .iter()

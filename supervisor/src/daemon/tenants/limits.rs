@@ -1,9 +1,8 @@
 //! `tenant limits`: an admin changes a tenant's limits while it runs. The
-//! router's call limits and the cgroup's memory, CPU and task limits change
-//! at once, the frame budget within a second; the worker's rlimits
-//! (`RLIMIT_NPROC`, `RLIMIT_DATA`), fixed when a process starts, follow at
-//! its next start. A new retention reaches the worker at once, which then
-//! deletes what is older.
+//! router's call limits, the cgroup's memory, CPU and task limits and the
+//! worker's own rlimits (`RLIMIT_NPROC`, `RLIMIT_DATA`, through `prlimit`)
+//! change at once, the frame budget within a second. A new retention
+//! reaches the worker at once, which then deletes what is older.
 
 use bulkhead_shared::ipc::message::ControlOp;
 use bulkhead_shared::TenantId;
@@ -35,7 +34,7 @@ impl Tenants {
             let l = live
                 .get(id)
                 .ok_or_else(|| AdminError::NotFound(format!("no tenant {id}")))?;
-            (l.row.limits.clone(), l.pid.is_some())
+            (l.row.limits.clone(), l.pid)
         };
         let wanted = match how {
             Change::Merge => stored.merged(&given),
@@ -50,7 +49,7 @@ impl Tenants {
         let calls = effective
             .calls()
             .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?;
-        if running {
+        if let Some(pid) = running {
             // Lowering memory below what the group uses now can fail: then
             // nothing changes and the admin hears why.
             self.cgroup_join(id.as_str(), &effective).map_err(|e| {
@@ -58,6 +57,7 @@ impl Tenants {
                     "tenant {id}: the new cgroup limits did not apply: {e}"
                 ))
             })?;
+            self.follow_rlimits(id, pid, &effective)?;
         }
         self.registry
             .lock()
@@ -88,5 +88,43 @@ impl Tenants {
             })?;
         }
         Ok(true)
+    }
+
+    /// The running worker's rlimits to `limits`, when it has its own uid
+    /// (only then were they set at its start). A worker that has just
+    /// exited is not an error: its next start takes the stored limits.
+    /// Without CAP_SYS_RESOURCE (a container that withholds it from root)
+    /// no process may change another's rlimits: then they follow at the
+    /// worker's next start, and the log says so.
+    fn follow_rlimits(
+        &self,
+        id: &TenantId,
+        pid: u32,
+        limits: &crate::limits::Limits,
+    ) -> Result<(), AdminError> {
+        if !self
+            .layers(crate::sandbox::Layers::ALL)
+            .is_some_and(|l| l.credentials)
+        {
+            return Ok(());
+        }
+        let memory = limits
+            .cgroup()
+            .map_err(|e| AdminError::BadRequest(format!("tenant {id}: {e}")))?
+            .memory_bytes;
+        match crate::sandbox::set_worker_limits(pid, u64::from(limits.pids), memory) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::warn!(
+                    tenant = %id,
+                    "the worker's own memory and task bounds (RLIMIT_DATA, RLIMIT_NPROC) keep their old values until it restarts: this supervisor lacks CAP_SYS_RESOURCE; `bulkhead tenant restart {id} --drain` applies them"
+                );
+                Ok(())
+            }
+            Err(e) => Err(AdminError::Failed(format!(
+                "tenant {id}: the worker's rlimits did not change (pid {pid}): {e}"
+            ))),
+        }
     }
 }
