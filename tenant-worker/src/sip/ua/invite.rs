@@ -32,6 +32,18 @@ impl Ua {
             // In a dialog: ours (a re-INVITE), or one we do not have (481).
             return self.on_reinvite(inc, req, &call_id).await;
         }
+        if self.is_call_invite(&call_id, &branch, &inc) {
+            // The call's own INVITE again, which only reaches here when its
+            // transaction was not kept (the table was full as it came): a
+            // retransmission. A 100 stops the caller's resends; the call's
+            // answer follows as it would (a 2xx is repeated until its ACK).
+            if let Some(key) = &inc.key {
+                self.servers.remove(key);
+            }
+            let stateless = Incoming { key: None, ..inc };
+            let trying = Reply::to(req, 100, "Trying", None).finish();
+            return self.respond(&stateless, 100, trying).await;
+        }
         if self.calls.contains_key(&call_id) || self.pending.contains_key(&call_id) {
             // The same call by another path or a reused Call-ID: a merged
             // request (RFC 3261 §8.2.2.2), not a second call.
@@ -90,6 +102,18 @@ impl Ua {
             cancelled: false,
         };
         self.admit(call_id, new_call, pending).await;
+    }
+
+    /// Whether `branch` from `inc`'s source is the INVITE of a call being
+    /// set up or in progress under `call_id`.
+    fn is_call_invite(&self, call_id: &str, branch: &str, inc: &Incoming) -> bool {
+        let source = inc.origin.peer().ip();
+        if let Some(p) = self.pending.get(call_id) {
+            return p.branch == branch && p.inc.origin.peer().ip() == source;
+        }
+        self.calls.get(call_id).is_some_and(|c| {
+            !c.is_over() && c.invite_branch == branch && c.origin.peer().ip() == source
+        })
     }
 
     /// The trunk's digest credentials, when the tenant set them.

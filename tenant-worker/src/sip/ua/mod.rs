@@ -163,6 +163,9 @@ pub struct Ua {
     /// `calls`, or ends, names its Call-ID here for [`Ua::settle`].
     slot_checks: Vec<String>,
     servers: HashMap<ServerKey, ServerEntry>,
+    /// Most server transactions kept ([`transactions::MAX_SERVER_TRANSACTIONS`];
+    /// tests lower it).
+    max_servers: usize,
     /// Requests answered statelessly because `servers` was full.
     table_full: Occurrences,
     /// Ended calls forgotten early because `lingering` was full.
@@ -191,6 +194,7 @@ impl Ua {
             router_slots: HashSet::new(),
             slot_checks: Vec::new(),
             servers: HashMap::new(),
+            max_servers: transactions::MAX_SERVER_TRANSACTIONS,
             table_full: Occurrences::new(transactions::TABLE_FULL_LOG_EVERY),
             lingering_full: Occurrences::new(transactions::TABLE_FULL_LOG_EVERY),
             clients: HashMap::new(),

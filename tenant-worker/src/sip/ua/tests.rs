@@ -56,6 +56,19 @@ impl Phone {
     }
 
     fn with_trunk(answer_delay: Duration, trunk: TrunkPolicy) -> Self {
+        Self::build(
+            answer_delay,
+            trunk,
+            super::transactions::MAX_SERVER_TRANSACTIONS,
+        )
+    }
+
+    /// A phone whose user agent keeps at most `max` server transactions.
+    pub(super) fn with_table(max: usize) -> Self {
+        Self::build(Duration::ZERO, TrunkPolicy::default(), max)
+    }
+
+    fn build(answer_delay: Duration, trunk: TrunkPolicy, max_servers: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenant.db");
         let open = || crate::store::open(&path, &[9; 32]).unwrap();
@@ -76,7 +89,8 @@ impl Phone {
             agent: Arc::new(crate::agent::AgentRuntime::disabled()),
             expected: Arc::default(),
         };
-        let ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
+        let mut ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
+        ua.max_servers = max_servers;
         tokio::spawn(ua.run(rx));
         Self {
             events,
@@ -712,4 +726,42 @@ async fn an_ended_calls_call_id_is_a_merged_request_while_it_lingers_and_new_aft
         .await;
     phone.until("SIP/2.0 180").await;
     assert_eq!(phone.calls().await, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_transaction_table_full_a_resent_invite_is_its_calls_not_a_merged_one() {
+    // No server transaction is kept: every request is answered statelessly,
+    // as when a steady load has filled the table.
+    let mut phone = Phone::with_table(0);
+    let invite = request("INVITE", 1, "inv", None, "", "");
+    phone.send(&invite).await;
+    let (_, ok) = phone.until("SIP/2.0 200").await;
+    let tag = to_tag_of(&ok);
+    // The caller missed our provisional answers and sends its INVITE again.
+    phone.send(&invite).await;
+    let again = loop {
+        let (_, m) = phone.next().await;
+        if !m.starts_with("SIP/2.0 200") {
+            break m; // not our 2xx, resent until its ACK
+        }
+    };
+    assert!(again.starts_with("SIP/2.0 100 Trying"), "{again}");
+    // Another INVITE with the call's Call-ID is still a merged request.
+    phone
+        .send(&request("INVITE", 1, "other", None, "", ""))
+        .await;
+    let (_, merged) = phone.until("SIP/2.0 4").await;
+    assert!(merged.starts_with("SIP/2.0 482"), "{merged}");
+    // The call itself goes on as usual.
+    phone
+        .send(&request("ACK", 1, "ack1", Some(&tag), "", ""))
+        .await;
+    phone
+        .send(&request("BYE", 2, "bye", Some(&tag), "", ""))
+        .await;
+    let (_, bye_ok) = phone
+        .until("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbye")
+        .await;
+    assert!(bye_ok.contains("CSeq: 2 BYE"), "{bye_ok}");
+    assert_eq!(phone.outcome().await, "completed");
 }

@@ -12,7 +12,7 @@ use crate::sip::txn::{
 
 /// Most server transactions held at once. Past it (a flood on the trunk
 /// port), requests are still answered, statelessly: memory stays bounded.
-const MAX_SERVER_TRANSACTIONS: usize = 10_000;
+pub(super) const MAX_SERVER_TRANSACTIONS: usize = 10_000;
 
 /// How often a full table is logged: a flood answered statelessly is one
 /// line per period with its count, not a line per request.
@@ -76,7 +76,7 @@ impl Ua {
         key: ServerKey,
         invite: bool,
     ) -> Incoming {
-        if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+        if self.servers.len() >= self.max_servers {
             if let Some(requests) = self.table_full.count(std::time::Instant::now()) {
                 tracing::warn!(
                     requests,
