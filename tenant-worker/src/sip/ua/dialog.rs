@@ -75,7 +75,7 @@ pub(super) struct Call {
     /// Raised at each (re)arming; a due event of another generation is stale.
     pub timer_generation: u64,
     /// The armed session timer or probe: stopped when the call ends, so a
-    /// call over holds no task until a deadline up to 15 minutes away.
+    /// call over holds no task until a deadline up to half an hour away.
     pub timer_task: Option<tokio::task::AbortHandle>,
     /// The call's RTP/RTCP sockets, held from the INVITE to the end.
     pub media: Option<RtpLease>,
