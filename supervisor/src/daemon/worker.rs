@@ -295,9 +295,7 @@ async fn read_frames(
                 send_rtp(&link, seq, answer).await;
             }
             Ok(Some(FromWorker::RtpClose { port })) => rtp.close(&tenants.rtp, port),
-            Ok(Some(FromWorker::CallEnded { call_id })) => {
-                router.admission.release(&tenant, &call_id)
-            }
+            Ok(Some(FromWorker::CallEnded { call_id })) => router.call_ended(&tenant, &call_id),
             // Only probe workers (`audit`) report probes, on their own link.
             Ok(Some(FromWorker::Probe(_))) => {
                 break "sent a probe report while serving; stopped as misbehaving".to_string()

@@ -9,6 +9,7 @@
 //! New calls pass each tenant's limits first ([`admission`]).
 
 pub mod admission;
+mod dialogs;
 mod peers;
 mod tcp;
 mod udp;
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bulkhead_shared::ipc::codec::encode_sip_frame;
 use bulkhead_shared::ipc::{Link, SipPacket, Transport};
@@ -29,10 +30,6 @@ use tokio::sync::mpsc;
 
 use bulkhead_shared::sip::route::{self, Decision};
 
-/// Most calls whose Call-ID the router remembers; older entries are pruned.
-const MAX_DIALOGS: usize = 100_000;
-/// How long a Call-ID keeps routing to its tenant after the INVITE.
-const DIALOG_TTL: Duration = Duration::from_secs(4 * 3600);
 /// What 503 tells a client to wait, in seconds, when the tenant is down.
 const RETRY_AFTER: &str = "5";
 
@@ -50,7 +47,7 @@ pub struct Counters {
 pub struct Router {
     numbers: RwLock<HashMap<Number, TenantId>>,
     workers: RwLock<HashMap<TenantId, Arc<Link>>>,
-    dialogs: Mutex<HashMap<String, (TenantId, Instant)>>,
+    dialogs: dialogs::Dialogs,
     peers: peers::Peers,
     udp: Arc<UdpSocket>,
     tcp_conns: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
@@ -149,13 +146,7 @@ impl Router {
         let decision = route::decide(
             data,
             |n| self.numbers.read().expect("numbers lock").get(n).cloned(),
-            |c| {
-                self.dialogs
-                    .lock()
-                    .expect("dialogs lock")
-                    .get(c)
-                    .map(|(t, _)| t.clone())
-            },
+            |c| self.dialogs.tenant_of(c),
         );
         match decision {
             Decision::Forward { tenant, new_dialog } => {
@@ -166,7 +157,7 @@ impl Router {
                     .get(&tenant)
                     .cloned();
                 // A retransmitted INVITE is not a new call.
-                let new_call = new_dialog.filter(|c| !self.knows_dialog(c));
+                let new_call = new_dialog.filter(|c| !self.dialogs.knows(c));
                 let Some(link) = link else {
                     if new_call.is_some() {
                         self.admission.note_refused(&tenant);
@@ -192,7 +183,7 @@ impl Router {
                     return self.reject(source, data, 503, "Service Unavailable", RETRY_AFTER);
                 }
                 if let Some(call_id) = new_dialog {
-                    self.remember_dialog(call_id, tenant);
+                    self.dialogs.remember(call_id, tenant);
                 }
                 self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
             }
@@ -205,28 +196,11 @@ impl Router {
         }
     }
 
-    fn knows_dialog(&self, call_id: &str) -> bool {
-        self.dialogs
-            .lock()
-            .expect("dialogs lock")
-            .contains_key(call_id)
-    }
-
-    fn remember_dialog(&self, call_id: &str, tenant: TenantId) {
-        let mut dialogs = self.dialogs.lock().expect("dialogs lock");
-        if dialogs.len() >= MAX_DIALOGS {
-            let now = Instant::now();
-            dialogs.retain(|_, (_, at)| now.duration_since(*at) < DIALOG_TTL);
-            if dialogs.len() >= MAX_DIALOGS {
-                // Still full of live calls: forget the oldest half; those
-                // calls' in-dialog requests still route by Contact number.
-                let mut ages: Vec<Instant> = dialogs.values().map(|(_, at)| *at).collect();
-                ages.sort_unstable();
-                let cutoff = ages[ages.len() / 2];
-                dialogs.retain(|_, (_, at)| *at > cutoff);
-            }
-        }
-        dialogs.insert(call_id.to_owned(), (tenant, Instant::now()));
+    /// `tenant`'s worker reports `call_id` over: its slot under the
+    /// tenant's limits frees, and its Call-ID stops routing 64·T1 later.
+    pub fn call_ended(&self, tenant: &TenantId, call_id: &str) {
+        self.admission.release(tenant, call_id);
+        self.dialogs.ended(tenant, call_id);
     }
 
     /// Answers a new call a tenant's limits (or a drain) refused.
