@@ -12,6 +12,7 @@ pub mod cidr;
 pub mod ipc;
 pub mod number;
 pub mod rate;
+pub mod room;
 pub mod sip;
 pub mod tenant_id;
 pub mod time;

@@ -17,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bulkhead_shared::room::shrink_when_sparse;
 use bulkhead_shared::TenantId;
 
 /// Most calls whose Call-ID the router remembers; older entries are pruned.
@@ -113,13 +114,9 @@ impl Inner {
                 self.map.remove(&call_id);
             }
         }
-        if self.map.capacity() > 1024 && self.map.len() * 8 < self.map.capacity() {
-            // Back to a few calls after a burst: give the room back.
-            self.map.shrink_to((self.map.len() * 2).max(1024));
-        }
-        if self.ended.capacity() > 1024 && self.ended.len() * 8 < self.ended.capacity() {
-            self.ended.shrink_to((self.ended.len() * 2).max(1024));
-        }
+        // Back to a few calls after a burst: give the room back.
+        shrink_when_sparse(&mut self.map, 1024);
+        shrink_when_sparse(&mut self.ended, 1024);
     }
 }
 

@@ -64,10 +64,7 @@ impl Lingering {
     /// Gives back the queue's room once it has mostly emptied (as the
     /// transaction tables do).
     pub fn shrink_when_sparse(&mut self) {
-        const KEEP: usize = 256;
-        if self.ended.capacity() > KEEP && self.ended.len() * 8 < self.ended.capacity() {
-            self.ended.shrink_to(KEEP.max(self.ended.len() * 2));
-        }
+        bulkhead_shared::room::shrink_when_sparse(&mut self.ended, super::transactions::KEEP);
     }
 }
 

@@ -517,7 +517,7 @@ impl Ua {
     fn forget(&mut self, call_id: String) {
         if self.calls.get(&call_id).is_some_and(Call::is_over) {
             self.calls.remove(&call_id);
-            transactions::shrink_when_sparse(&mut self.calls);
+            bulkhead_shared::room::shrink_when_sparse(&mut self.calls, transactions::KEEP);
             self.slot_may_be_free(call_id);
         }
     }

@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use bulkhead_shared::room::shrink_when_sparse;
+
 use super::{requests, Event, Incoming, Ua};
 use crate::sip::transport::Origin;
 use crate::sip::txn::{
@@ -52,19 +54,9 @@ pub(super) struct ClientEntry {
     pub purpose: Purpose,
 }
 
-/// Gives back most of a table's room once it has emptied: a map keeps its
-/// capacity, and after a burst had filled the server table (10,000
-/// transactions, about 9 MB of buckets) an idle worker held that for good.
-/// Checked at each removal; the rare shrink is paid for by the removals
-/// before it (it happens again only after the table halved twice more).
-pub(super) fn shrink_when_sparse<K: Eq + std::hash::Hash, V>(
-    map: &mut std::collections::HashMap<K, V>,
-) {
-    const KEEP: usize = 256;
-    if map.capacity() > KEEP && map.len() * 8 < map.capacity() {
-        map.shrink_to(KEEP.max(map.len() * 2));
-    }
-}
+/// Entries a table keeps room for however empty it gets
+/// ([`bulkhead_shared::room::shrink_when_sparse`]).
+pub(super) const KEEP: usize = 256;
 
 impl Ua {
     /// A new server transaction, unless the table is full (then the
@@ -142,7 +134,7 @@ impl Ua {
                 Output::Timeout => tracing::debug!("no ACK came for a final response"),
                 Output::Terminated => {
                     self.servers.remove(key);
-                    shrink_when_sparse(&mut self.servers);
+                    shrink_when_sparse(&mut self.servers, KEEP);
                 }
                 Output::Deliver => {}
             }
@@ -198,38 +190,10 @@ impl Ua {
                 Output::Timeout => outcome = Some((purpose.clone(), None)),
                 Output::Terminated => {
                     self.clients.remove(key);
-                    shrink_when_sparse(&mut self.clients);
+                    shrink_when_sparse(&mut self.clients, KEEP);
                 }
             }
         }
         outcome
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shrink_when_sparse;
-    use std::collections::HashMap;
-
-    #[test]
-    fn a_table_that_empties_after_a_burst_gives_its_room_back_and_keeps_its_entries() {
-        let mut map: HashMap<u32, [u8; 400]> = HashMap::new();
-        for i in 0..10_000 {
-            map.insert(i, [i as u8; 400]);
-        }
-        let full = map.capacity();
-        assert!(full >= 10_000);
-        for i in 100..10_000 {
-            map.remove(&i);
-            shrink_when_sparse(&mut map);
-            assert!(map.capacity() >= map.len());
-        }
-        assert!(map.capacity() <= 1024, "{} of {full} kept", map.capacity());
-        assert!((0..100).all(|i| map[&i] == [i as u8; 400]));
-        // A small table is left alone.
-        let cap = map.capacity();
-        map.remove(&0);
-        shrink_when_sparse(&mut map);
-        assert!(map.capacity() >= map.len() && map.capacity() <= cap);
     }
 }
