@@ -15,6 +15,7 @@ mod calls;
 mod create;
 mod documents;
 mod format;
+mod gather;
 pub(crate) mod migrations;
 mod openssl;
 pub mod rekey;

@@ -1,7 +1,7 @@
 //! The store's one writer: a dedicated thread that applies write commands in
 //! the order they were sent and commits each burst of them together (group
-//! commit), so the SIP task never waits on fsync and never reorders a call's
-//! insert and its updates.
+//! commit, gathered as [`super::gather`] says), so the SIP task never waits
+//! on fsync and never reorders a call's insert and its updates.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -15,7 +15,7 @@ use super::{
 };
 
 /// Most commands committed in one transaction.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 /// Commands queued before senders wait (backpressure, never loss).
 const QUEUE: usize = 4096;
 
@@ -79,7 +79,7 @@ pub enum Write {
 }
 
 /// A write and, when the sender waits for it, where to report its commit.
-type Queued = (Write, Option<oneshot::Sender<Result<(), String>>>);
+pub(super) type Queued = (Write, Option<oneshot::Sender<Result<(), String>>>);
 
 /// Cheap handle to the store, cloned into every task that needs it.
 #[derive(Debug, Clone)]
@@ -222,16 +222,7 @@ fn run_writer(mut conn: Connection, reader: &Mutex<Connection>, mut rx: mpsc::Re
             continue;
         }
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(w) if matches!(w.0, Write::Rekey(_)) => {
-                    held = Some(w);
-                    break;
-                }
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
+        held = super::gather::gather(&mut rx, &mut batch, super::gather::LINGER);
         let results = commit_batch(&conn, &batch);
         for ((_, done), result) in batch.drain(..).zip(results) {
             if let Err(e) = &result {
