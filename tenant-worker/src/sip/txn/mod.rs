@@ -60,6 +60,17 @@ pub enum Timer {
     M,
 }
 
+impl Timer {
+    /// Whether the timer only ends a wait for stray retransmissions, after
+    /// which the transaction forgets its state (so firing late is harmless).
+    pub fn absorbs(self) -> bool {
+        matches!(
+            self,
+            Timer::D | Timer::I | Timer::J | Timer::K | Timer::L | Timer::M
+        )
+    }
+}
+
 /// What a transaction asks its owner to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {

@@ -13,6 +13,7 @@ mod dialog;
 mod escalate;
 #[cfg(test)]
 mod escalate_tests;
+mod grid;
 pub(crate) mod ids;
 mod invite;
 mod linger;
@@ -261,7 +262,7 @@ impl Ua {
                 }
                 self.lingering.shrink_when_sparse();
                 if let Some(at) = self.lingering.next_expiry() {
-                    self.schedule(Event::Expire, at.saturating_duration_since(now));
+                    self.schedule_housekeeping(Event::Expire, at.saturating_duration_since(now));
                 }
             }
         }
@@ -486,9 +487,19 @@ impl Ua {
 
     /// Sends `ev` to this user agent after `after`; the handle stops it.
     fn schedule(&self, ev: Event, after: Duration) -> tokio::task::AbortHandle {
+        self.schedule_at(ev, tokio::time::Instant::now() + after)
+    }
+
+    /// A housekeeping timer: [`grid`] may fire it up to a step late, with
+    /// others due about then.
+    fn schedule_housekeeping(&self, ev: Event, after: Duration) {
+        self.schedule_at(ev, grid::deadline(tokio::time::Instant::now(), after));
+    }
+
+    fn schedule_at(&self, ev: Event, at: tokio::time::Instant) -> tokio::task::AbortHandle {
         let events = self.events.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
+            tokio::time::sleep_until(at).await;
             let _ = events.send(ev).await;
         })
         .abort_handle()
@@ -509,7 +520,7 @@ impl Ua {
             self.forget(oldest);
         }
         if first {
-            self.schedule(Event::Expire, LINGER);
+            self.schedule_housekeeping(Event::Expire, LINGER);
         }
     }
 

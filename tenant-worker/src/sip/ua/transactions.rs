@@ -129,7 +129,12 @@ impl Ua {
                 Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
                 Output::Arm(timer, after) => {
                     let key = key.clone();
-                    self.schedule(Event::ServerTimer { key, timer }, after);
+                    let ev = Event::ServerTimer { key, timer };
+                    if timer.absorbs() {
+                        self.schedule_housekeeping(ev, after);
+                    } else {
+                        self.schedule(ev, after);
+                    }
                 }
                 Output::Timeout => tracing::debug!("no ACK came for a final response"),
                 Output::Terminated => {
@@ -180,7 +185,12 @@ impl Ua {
                 Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
                 Output::Arm(timer, after) => {
                     let key = key.clone();
-                    self.schedule(Event::ClientTimer { key, timer }, after);
+                    let ev = Event::ClientTimer { key, timer };
+                    if timer.absorbs() {
+                        self.schedule_housekeeping(ev, after);
+                    } else {
+                        self.schedule(ev, after);
+                    }
                 }
                 Output::Deliver => {
                     if let Some(code) = code.filter(|c| *c >= 200) {
