@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::{Event, Ua};
+use crate::sip::txn::Timer;
+
 /// The grid's step: the most a timer on it fires late.
-pub(super) const STEP: Duration = Duration::from_millis(250);
+const STEP: Duration = Duration::from_millis(250);
 
 /// When a housekeeping timer armed at `now` for `after` fires: at the
 /// first grid point at or after `now + after`.
-pub(super) fn deadline(now: Instant, after: Duration) -> Instant {
+fn deadline(now: Instant, after: Duration) -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     on_grid(*ORIGIN.get_or_init(|| now), now, after)
 }
@@ -29,6 +32,24 @@ fn on_grid(origin: Instant, now: Instant, after: Duration) -> Instant {
     let step = STEP.as_nanos();
     let since = (exact - origin).as_nanos().div_ceil(step) * step;
     origin + Duration::from_nanos(u64::try_from(since).unwrap_or(u64::MAX))
+}
+
+impl Ua {
+    /// A housekeeping timer: it may fire up to a step late, with the others
+    /// due about then.
+    pub(super) fn schedule_housekeeping(&self, ev: Event, after: Duration) {
+        self.schedule_at(ev, deadline(Instant::now(), after));
+    }
+
+    /// Arms a transaction's `timer`: on the grid when it only absorbs
+    /// retransmissions, on time otherwise.
+    pub(super) fn arm(&self, ev: Event, timer: Timer, after: Duration) {
+        if timer.absorbs() {
+            self.schedule_housekeeping(ev, after);
+        } else {
+            self.schedule(ev, after);
+        }
+    }
 }
 
 #[cfg(test)]

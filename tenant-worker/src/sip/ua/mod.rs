@@ -490,12 +490,6 @@ impl Ua {
         self.schedule_at(ev, tokio::time::Instant::now() + after)
     }
 
-    /// A housekeeping timer: [`grid`] may fire it up to a step late, with
-    /// others due about then.
-    fn schedule_housekeeping(&self, ev: Event, after: Duration) {
-        self.schedule_at(ev, grid::deadline(tokio::time::Instant::now(), after));
-    }
-
     fn schedule_at(&self, ev: Event, at: tokio::time::Instant) -> tokio::task::AbortHandle {
         let events = self.events.clone();
         tokio::spawn(async move {

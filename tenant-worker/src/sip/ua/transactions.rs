@@ -129,12 +129,7 @@ impl Ua {
                 Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
                 Output::Arm(timer, after) => {
                     let key = key.clone();
-                    let ev = Event::ServerTimer { key, timer };
-                    if timer.absorbs() {
-                        self.schedule_housekeeping(ev, after);
-                    } else {
-                        self.schedule(ev, after);
-                    }
+                    self.arm(Event::ServerTimer { key, timer }, timer, after);
                 }
                 Output::Timeout => tracing::debug!("no ACK came for a final response"),
                 Output::Terminated => {
@@ -185,12 +180,7 @@ impl Ua {
                 Output::Send(bytes) => self.out.send(&origin, dest, bytes).await,
                 Output::Arm(timer, after) => {
                     let key = key.clone();
-                    let ev = Event::ClientTimer { key, timer };
-                    if timer.absorbs() {
-                        self.schedule_housekeeping(ev, after);
-                    } else {
-                        self.schedule(ev, after);
-                    }
+                    self.arm(Event::ClientTimer { key, timer }, timer, after);
                 }
                 Output::Deliver => {
                     if let Some(code) = code.filter(|c| *c >= 200) {
