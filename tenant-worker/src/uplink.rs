@@ -91,14 +91,8 @@ mod tests {
 
     /// A socketpair like the worker's link (SOCK_SEQPACKET).
     fn pair() -> (Arc<Link>, Link) {
-        let (a, b) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::SeqPacket,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        (Arc::new(Link::new(a).unwrap()), Link::new(b).unwrap())
+        let (a, b) = Link::pair().unwrap();
+        (Arc::new(a), b)
     }
 
     fn ended(n: usize) -> FromWorker {

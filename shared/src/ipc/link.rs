@@ -5,7 +5,7 @@
 //! methods take `&self`: one task can wait for frames while others send.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use tokio::io::unix::AsyncFd;
@@ -45,6 +45,19 @@ impl Link {
         Ok(Self { fd })
     }
 
+    /// Two connected ends of a new `SOCK_SEQPACKET` socketpair, as a
+    /// worker's link is made (tests of both sides use it).
+    pub fn pair() -> io::Result<(Self, Self)> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Self::new(a)?, Self::new(b)?))
+    }
+
     /// Sends one packet, waiting while the socket buffer is full.
     pub async fn send_packet(&self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         loop {
@@ -70,10 +83,27 @@ impl Link {
         Ok(())
     }
 
-    /// Sends one packet if the socket buffer has room right now. Used where a
-    /// slow peer must never stall the sender (the router's fan-out).
-    pub fn try_send_packet(&self, frame: &[u8]) -> io::Result<()> {
-        fds::send_packet(self.fd.get_ref().as_fd(), frame, &[])
+    /// Sends one packet, with `fds` attached when not empty, if the socket
+    /// buffer has room right now (`WouldBlock` if not). Used where a slow
+    /// peer must never stall the sender: the router's fan-out, the
+    /// supervisor's answers to a worker.
+    pub fn try_send_packet(&self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        fds::send_packet(self.fd.get_ref().as_fd(), frame, fds)
+    }
+
+    /// Bytes sent on this end that the peer has not read yet, as the
+    /// kernel charges them against the send buffer (each packet's data and
+    /// its bookkeeping).
+    pub fn unread_bytes(&self) -> io::Result<usize> {
+        // SIOCOUTQ; libc names it by its terminal twin, the same number.
+        use nix::libc::{c_int, ioctl, TIOCOUTQ as SIOCOUTQ};
+        let mut bytes: c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int through the pointer, which points
+        // at a live local; the descriptor is ours for as long as `self` lives.
+        if unsafe { ioctl(self.fd.get_ref().as_raw_fd(), SIOCOUTQ, &mut bytes) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(bytes.max(0) as usize)
     }
 
     /// Receives one packet into `buf` (at least [`MAX_FRAME`] long).
@@ -125,5 +155,26 @@ impl Link {
             None => Ok(None),
             Some(Received { len, fds }) => Ok(Some((codec::decode_to_worker(&buf[..len])?, fds))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn unread_bytes_count_what_the_peer_has_not_read() {
+        let (sender, reader) = Link::pair().unwrap();
+        assert_eq!(sender.unread_bytes().unwrap(), 0);
+        sender.try_send_packet(&[7; 600], &[]).unwrap();
+        let one = sender.unread_bytes().unwrap();
+        assert!(one >= 600, "one 600-byte packet counts {one}");
+        sender.try_send_packet(&[7; 600], &[]).unwrap();
+        assert!(sender.unread_bytes().unwrap() > one);
+        let mut buf = vec![0; MAX_FRAME];
+        for _ in 0..2 {
+            reader.recv_packet(&mut buf).await.unwrap().unwrap();
+        }
+        assert_eq!(sender.unread_bytes().unwrap(), 0);
     }
 }

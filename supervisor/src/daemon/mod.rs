@@ -9,6 +9,7 @@ pub mod audit;
 pub mod egress;
 mod install;
 pub mod metrics;
+mod replies;
 mod restart;
 mod rtp;
 mod tenants;

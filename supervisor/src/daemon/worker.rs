@@ -3,7 +3,7 @@
 //! control replies, and notice when it exits.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,8 @@ use bulkhead_shared::TenantId;
 use tokio::sync::oneshot;
 use zeroize::Zeroize;
 
+use super::replies::{Replies, Sent};
+use super::rtp::RtpPair;
 use crate::keystore::DataKey;
 use crate::ports::TenantSockets;
 use bulkhead_shared::rate::{Occurrences, TokenBucket};
@@ -210,6 +212,8 @@ async fn read_frames(
     closed: oneshot::Sender<String>,
 ) {
     let router = tenants.router.clone();
+    // Never `.await` a send to the worker in this loop: see `replies`.
+    let replies = Replies::new(link.clone());
     // Egress requests run beside this loop, a bounded number at a time.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(super::egress::MAX_IN_FLIGHT));
     let mut rtp = super::rtp::WorkerRtp::default();
@@ -279,7 +283,11 @@ async fn read_frames(
                         port,
                         reason: "too many connections in progress".into(),
                     };
-                    super::egress::answer(&link, seq, Err(busy)).await;
+                    let error = Some(busy.to_string());
+                    let mut frame = Vec::new();
+                    if encode_to_worker(&ToWorker::Connected { seq, error }, &mut frame).is_ok() {
+                        replies.send(frame, Vec::new());
+                    }
                     continue;
                 };
                 let (link, tenants, tenant) = (link.clone(), tenants.clone(), tenant.clone());
@@ -292,7 +300,9 @@ async fn read_frames(
             Ok(Some(FromWorker::RtpOpen { seq })) => {
                 let limit = tenants.limits_of(&tenant).max_concurrent_calls as usize;
                 let answer = rtp.open(&tenants.rtp, limit);
-                send_rtp(&link, seq, answer).await;
+                if let Some(unsent) = answer_rtp(&replies, seq, answer) {
+                    rtp.close(&tenants.rtp, unsent);
+                }
             }
             Ok(Some(FromWorker::RtpClose { port })) => rtp.close(&tenants.rtp, port),
             Ok(Some(FromWorker::CallEnded { call_id })) => router.call_ended(&tenant, &call_id),
@@ -309,24 +319,24 @@ async fn read_frames(
     let _ = closed.send(reason);
 }
 
-/// Answers `RtpOpen`: the RTP and RTCP sockets on success, the reason otherwise.
-async fn send_rtp(link: &Link, seq: u64, answer: Result<super::rtp::RtpPair, String>) {
-    let (port, error) = match &answer {
-        Ok(pair) => (Some(pair.port), None),
-        Err(e) => (None, Some(e.clone())),
+/// Answers `RtpOpen` without waiting for the worker ([`Replies`]): the
+/// RTP and RTCP sockets on success, the reason otherwise. Returns the port
+/// of a pair whose answer was dropped, for the caller to take back.
+fn answer_rtp(replies: &Replies, seq: u64, answer: Result<RtpPair, String>) -> Option<u16> {
+    let (port, error, fds) = match answer {
+        Ok(pair) => (
+            Some(pair.port),
+            None,
+            vec![OwnedFd::from(pair.rtp), OwnedFd::from(pair.rtcp)],
+        ),
+        Err(e) => (None, Some(e), Vec::new()),
     };
     let mut frame = Vec::new();
     if encode_to_worker(&ToWorker::RtpOpened { seq, port, error }, &mut frame).is_err() {
-        return;
+        return port;
     }
-    let sent = match &answer {
-        Ok(pair) => {
-            link.send_packet(&frame, &[pair.rtp.as_fd(), pair.rtcp.as_fd()])
-                .await
-        }
-        Err(_) => link.send_packet(&frame, &[]).await,
-    };
-    if let Err(e) = sent {
-        tracing::debug!(error = %e, "could not answer an RTP request");
+    match replies.send(frame, fds) {
+        Sent::Dropped => port,
+        Sent::Now | Sent::Later => None,
     }
 }

@@ -17,6 +17,8 @@ use bulkhead_shared::TenantId;
 
 use bulkhead_shared::rate::TokenBucket;
 
+use super::backlog::Backlog;
+
 /// A slot nobody reported over for this long is taken back (a safety net
 /// for a worker that loses track of a call; real calls end far sooner).
 const SLOT_MAX_AGE: Duration = Duration::from_secs(4 * 3600);
@@ -34,13 +36,15 @@ pub enum Refusal {
     Draining,
     TooManyCalls,
     TooFast,
+    /// The worker has fallen behind on the calls it has ([`super::backlog`]).
+    Behind,
 }
 
 impl Refusal {
     /// Seconds for the 503's Retry-After.
     pub fn retry_after(self) -> &'static str {
         match self {
-            Self::TooFast => "1",
+            Self::TooFast | Self::Behind => "1",
             Self::TooManyCalls | Self::Draining => "5",
         }
     }
@@ -51,6 +55,7 @@ impl Refusal {
             Self::Draining => "Service Unavailable (draining)",
             Self::TooManyCalls => "Service Unavailable (too many calls)",
             Self::TooFast => "Service Unavailable (call rate limit)",
+            Self::Behind => "Service Unavailable (busy)",
         }
     }
 }
@@ -72,6 +77,7 @@ struct Gate {
     /// One second's worth of calls may come at once.
     bucket: TokenBucket,
     active: HashMap<String, Instant>,
+    backlog: Backlog,
     draining: bool,
     admitted: u64,
     refused: u64,
@@ -87,13 +93,14 @@ impl Gate {
                 now,
             ),
             active: HashMap::new(),
+            backlog: Backlog::default(),
             draining: false,
             admitted: 0,
             refused: 0,
         }
     }
 
-    fn check(&mut self, draining_all: bool, now: Instant) -> Result<(), Refusal> {
+    fn check(&mut self, draining_all: bool, unread: usize, now: Instant) -> Result<(), Refusal> {
         if self.draining || draining_all {
             return Err(Refusal::Draining);
         }
@@ -103,6 +110,9 @@ impl Gate {
             if self.active.len() >= self.limits.max_concurrent as usize {
                 return Err(Refusal::TooManyCalls);
             }
+        }
+        if !self.backlog.admits(unread, now) {
+            return Err(Refusal::Behind);
         }
         if !self.bucket.take(now) {
             return Err(Refusal::TooFast);
@@ -138,9 +148,16 @@ impl Admission {
         self.gates.lock().expect("gates lock").remove(tenant);
     }
 
-    /// Admits a new call or says why not. A tenant without limits set is
+    /// Admits a new call or says why not; `unread` is what the tenant's
+    /// worker has left unread on its socket. A tenant without limits set is
     /// admitted (its worker's own limit still applies).
-    pub fn admit(&self, tenant: &TenantId, call_id: &str, now: Instant) -> Result<(), Refusal> {
+    pub fn admit(
+        &self,
+        tenant: &TenantId,
+        call_id: &str,
+        unread: usize,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         let draining_all = self.draining_all.load(Ordering::Relaxed);
         let mut gates = self.gates.lock().expect("gates lock");
         let Some(gate) = gates.get_mut(tenant) else {
@@ -150,7 +167,7 @@ impl Admission {
                 Ok(())
             };
         };
-        match gate.check(draining_all, now) {
+        match gate.check(draining_all, unread, now) {
             Ok(()) => {
                 gate.admitted += 1;
                 gate.active.insert(call_id.to_owned(), now);
@@ -251,21 +268,36 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_left_behind_gets_no_new_calls_and_spends_no_rate() {
+        use super::super::backlog::{BEHIND, STANDING};
+        let (a, t) = gated(1000, 2);
+        let now = Instant::now();
+        assert_eq!(a.admit(&t, "c1", BEHIND + 1, now), Ok(()));
+        let later = now + STANDING;
+        assert_eq!(a.admit(&t, "c2", BEHIND + 1, later), Err(Refusal::Behind));
+        assert_eq!(Refusal::Behind.reason(), "Service Unavailable (busy)");
+        assert_eq!(a.counts(&t).refused, 1);
+        // Caught up: the refused call took no token, so one is left.
+        assert_eq!(a.admit(&t, "c2", 0, later), Ok(()));
+        assert_eq!(a.admit(&t, "c3", 0, later), Err(Refusal::TooFast));
+    }
+
+    #[test]
     fn the_rate_limit_allows_a_burst_of_one_second_then_refills() {
         let (a, t) = gated(1000, 10);
         let now = Instant::now();
         for i in 0..10 {
-            assert_eq!(a.admit(&t, &format!("c{i}"), now), Ok(()));
+            assert_eq!(a.admit(&t, &format!("c{i}"), 0, now), Ok(()));
         }
-        assert_eq!(a.admit(&t, "over", now), Err(Refusal::TooFast));
+        assert_eq!(a.admit(&t, "over", 0, now), Err(Refusal::TooFast));
         // A tenth of a second later, one more token.
         let later = now + Duration::from_millis(100);
-        assert_eq!(a.admit(&t, "c10", later), Ok(()));
-        assert_eq!(a.admit(&t, "c11", later), Err(Refusal::TooFast));
+        assert_eq!(a.admit(&t, "c10", 0, later), Ok(()));
+        assert_eq!(a.admit(&t, "c11", 0, later), Err(Refusal::TooFast));
         // Idle for a minute saves only one second's worth.
         let idle = later + Duration::from_secs(60);
         let admitted = (0..30)
-            .filter(|i| a.admit(&t, &format!("d{i}"), idle).is_ok())
+            .filter(|i| a.admit(&t, &format!("d{i}"), 0, idle).is_ok())
             .count();
         assert_eq!(admitted, 10);
         assert_eq!(a.counts(&t).refused, 2 + 20);
@@ -275,18 +307,18 @@ mod tests {
     fn the_concurrent_limit_counts_calls_until_they_end() {
         let (a, t) = gated(2, 1000);
         let now = Instant::now();
-        assert_eq!(a.admit(&t, "c1", now), Ok(()));
-        assert_eq!(a.admit(&t, "c2", now), Ok(()));
-        assert_eq!(a.admit(&t, "c3", now), Err(Refusal::TooManyCalls));
+        assert_eq!(a.admit(&t, "c1", 0, now), Ok(()));
+        assert_eq!(a.admit(&t, "c2", 0, now), Ok(()));
+        assert_eq!(a.admit(&t, "c3", 0, now), Err(Refusal::TooManyCalls));
         a.release(&t, "c1");
-        assert_eq!(a.admit(&t, "c3", now), Ok(()));
+        assert_eq!(a.admit(&t, "c3", 0, now), Ok(()));
         assert_eq!(a.active(Some(&t)), 2);
         a.release_all(&t);
         assert_eq!(a.active(None), 0);
         // A slot never reported over is taken back after SLOT_MAX_AGE.
-        a.admit(&t, "x1", now).unwrap();
-        a.admit(&t, "x2", now).unwrap();
-        assert_eq!(a.admit(&t, "x3", now + SLOT_MAX_AGE), Ok(()));
+        a.admit(&t, "x1", 0, now).unwrap();
+        a.admit(&t, "x2", 0, now).unwrap();
+        assert_eq!(a.admit(&t, "x3", 0, now + SLOT_MAX_AGE), Ok(()));
     }
 
     #[test]
@@ -301,26 +333,26 @@ mod tests {
             },
         );
         let now = Instant::now();
-        a.admit(&t, "same-call-id", now).unwrap();
+        a.admit(&t, "same-call-id", 0, now).unwrap();
         a.release(&other, "same-call-id");
-        assert_eq!(a.admit(&t, "c2", now), Err(Refusal::TooManyCalls));
-        assert_eq!(a.admit(&other, "c3", now), Ok(()));
+        assert_eq!(a.admit(&t, "c2", 0, now), Err(Refusal::TooManyCalls));
+        assert_eq!(a.admit(&other, "c3", 0, now), Ok(()));
     }
 
     #[test]
     fn draining_refuses_new_calls_but_keeps_calls_in_progress() {
         let (a, t) = gated(10, 10);
         let now = Instant::now();
-        a.admit(&t, "c1", now).unwrap();
+        a.admit(&t, "c1", 0, now).unwrap();
         a.set_draining(&t, true);
-        assert_eq!(a.admit(&t, "c2", now), Err(Refusal::Draining));
+        assert_eq!(a.admit(&t, "c2", 0, now), Err(Refusal::Draining));
         assert_eq!(a.active(Some(&t)), 1);
         a.set_draining(&t, false);
-        assert_eq!(a.admit(&t, "c2", now), Ok(()));
+        assert_eq!(a.admit(&t, "c2", 0, now), Ok(()));
         a.drain_all();
-        assert_eq!(a.admit(&t, "c3", now), Err(Refusal::Draining));
+        assert_eq!(a.admit(&t, "c3", 0, now), Err(Refusal::Draining));
         assert_eq!(
-            a.admit(&tenant("unknown"), "c4", now),
+            a.admit(&tenant("unknown"), "c4", 0, now),
             Err(Refusal::Draining)
         );
     }
@@ -329,7 +361,7 @@ mod tests {
     fn changing_limits_live_keeps_slots() {
         let (a, t) = gated(2, 100);
         let now = Instant::now();
-        a.admit(&t, "c1", now).unwrap();
+        a.admit(&t, "c1", 0, now).unwrap();
         a.set_limits(
             &t,
             CallLimits {
@@ -338,6 +370,6 @@ mod tests {
             },
         );
         assert_eq!(a.active(Some(&t)), 1);
-        assert_eq!(a.admit(&t, "c2", now), Err(Refusal::TooManyCalls));
+        assert_eq!(a.admit(&t, "c2", 0, now), Err(Refusal::TooManyCalls));
     }
 }

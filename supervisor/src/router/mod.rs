@@ -9,6 +9,7 @@
 //! New calls pass each tenant's limits first ([`admission`]).
 
 pub mod admission;
+mod backlog;
 mod dialogs;
 mod peers;
 mod tcp;
@@ -165,7 +166,9 @@ impl Router {
                     return self.reject(source, data, 503, "Service Unavailable", RETRY_AFTER);
                 };
                 if let Some(call_id) = new_call {
-                    if let Err(refusal) = self.admission.admit(&tenant, call_id, Instant::now()) {
+                    let unread = link.unread_bytes().unwrap_or(0);
+                    let now = Instant::now();
+                    if let Err(refusal) = self.admission.admit(&tenant, call_id, unread, now) {
                         return self.refuse(source, data, refusal);
                     }
                 }
@@ -175,7 +178,7 @@ impl Router {
                 self.peers.allow(&tenant, transport, conn, peer.ip());
                 let mut frame = Vec::with_capacity(data.len() + 32);
                 if encode_sip_frame(transport, conn, peer, data, &mut frame).is_err()
-                    || link.try_send_packet(&frame).is_err()
+                    || link.try_send_packet(&frame, &[]).is_err()
                 {
                     if let Some(call_id) = new_call {
                         self.admission.unadmit(&tenant, call_id);

@@ -127,8 +127,22 @@ impl RtpClient {
     }
 
     /// Hands an `RtpOpened` answer (and its descriptors) to whoever asked.
-    pub fn deliver(&self, seq: u64, port: Option<u16>, error: Option<String>, fds: Vec<OwnedFd>) {
+    /// A pair nobody waits for any more (its answer came after
+    /// [`OPEN_TIMEOUT`]) goes straight back: the supervisor counts it
+    /// against the tenant's concurrent calls until it is returned.
+    pub fn deliver(
+        self: &Arc<Self>,
+        seq: u64,
+        port: Option<u16>,
+        error: Option<String>,
+        fds: Vec<OwnedFd>,
+    ) {
         let Some(tx) = self.pending.lock().expect("rtp pending lock").remove(&seq) else {
+            if let (Some(port), None) = (port, error) {
+                drop(fds);
+                let client = Arc::clone(self);
+                tokio::spawn(async move { client.close_port(port).await });
+            }
             return;
         };
         let answer = match (port, error) {
@@ -170,5 +184,48 @@ impl RtpClient {
         let _ = link
             .send_to_supervisor(&FromWorker::RtpClose { port })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_shared::ipc::codec::MAX_FRAME;
+    use bulkhead_shared::ipc::Link;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pair_answered_after_its_caller_gave_up_goes_back() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (w, s) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let supervisor = Link::new(s).unwrap();
+        let client = Arc::new(RtpClient::new(Uplink::start(Arc::new(
+            Link::new(w).unwrap(),
+        ))));
+        let socket = || OwnedFd::from(UdpSocket::bind("127.0.0.1:0").unwrap());
+        // Seq 7 was never asked for, or its caller timed out.
+        client.deliver(7, Some(40_000), None, vec![socket(), socket()]);
+        let mut buf = vec![0; MAX_FRAME];
+        let frame = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervisor.recv_from_worker(&mut buf),
+        )
+        .await
+        .expect("the pair was never returned")
+        .unwrap();
+        assert_eq!(frame, Some(FromWorker::RtpClose { port: 40_000 }));
+        // A refusal holds nothing, so nothing goes back.
+        client.deliver(8, None, Some("busy".into()), vec![]);
+        let nothing = tokio::time::timeout(
+            Duration::from_millis(200),
+            supervisor.recv_from_worker(&mut buf),
+        )
+        .await;
+        assert!(nothing.is_err(), "a refusal was answered with {nothing:?}");
     }
 }
