@@ -2,19 +2,21 @@
 //!
 //! A tenant's limits may admit more calls than its worker can serve (an
 //! admin raising them past what the machine does, a machine busy with
-//! other work). Its socket then fills with SIP it has not read, each call
-//! waits longer, callers retransmit, and the retransmissions are more work:
-//! one tenant offered 4,000 calls/s completed 56% of them, at fewer calls a
-//! second than it serves when it is not overloaded (BENCHMARKS.md, eleventh
-//! session).
+//! other work). Its socket then fills with SIP it has not read: the calls
+//! it has wait behind new ones, and so do the supervisor's control frames
+//! (the heartbeat among them). One tenant offered 4,000 calls/s for 12 s
+//! completed 26,708 of 48,000 calls (BENCHMARKS.md, eleventh session).
 //!
 //! So the router reads how much the worker has left unread on its socket
 //! before each new call. A backlog that stands, above [`BEHIND`] at every
 //! new call for [`STANDING`], refuses new calls with a 503 until a new call
-//! finds the worker caught up. A burst that the worker clears within
-//! [`STANDING`] is never refused. Past [`FULL`] new calls are refused at
-//! once, so the calls in progress (their ACKs and BYEs) and the
-//! supervisor's control frames keep the rest of the socket.
+//! finds the worker caught up: a refusal costs the router a few
+//! microseconds and the worker nothing. A burst that the worker clears
+//! within [`STANDING`] is never refused. Past [`FULL`] new calls are
+//! refused at once, so the calls in progress (their ACKs and BYEs) and the
+//! control frames keep the rest of the socket. This bounds only the queue
+//! the router can see; the worker's own (its events, its commits) it
+//! cannot.
 
 use std::time::{Duration, Instant};
 
