@@ -7,6 +7,7 @@
 //! escape at all, so a `denied` means something).
 
 use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -441,7 +442,10 @@ async fn probe_run(
                 }
                 Ok(Some(FromWorker::Connect { seq, host, port })) => {
                     let result = super::egress::connect(tenants, id, &host, port).await;
-                    super::egress::answer(&link, seq, result).await;
+                    if let Some((frame, fds)) = super::egress::answer(seq, result) {
+                        let fds: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+                        let _ = link.send_packet(&frame, &fds).await;
+                    }
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) => return Err(failed("probe worker", &"exited without a report")),

@@ -105,27 +105,21 @@ pub async fn connect(
         })
 }
 
-/// Answers a worker's `Connect`: the socket on success, the reason otherwise.
-pub async fn answer(
-    link: &bulkhead_shared::ipc::Link,
+/// The answer to a worker's `Connect`: the frame, and the socket on
+/// success (the reason is in the frame otherwise).
+pub fn answer(
     seq: u64,
     result: Result<std::net::TcpStream, EgressError>,
-) {
+) -> Option<(Vec<u8>, Vec<std::os::fd::OwnedFd>)> {
     use bulkhead_shared::ipc::codec::encode_to_worker;
     use bulkhead_shared::ipc::ToWorker;
-    use std::os::fd::AsFd;
-    let mut frame = Vec::new();
-    let error = result.as_ref().err().map(|e| e.to_string());
-    if encode_to_worker(&ToWorker::Connected { seq, error }, &mut frame).is_err() {
-        return;
-    }
-    let sent = match &result {
-        Ok(stream) => link.send_packet(&frame, &[stream.as_fd()]).await,
-        Err(_) => link.send_packet(&frame, &[]).await,
+    let (error, fds) = match result {
+        Ok(stream) => (None, vec![stream.into()]),
+        Err(e) => (Some(e.to_string()), Vec::new()),
     };
-    if let Err(e) = sent {
-        tracing::debug!(error = %e, "could not answer an egress request");
-    }
+    let mut frame = Vec::new();
+    encode_to_worker(&ToWorker::Connected { seq, error }, &mut frame).ok()?;
+    Some((frame, fds))
 }
 
 #[cfg(test)]

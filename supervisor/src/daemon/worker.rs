@@ -283,17 +283,17 @@ async fn read_frames(
                         port,
                         reason: "too many connections in progress".into(),
                     };
-                    let error = Some(busy.to_string());
-                    let mut frame = Vec::new();
-                    if encode_to_worker(&ToWorker::Connected { seq, error }, &mut frame).is_ok() {
-                        replies.send(frame, Vec::new());
+                    if let Some((frame, fds)) = super::egress::answer(seq, Err(busy)) {
+                        replies.send(frame, fds);
                     }
                     continue;
                 };
-                let (link, tenants, tenant) = (link.clone(), tenants.clone(), tenant.clone());
+                let (replies, tenants, tenant) = (replies.clone(), tenants.clone(), tenant.clone());
                 tokio::spawn(async move {
                     let result = super::egress::connect(&tenants, &tenant, &host, port).await;
-                    super::egress::answer(&link, seq, result).await;
+                    if let Some((frame, fds)) = super::egress::answer(seq, result) {
+                        replies.send(frame, fds);
+                    }
                     drop(permit);
                 });
             }
