@@ -195,18 +195,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_pair_answered_after_its_caller_gave_up_goes_back() {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        let (w, s) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        let supervisor = Link::new(s).unwrap();
-        let client = Arc::new(RtpClient::new(Uplink::start(Arc::new(
-            Link::new(w).unwrap(),
-        ))));
+        let (worker, supervisor) = Link::pair().unwrap();
+        let client = Arc::new(RtpClient::new(Uplink::start(Arc::new(worker))));
         let socket = || OwnedFd::from(UdpSocket::bind("127.0.0.1:0").unwrap());
         // Seq 7 was never asked for, or its caller timed out.
         client.deliver(7, Some(40_000), None, vec![socket(), socket()]);
