@@ -26,7 +26,9 @@ pub const BEHIND: usize = 64 * 1024;
 /// How long a worker may stay behind before new calls are refused.
 pub const STANDING: Duration = Duration::from_millis(50);
 /// Unread bytes past which new calls are refused at once: a quarter of the
-/// socket's room (supervisor/src/spawn, `SEND_BUFFER`).
+/// socket's room as root (`SEND_BUFFER` in supervisor/src/spawn, 1 MiB,
+/// which the kernel doubles for its bookkeeping). Without root the room is
+/// `wmem_max` at most, and only the [`STANDING`] rule refuses.
 pub const FULL: usize = 512 * 1024;
 
 /// One worker's backlog, as the new calls to it found it.
