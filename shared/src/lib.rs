@@ -8,6 +8,7 @@
 //! stay fast.
 
 pub mod api_token;
+pub mod backlog;
 pub mod cidr;
 pub mod ipc;
 pub mod number;

@@ -17,7 +17,7 @@ use bulkhead_shared::TenantId;
 
 use bulkhead_shared::rate::TokenBucket;
 
-use super::backlog::Backlog;
+use super::backlog::{self, Backlog};
 
 /// A slot nobody reported over for this long is taken back (a safety net
 /// for a worker that loses track of a call; real calls end far sooner).
@@ -93,7 +93,7 @@ impl Gate {
                 now,
             ),
             active: HashMap::new(),
-            backlog: Backlog::default(),
+            backlog: backlog::for_worker_socket(),
             draining: false,
             admitted: 0,
             refused: 0,

@@ -32,6 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bulkhead_shared::backlog::Backlog;
 use bulkhead_shared::rate::Occurrences;
 use bulkhead_shared::Number;
 use tokio::sync::mpsc;
@@ -146,6 +147,8 @@ pub struct Ua {
     store: Store,
     out: Outbound,
     events: mpsc::Sender<Event>,
+    /// Its events queued, as new calls find them (invite.rs).
+    behind: Backlog,
     calls: HashMap<String, Call>,
     /// How many of `calls` are not over: the tenant's concurrent calls,
     /// kept as a count because `calls` also holds the ended ones lingering.
@@ -182,11 +185,13 @@ pub struct Ua {
 impl Ua {
     pub fn new(cfg: UaConfig, store: Store, out: Outbound, events: mpsc::Sender<Event>) -> Self {
         let cfg_expected = Arc::clone(&cfg.expected);
+        let behind = invite::events_backlog(events.max_capacity());
         Self {
             cfg,
             store,
             out,
             events,
+            behind,
             calls: HashMap::new(),
             live_calls: 0,
             lingering: linger::Lingering::new(linger::MAX_LINGERING),
