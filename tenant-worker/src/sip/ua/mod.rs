@@ -9,6 +9,8 @@
 //! [`invite`]).
 
 mod admit;
+#[cfg(test)]
+mod busy_tests;
 mod dialog;
 mod escalate;
 #[cfg(test)]

@@ -69,6 +69,19 @@ impl Phone {
     }
 
     fn build(answer_delay: Duration, trunk: TrunkPolicy, max_servers: usize) -> Self {
+        let (phone, mut ua, rx) = Self::unstarted(answer_delay, trunk);
+        ua.max_servers = max_servers;
+        tokio::spawn(ua.run(rx));
+        phone
+    }
+
+    /// A phone whose user agent the test drives itself, event by event,
+    /// with its queue of events in the test's hands (capacity 64).
+    pub(super) fn held() -> (Self, Ua, mpsc::Receiver<Event>) {
+        Self::unstarted(Duration::ZERO, TrunkPolicy::default())
+    }
+
+    fn unstarted(answer_delay: Duration, trunk: TrunkPolicy) -> (Self, Ua, mpsc::Receiver<Event>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenant.db");
         let open = || crate::store::open(&path, &[9; 32]).unwrap();
@@ -89,10 +102,8 @@ impl Phone {
             agent: Arc::new(crate::agent::AgentRuntime::disabled()),
             expected: Arc::default(),
         };
-        let mut ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
-        ua.max_servers = max_servers;
-        tokio::spawn(ua.run(rx));
-        Self {
+        let ua = Ua::new(cfg, store.clone(), Outbound::in_memory(tx), events.clone());
+        let phone = Self {
             events,
             sent,
             origin: Origin::TrunkUdp {
@@ -102,15 +113,20 @@ impl Phone {
             store,
             start: Instant::now(),
             _dir: dir,
+        };
+        (phone, ua, rx)
+    }
+
+    /// The phone's request as the event the user agent gets.
+    pub(super) fn inbound(&self, msg: &str) -> Event {
+        Event::Inbound {
+            origin: self.origin.clone(),
+            data: msg.as_bytes().to_vec(),
         }
     }
 
     pub(super) async fn send(&self, msg: &str) {
-        let ev = Event::Inbound {
-            origin: self.origin.clone(),
-            data: msg.as_bytes().to_vec(),
-        };
-        self.events.send(ev).await.unwrap();
+        self.events.send(self.inbound(msg)).await.unwrap();
     }
 
     /// The next SIP message out, and when it left (virtual seconds).
