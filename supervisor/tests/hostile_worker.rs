@@ -11,8 +11,12 @@ mod common;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use bulkhead_shared::ipc::codec::encode_from_worker;
+use bulkhead_shared::ipc::FromWorker;
 use common::*;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{getsockopt, send, sockopt, MsgFlags, SockType};
+use nix::unistd::Pid;
 
 /// A duplicate of descriptor `target` of process `pid`, if it has one.
 fn steal_fd(pid: u64, target: i32) -> Option<OwnedFd> {
@@ -160,6 +164,49 @@ fn a_burst_right_after_a_raised_call_rate_is_within_the_new_budget() {
     let shown = sup.cli_json(&["tenant", "show", "clinic"]);
     assert_eq!(shown["pid"].as_u64(), Some(pid), "killed: {shown}");
     assert_eq!(shown["restarts"], 0, "{shown}");
+}
+
+#[test]
+fn a_worker_that_stops_reading_its_answers_is_still_heard() {
+    // The loop that reads a worker's frames once awaited room on the
+    // worker's socket to answer `RtpOpen`: with that socket full it stopped
+    // reading, and a worker that stopped reading was deaf to everything
+    // but the heartbeat (BENCHMARKS.md, eleventh session). Here the worker
+    // is stopped and its socket is filled by answers to its own requests;
+    // a bad frame after them must still be read, and end the worker for
+    // what it is, before the heartbeat (5 s) would.
+    let sup = Supervisor::start_with("[limits]\ncalls_per_second = 1000\n");
+    let clinic = sup.add_tenant("clinic", &["+15550100"]);
+    let pid = clinic["pid"].as_u64().unwrap();
+    let link = steal_link(pid);
+    kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+    let asked = Instant::now();
+    let mut frame = Vec::new();
+    let mut sent = 0u64;
+    // The answers (40 bytes and two descriptors, or an error) take some
+    // 1 KiB each of the supervisor's 2 MiB send buffer: 6,000 overfill it.
+    while sent < 6000 && asked.elapsed() < Duration::from_secs(3) {
+        encode_from_worker(&FromWorker::RtpOpen { seq: sent }, &mut frame).unwrap();
+        match send(link.as_raw_fd(), &frame, MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => sent += 1,
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_micros(200)),
+            Err(e) => panic!("the supervisor hung up after {sent} requests: {e}"),
+        }
+    }
+    assert_eq!(
+        sent, 6000,
+        "the supervisor stopped reading after {sent} requests"
+    );
+    let _ = send(link.as_raw_fd(), b"\xff\x00garbage", MsgFlags::MSG_DONTWAIT);
+    // The answers still queued hold RTP sockets until the worker's end of
+    // the socketpair closes, which this copy of it would put off.
+    drop(link);
+    let shown = back_up(&sup, "clinic", pid);
+    let why = shown["last_failure"].as_str().unwrap();
+    assert!(why.contains("invalid frame"), "{shown}");
+    // Every RTP pair it held came back: the new worker takes a call.
+    let (ok, out) = sipp_uac(sup.dir.path(), sup.sip, "+15550100", 1, "u1");
+    assert!(ok, "the replaced worker serves again:\n{out}");
 }
 
 /// The supervisor's log without its own colours (SGR sequences), so that
