@@ -15,8 +15,8 @@ fn invite(call: &str) -> String {
         .replace("Call-ID: ua-test-1", &format!("Call-ID: {call}"))
 }
 
-/// Events the user agent has not got to yet: more than half its queue
-/// (capacity 64, busy above 32).
+/// `n` events the user agent has not got to yet (its queue holds 64, and
+/// is behind above 32).
 fn stand_in_queue(phone: &Phone, n: usize) {
     for i in 0..n {
         let ev = Event::Answer {
@@ -30,7 +30,7 @@ fn drain(rx: &mut mpsc::Receiver<Event>) {
     while rx.try_recv().is_ok() {}
 }
 
-/// The first line of the user agent's answer to `call`'s INVITE.
+/// The user agent's first answer to `call`'s INVITE.
 async fn answer_to(phone: &mut Phone, ua: &mut Ua, call: &str) -> String {
     ua.handle(phone.inbound(&invite(call))).await;
     let (_, msg) = phone.next().await;
