@@ -22,9 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The user agent's events queued behind the one being handled, as new
-/// calls find them. Above half its queue (some 50 ms of work at full
-/// speed) at every new call for 50 ms, new calls are refused 503 until one
-/// finds the queue shorter: the calls it has go on. One tenant offered
+/// calls find them. Half its queue is at most some 10 ms of work: a call
+/// brings at least five events (its INVITE, ACK and BYE, and the store's
+/// two answers) and takes the user agent about 100 µs (BENCHMARKS.md,
+/// twelfth session). Above half at every new call for 50 ms, new calls
+/// are refused 503 until one finds the queue shorter: the calls it has go
+/// on. One tenant offered
 /// 4,000 calls/s for 10 s completed 14,644 and 17,107 of 40,000 calls
 /// without it, 39,744 and 39,727 with it, about as many as Kamailio + UAS
 /// in the same runs (BENCHMARKS.md, eleventh session).
