@@ -100,12 +100,13 @@ fn set_limit_of(
 
 /// `SCHED_BATCH` for the worker and every thread it starts: a worker woken
 /// (a frame from the router, its writer's commit) never preempts the
-/// running task, the router included; it runs on an idle core or when the
-/// running task's slice ends. Each preemption was a switch away from the
-/// router in the middle of a burst and back: with the policy, a burst of
-/// 2,000 calls took 14% less time and the worker 12% less CPU (BENCHMARKS.md,
-/// seventh session). Fair sharing of CPU time is unchanged, and the worker's
-/// seccomp filter keeps it from changing its policy back.
+/// running task, the router or another tenant's worker; it runs on an idle
+/// core or when the running task's slice ends. Fair sharing of CPU time is
+/// unchanged, and the worker's seccomp filter keeps it from changing its
+/// policy back. Adopted when it made a burst of 2,000 calls 14% shorter
+/// (seventh session); since then the speed difference has gone (bursts and
+/// steady rates within noise either way, BENCHMARKS.md, thirteenth session),
+/// and what keeps it is that a neighbour's wake-ups never preempt the router.
 fn run_as_batch() -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads the struct we pass by reference.
