@@ -197,7 +197,13 @@ fn a_worker_that_stops_reading_its_answers_is_still_heard() {
         sent, 6000,
         "the supervisor stopped reading after {sent} requests"
     );
-    let _ = send(link.as_raw_fd(), b"\xff\x00garbage", MsgFlags::MSG_DONTWAIT);
+    // Sent once there is room: right after the flood the socket can still
+    // be full, and a bad frame dropped on EAGAIN left the heartbeat to end
+    // the worker (seen once in CI).
+    let bad = send_frames(&link, 1, Duration::from_secs(3), |_| {
+        b"\xff\x00garbage".to_vec()
+    });
+    assert_eq!(bad, 1, "no room for the bad frame within 3 s");
     // The answers still queued hold RTP sockets until the worker's end of
     // the socketpair closes, which this copy of it would put off.
     drop(link);
