@@ -198,8 +198,8 @@ fn a_worker_that_stops_reading_its_answers_is_still_heard() {
         "the supervisor stopped reading after {sent} requests"
     );
     // Sent once there is room: right after the flood the socket can still
-    // be full, and a bad frame dropped on EAGAIN left the heartbeat to end
-    // the worker (seen once in CI).
+    // be full, and a bad frame dropped on EAGAIN would leave the heartbeat
+    // to end the worker (the likely cause of one failure in CI).
     let bad = send_frames(&link, 1, Duration::from_secs(3), |_| {
         b"\xff\x00garbage".to_vec()
     });
